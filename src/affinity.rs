@@ -1,0 +1,129 @@
+//! Thread-to-core placement: which pinned thread gets which core, and the pinning itself.
+//!
+//! Cores are read once in `main` (from the process's affinity mask, which reflects cpusets and
+//! containers) and planned before any thread starts; a thread pins itself first thing. A core id
+//! that is not in the mask is reported and the thread runs unpinned instead of failing.
+
+use crate::config::ThreadConfig;
+
+/// Highest CPU id + 1 that the kernel's `cpu_set_t` (and so `core_affinity`) can address.
+pub const CPU_SETSIZE: usize = 1024;
+
+/// Where each pinned thread goes; `None` means unpinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorePlan {
+    /// One entry per feed thread.
+    pub feed: Vec<Option<usize>>,
+    /// The producer thread.
+    pub producer: Option<usize>,
+}
+
+/// The logical CPUs this process may run on (empty if the OS will not say).
+pub fn available_cores() -> Vec<usize> {
+    core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default()
+}
+
+/// Plans the placement. Explicit ids win (unavailable ones become `None` with a warning). In
+/// automatic mode the feed threads take the highest cores and the producer the next one down,
+/// only when there are enough cores for all of them; otherwise nothing is pinned (pinning two
+/// busy threads onto one core is worse than letting the scheduler move them).
+pub fn plan(cfg: &ThreadConfig, available: &[usize]) -> CorePlan {
+    let check = |role: &str, c: usize| -> Option<usize> {
+        if available.contains(&c) {
+            Some(c)
+        } else {
+            log::warn!(event = "core_unavailable", role = role, core = c; "core {c} is not in this process's CPU set; {role} runs unpinned");
+            None
+        }
+    };
+    let explicit = !cfg.feed_cores.is_empty() || cfg.producer_core.is_some();
+    let plan = if explicit {
+        CorePlan {
+            feed: if cfg.feed_cores.is_empty() {
+                vec![None; cfg.feed_threads]
+            } else {
+                cfg.feed_cores.iter().map(|c| check("feed", *c)).collect()
+            },
+            producer: cfg.producer_core.and_then(|c| check("producer", c)),
+        }
+    } else if cfg.pinning && available.len() > cfg.feed_threads {
+        let mut sorted = available.to_vec();
+        sorted.sort_unstable();
+        let mut from_top = sorted.iter().rev().copied();
+        let feed: Vec<Option<usize>> = (0..cfg.feed_threads).map(|_| from_top.next()).collect();
+        CorePlan { feed, producer: from_top.next() }
+    } else {
+        CorePlan { feed: vec![None; cfg.feed_threads], producer: None }
+    };
+    warn_shared(&plan);
+    plan
+}
+
+fn warn_shared(plan: &CorePlan) {
+    let mut pinned: Vec<usize> = plan.feed.iter().flatten().copied().chain(plan.producer).collect();
+    pinned.sort_unstable();
+    for w in pinned.windows(2) {
+        if let [a, b] = w {
+            if a == b {
+                log::warn!(event = "core_shared", core = *a; "core {a} is given to more than one pinned thread");
+            }
+        }
+    }
+}
+
+/// Pins the calling thread to `core` (if any) and logs the outcome.
+pub fn pin_current(thread: &str, core: Option<usize>) -> bool {
+    match core {
+        Some(id) => {
+            // core_affinity indexes a fixed CPU_SETSIZE (1024) bitmap and panics beyond it.
+            let ok = id < CPU_SETSIZE && core_affinity::set_for_current(core_affinity::CoreId { id });
+            if ok {
+                log::info!(event = "thread_pinned", thread = thread, core = id; "pinned");
+            } else {
+                log::warn!(event = "thread_pin_failed", thread = thread, core = id; "could not pin; running unpinned");
+            }
+            ok
+        }
+        None => {
+            log::info!(event = "thread_unpinned", thread = thread; "not pinned");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(feed_threads: usize, feed_cores: Vec<usize>, producer_core: Option<usize>) -> ThreadConfig {
+        ThreadConfig { feed_threads, pinning: true, feed_cores, producer_core, queue_capacity: 1024 }
+    }
+
+    #[test]
+    fn auto_uses_top_cores_when_enough() {
+        let p = plan(&cfg(1, vec![], None), &[0, 1]);
+        assert_eq!(p, CorePlan { feed: vec![Some(1)], producer: Some(0) });
+        let p = plan(&cfg(2, vec![], None), &[0, 1, 2, 3]);
+        assert_eq!(p, CorePlan { feed: vec![Some(3), Some(2)], producer: Some(1) });
+    }
+
+    #[test]
+    fn auto_does_not_pin_when_short_of_cores() {
+        let p = plan(&cfg(2, vec![], None), &[0, 1]);
+        assert_eq!(p, CorePlan { feed: vec![None, None], producer: None });
+        let p = plan(&cfg(1, vec![], None), &[]);
+        assert_eq!(p.producer, None);
+    }
+
+    #[test]
+    fn explicit_cores_fall_back_when_absent() {
+        let p = plan(&cfg(2, vec![1, 99], Some(0)), &[0, 1]);
+        assert_eq!(p, CorePlan { feed: vec![Some(1), None], producer: Some(0) });
+    }
+
+    #[test]
+    fn pinning_to_an_absent_core_does_not_panic() {
+        let t = std::thread::spawn(|| pin_current("test", Some(4095)));
+        assert!(!t.join().expect("thread"));
+    }
+}

@@ -1,0 +1,193 @@
+//! Wires the threads of the design card together and owns the one shutdown path.
+//!
+//! Start order: metrics, Kafka check and topics, producer thread (with one hand-over queue per
+//! feed thread), control thread, http thread, feed threads. Stop order is the reverse of the data
+//! flow: feeds stop taking data, their queue senders drop, the producer drains and flushes within
+//! `SHUTDOWN_TIMEOUT_MS`, then control and http stop; every thread is joined and logged.
+
+use std::{net::SocketAddr, sync::Arc, thread::JoinHandle, time::Duration};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::{
+    affinity::{self, CorePlan},
+    config::Config,
+    control::{self, ControlCommand},
+    error::Error,
+    http,
+    producer::{self, FlushReport, Outbound, ProducerHandle, ProducerSettings},
+    shutdown::Shutdown,
+};
+
+/// A running engine.
+#[derive(Debug)]
+pub struct Engine {
+    config: Arc<Config>,
+    shutdown: Shutdown,
+    plan: CorePlan,
+    producer: Option<ProducerHandle>,
+    /// One sender per feed thread (plus one for the engine's own records), dropped at stop.
+    feed_senders: Vec<Sender<Outbound>>,
+    commands: Receiver<ControlCommand>,
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+    http_addr: SocketAddr,
+}
+
+/// What shutdown achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopReport {
+    /// The producer's final accounting.
+    pub producer: Option<FlushReport>,
+    /// Threads joined.
+    pub joined: usize,
+}
+
+impl Engine {
+    /// Starts every thread. The Kafka broker being down is not fatal (records wait in the
+    /// producer and, from issue 5 on, the journal); a bad configuration or an unbindable HTTP
+    /// address is.
+    ///
+    /// # Errors
+    /// [`Error`] when a thread cannot be started or the HTTP address cannot be bound.
+    pub fn start(config: Arc<Config>, shutdown: Shutdown) -> Result<Engine, Error> {
+        let metrics = crate::metrics::global();
+        let plan = affinity::plan(&config.threads, &affinity::available_cores());
+        log::info!(
+            event = "thread_map",
+            feed_cores = format!("{:?}", plan.feed),
+            producer_core = format!("{:?}", plan.producer);
+            "thread to core map"
+        );
+
+        let k = &config.kafka;
+        match producer::check_broker(&k.brokers, Duration::from_secs(5)) {
+            Ok(n) => {
+                metrics.kafka_up.set(1);
+                log::info!(event = "kafka_reachable", brokers = k.brokers.as_str(), count = n; "broker answered metadata");
+                let topics = [k.topic_ticks.as_str(), k.topic_dlq.as_str(), k.topic_raw.as_str(), k.topic_ohlc.as_str()];
+                if let Err(e) = producer::ensure_topics(&k.brokers, &topics, k.partitions, Duration::from_secs(10)) {
+                    log::error!(event = "kafka_topics_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                }
+            }
+            Err(e) => {
+                metrics.kafka_up.set(0);
+                log::error!(event = "kafka_unreachable", brokers = k.brokers.as_str(); "{e}");
+            }
+        }
+
+        let mut feed_senders = Vec::new();
+        let mut receivers = Vec::new();
+        // One queue per feed thread plus one for records the engine itself produces.
+        for _ in 0..=config.threads.feed_threads {
+            let (tx, rx) = producer::queue(config.threads.queue_capacity);
+            feed_senders.push(tx);
+            receivers.push(rx);
+        }
+        let producer = producer::spawn(
+            ProducerSettings {
+                kafka: config.kafka.clone(),
+                core: plan.producer,
+                flush_timeout: config.shutdown_timeout,
+                batch: 4096,
+            },
+            receivers,
+        )?;
+
+        let mut threads = Vec::new();
+        let (cmd_tx, commands) = crossbeam_channel::bounded::<ControlCommand>(64);
+        {
+            let url = config.redis_url.clone();
+            let sd = shutdown.clone();
+            let join = std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || control::run_listener(&url, &cmd_tx, &sd))
+                .map_err(|e| Error::Spawn { name: "control", kind: e.kind() })?;
+            threads.push(("control", join));
+        }
+        let server = http::start(
+            config.http_addr,
+            http::HttpState { metrics, version: env!("CARGO_PKG_VERSION") },
+            shutdown.clone(),
+        )?;
+        threads.push(("http", server.join));
+
+        log::info!(event = "engine_started", http = server.addr.to_string(); "layer1 {} started", env!("CARGO_PKG_VERSION"));
+        Ok(Engine {
+            config,
+            shutdown,
+            plan,
+            producer: Some(producer),
+            feed_senders,
+            commands,
+            threads,
+            http_addr: server.addr,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The placement of pinned threads.
+    pub fn core_plan(&self) -> &CorePlan {
+        &self.plan
+    }
+
+    /// A sender into the producer (the engine's own queue), for records not from a feed.
+    pub fn producer_sender(&self) -> Option<Sender<Outbound>> {
+        self.feed_senders.last().cloned()
+    }
+
+    /// Commands received from `system:commands`.
+    pub fn commands(&self) -> &Receiver<ControlCommand> {
+        &self.commands
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Blocks until shutdown is requested, then stops. Commands are taken off the control queue
+    /// while waiting so the listener never blocks on a full queue.
+    pub fn run_until_shutdown(self) -> StopReport {
+        while !self.shutdown.is_triggered() {
+            if let Ok(cmd) = self.commands.recv_timeout(Duration::from_millis(100)) {
+                // The backfill thread arrives with issue 7; until then a trigger is refused
+                // loudly rather than silently swallowed.
+                log::warn!(event = "backfill_refused", reason = "backfill not available in this build"; "{cmd:?}");
+            }
+        }
+        self.stop()
+    }
+
+    /// Stops every thread in data-flow order and joins them.
+    pub fn stop(mut self) -> StopReport {
+        self.shutdown.trigger();
+        log::info!(event = "shutdown_started"; "stopping intake");
+        // Dropping the senders lets the producer see disconnection once the queues are drained.
+        self.feed_senders.clear();
+        let mut joined = 0;
+        let producer = self.producer.take().map(|p| match p.join() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!(event = "producer_stop_error", code = crate::error::ErrorCode::code(&e); "{e}");
+                FlushReport::default()
+            }
+        });
+        if producer.is_some() {
+            joined += 1;
+            log::info!(event = "thread_joined", thread = "producer"; "joined");
+        }
+        for (name, join) in self.threads.drain(..) {
+            match join.join() {
+                Ok(()) => log::info!(event = "thread_joined", thread = name; "joined"),
+                Err(_) => log::error!(event = "thread_panicked", thread = name; "thread ended in a panic"),
+            }
+            joined += 1;
+        }
+        log::info!(event = "shutdown_complete", threads = joined; "all threads joined");
+        StopReport { producer, joined }
+    }
+}

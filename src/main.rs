@@ -1,0 +1,72 @@
+//! `layer1`: parses the command line and wires the library's pieces. Nothing else lives here.
+
+use std::{process::ExitCode, sync::Arc};
+
+use layer1::{
+    config::Config,
+    engine::Engine,
+    error::{Error, ErrorCode},
+    shutdown::Shutdown,
+};
+
+const USAGE: &str = "\
+layer1: low-latency market-data ingestion (vendor WebSockets -> Kafka)
+
+USAGE:
+    layer1 <COMMAND> [ARGS]
+
+COMMANDS:
+    run              run the engine with the configuration from the environment / .env
+    demo             start Kafka, Redis (and the vendor simulator), then run the engine against them
+    help             print this help
+    version          print the version
+
+Configuration: see .env.example (every variable, its default and meaning).";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map_or("help", String::as_str);
+    let result = match command {
+        "run" => run(false),
+        "demo" => run(true),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        "version" | "--version" | "-V" => {
+            println!("layer1 {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        other => Err(Error::Usage(format!("unknown command `{other}`; try `layer1 help`"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The logger may not be up (config errors come first); errors carry no secrets.
+            eprintln!("layer1: error [{}]: {e}", e.code());
+            ExitCode::from(if matches!(e, Error::Usage(_)) { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(demo: bool) -> Result<(), Error> {
+    // Install the provider before any TLS client is built (rustls panics without exactly one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if demo {
+        layer1::services::up()?;
+    }
+    let config = Arc::new(Config::from_env()?);
+    let _log = layer1::logging::init(config.log_level, config.log_file.clone())
+        .map_err(|e| Error::Usage(format!("cannot start logging: {e}")))?;
+    let shutdown = Shutdown::new();
+    shutdown
+        .install_signal_handlers()
+        .map_err(|e| Error::Spawn { name: "signals", kind: e.kind() })?;
+    let engine = Engine::start(config, shutdown)?;
+    if demo {
+        println!("layer1 demo running: metrics and health at http://{}/metrics , /health  (Ctrl-C to stop)", engine.http_addr());
+    }
+    let report = engine.run_until_shutdown();
+    log::info!(event = "exit", joined = report.joined; "bye");
+    Ok(())
+}

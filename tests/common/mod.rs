@@ -1,0 +1,70 @@
+//! Shared helpers for integration tests: real services, started once per test binary.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// Kafka bootstrap servers the tests use.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Redis URL the tests use.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Starts (or reuses) the local Kafka broker and Redis, once per test process. The script is
+/// serialised with a file lock, so parallel test binaries never start two brokers.
+pub fn services() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        layer1::services::up().expect("scripts/services.sh up");
+    });
+}
+
+/// A topic name unique to this test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}.{}", std::process::id(), layer1::clock::now_unix_ns() % 1_000_000_000)
+}
+
+/// Polls `f` until it returns `Some` or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Consumes every record of `topic` from the beginning until `expected` arrived or `limit`.
+pub fn consume_all(topic: &str, expected: usize, limit: Duration) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        ClientConfig, Message,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("test-consumer"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let end = Instant::now() + limit;
+    while out.len() < expected && Instant::now() < end {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    out
+}

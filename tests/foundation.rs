@@ -1,0 +1,223 @@
+//! Foundation tests against real parts: the local Kafka broker, Redis, the engine's HTTP thread
+//! and the `layer1` binary itself.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use layer1::{
+    config::Config,
+    control::{self, BackfillParams, ControlCommand},
+    producer::{self, Outbound, ProducerSettings, Record, Topic},
+    shutdown::Shutdown,
+};
+
+fn config_with(pairs: &[(&str, String)]) -> Config {
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    Config::from_lookup(&move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())).expect("config")
+}
+
+#[test]
+fn kafka_round_trip_through_the_producer_thread() {
+    common::services();
+    let topic = common::unique("test.roundtrip");
+    let cfg = config_with(&[("KAFKA_BROKERS", common::brokers()), ("KAFKA_TOPIC_TICKS", topic.clone())]);
+    producer::ensure_topics(&cfg.kafka.brokers, &[&topic], 3, Duration::from_secs(10)).expect("topic");
+    let (tx, rx) = producer::queue(1024);
+    let handle = producer::spawn(
+        ProducerSettings { kafka: cfg.kafka.clone(), core: None, flush_timeout: Duration::from_secs(10), batch: 256 },
+        vec![rx],
+    )
+    .expect("producer");
+    const N: usize = 2_000;
+    for i in 0..N {
+        let record = Record {
+            topic: Topic::Ticks,
+            key: Some(format!("NSE:SYM{}", i % 7).into_bytes()),
+            payload: format!("{{\"seq\":{i}}}").into_bytes(),
+            headers: vec![("vendor".into(), b"test".to_vec())],
+            received_at_ns: layer1::clock::now_unix_ns(),
+        };
+        tx.send(Outbound::Record(record)).expect("queue");
+    }
+    drop(tx);
+    let report = handle.join().expect("flushed");
+    assert_eq!(report.acked, N as u64);
+    assert_eq!(report.in_flight, 0);
+
+    let got = common::consume_all(&topic, N, Duration::from_secs(30));
+    assert_eq!(got.len(), N, "every record consumed back");
+    // Content and per-key order: within a key, sequence numbers rise.
+    let mut last: std::collections::HashMap<Vec<u8>, i64> = Default::default();
+    let mut seen = vec![false; N];
+    for (key, payload) in got {
+        let v: serde_json::Value = serde_json::from_slice(&payload).expect("json");
+        let seq = v["seq"].as_i64().expect("seq");
+        let key = key.expect("key");
+        assert_eq!(key, format!("NSE:SYM{}", seq % 7).into_bytes());
+        let prev = last.insert(key, seq).unwrap_or(-1);
+        assert!(seq > prev, "order kept per key");
+        assert!(!std::mem::replace(&mut seen[seq as usize], true), "no duplicate");
+    }
+    assert!(seen.iter().all(|s| *s));
+}
+
+#[test]
+fn redis_publish_reaches_the_control_listener() {
+    common::services();
+    let (tx, rx) = crossbeam_channel::bounded(8);
+    let shutdown = Shutdown::new();
+    let sd = shutdown.clone();
+    let url = common::redis_url();
+    let listener = std::thread::spawn(move || control::run_listener(&url, &tx, &sd));
+    let client = redis::Client::open(common::redis_url()).expect("client");
+    let mut con = client.get_connection().expect("connection");
+    // Publish until the subscription is live (PUBLISH returns the receiver count).
+    let got = common::wait_for(Duration::from_secs(10), || {
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(control::COMMANDS_CHANNEL)
+            .arg(r#"START_BACKFILL {"days":2}"#)
+            .query(&mut con)
+            .expect("publish");
+        if receivers == 0 {
+            return None;
+        }
+        rx.recv_timeout(Duration::from_secs(2)).ok()
+    })
+    .expect("command received");
+    assert_eq!(got, ControlCommand::StartBackfill(BackfillParams { days: Some(2), ..Default::default() }));
+    // A malformed message is refused and the listener goes on.
+    let _: i64 = redis::cmd("PUBLISH").arg(control::COMMANDS_CHANNEL).arg("NOT_A_COMMAND").query(&mut con).expect("publish");
+    let _: i64 = redis::cmd("PUBLISH").arg(control::COMMANDS_CHANNEL).arg("START_BACKFILL").query(&mut con).expect("publish");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).expect("second command"),
+        ControlCommand::StartBackfill(BackfillParams::default())
+    );
+    shutdown.trigger();
+    listener.join().expect("listener joins");
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn metrics_are_served_as_valid_prometheus_text() {
+    let metrics = layer1::metrics::global();
+    let counters = layer1::metrics::VendorCounters::new(metrics, layer1::vendor::Vendor::Kite);
+    counters.ticks.inc();
+    counters.packets.inc();
+    counters.bytes.inc_by(44);
+    metrics.external_api_calls_total.with_label_values(&["kite", "historical", "200"]).inc();
+    let shutdown = Shutdown::new();
+    let server = layer1::http::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        layer1::http::HttpState { metrics, version: "test" },
+        shutdown.clone(),
+    )
+    .expect("http");
+    let (status, body) = http_get(server.addr, "/metrics");
+    assert_eq!(status, 200);
+    for name in ["ingestion_ticks_total", "websocket_packets_total", "websocket_data_bytes_total", "external_api_calls_total"] {
+        assert!(body.contains(&format!("# TYPE {name} counter")), "{name} missing");
+    }
+    assert!(body.contains("process_resident_memory_bytes"), "process metrics");
+    // Valid exposition: every sample line is `name{labels} value` with a parseable value.
+    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, value) = line.rsplit_once(' ').expect("sample");
+        assert!(value.parse::<f64>().is_ok(), "value in {line}");
+        let bare = name.split('{').next().unwrap_or("");
+        assert!(!bare.is_empty() && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "{line}");
+        if let Some(labels) = name.split_once('{').map(|(_, l)| l) {
+            assert!(labels.ends_with('}'), "{line}");
+        }
+    }
+    let (status, body) = http_get(server.addr, "/health");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("health json");
+    assert!(v["status"].is_string());
+    assert_eq!(http_get(server.addr, "/nope").0, 404);
+    // A hostile request line gets a refusal, not a hang or a crash.
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.write_all(&[b'A'; 20_000]).ok();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    assert!(buf.starts_with("HTTP/1.1 413"), "{buf}");
+    shutdown.trigger();
+    server.join.join().expect("http joins");
+}
+
+#[test]
+fn sigterm_stops_a_running_engine_with_every_thread_joined() {
+    common::services();
+    let dir = std::env::temp_dir().join(common::unique("layer1-shutdown"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layer1"))
+        .arg("run")
+        .current_dir(&dir)
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("KAFKA_BROKERS", common::brokers())
+        .env("REDIS_URL", common::redis_url())
+        .env("KAFKA_TOPIC_TICKS", common::unique("test.shutdown"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn layer1 run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (line_tx, line_rx) = crossbeam_channel::unbounded::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    let addr = loop {
+        let line = line_rx.recv_timeout(Duration::from_secs(30)).expect("engine logs while starting");
+        lines.push(line.clone());
+        let v: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+        if v["event"] == "engine_started" {
+            break v["http"].as_str().expect("http addr").parse::<std::net::SocketAddr>().expect("addr");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+    };
+    assert_eq!(http_get(addr, "/health").0, 200);
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a pid we spawned and own and a valid signal number; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "engine did not exit within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    lines.extend(line_rx.try_iter());
+    while let Ok(l) = line_rx.recv_timeout(Duration::from_millis(500)) {
+        lines.push(l);
+    }
+    let joined: Vec<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "thread_joined")
+        .filter_map(|v| v["thread"].as_str().map(str::to_owned))
+        .collect();
+    for t in ["producer", "control", "http"] {
+        assert!(joined.iter().any(|j| j == t), "{t} not joined: {joined:?}");
+    }
+    assert!(lines.iter().any(|l| l.contains("\"shutdown_complete\"")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
