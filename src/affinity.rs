@@ -20,7 +20,9 @@ pub struct CorePlan {
 
 /// The logical CPUs this process may run on (empty if the OS will not say).
 pub fn available_cores() -> Vec<usize> {
-    core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default()
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default()
 }
 
 /// Plans the placement. Explicit ids win (unavailable ones become `None` with a warning). In
@@ -51,16 +53,78 @@ pub fn plan(cfg: &ThreadConfig, available: &[usize]) -> CorePlan {
         sorted.sort_unstable();
         let mut from_top = sorted.iter().rev().copied();
         let feed: Vec<Option<usize>> = (0..cfg.feed_threads).map(|_| from_top.next()).collect();
-        CorePlan { feed, producer: from_top.next() }
+        CorePlan {
+            feed,
+            producer: from_top.next(),
+        }
     } else {
-        CorePlan { feed: vec![None; cfg.feed_threads], producer: None }
+        CorePlan {
+            feed: vec![None; cfg.feed_threads],
+            producer: None,
+        }
     };
     warn_shared(&plan);
+    warn_not_isolated(&plan, &isolated_cores());
     plan
 }
 
+/// Where the kernel lists the cores isolated from the scheduler (`isolcpus=`).
+pub const ISOLATED_PATH: &str = "/sys/devices/system/cpu/isolated";
+
+/// Parses a kernel CPU list such as `1-3,5` (empty or malformed parts are skipped; ids at or
+/// beyond [`CPU_SETSIZE`] are ignored, so a hostile file cannot make this allocate without bound).
+pub fn parse_cpu_list(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in text
+        .trim()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+            out.extend((a..=b.min(CPU_SETSIZE - 1)).filter(|c| *c < CPU_SETSIZE));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The isolated cores of this host (empty when none, or when the file cannot be read).
+pub fn isolated_cores() -> Vec<usize> {
+    std::fs::read_to_string(ISOLATED_PATH)
+        .map(|t| parse_cpu_list(&t))
+        .unwrap_or_default()
+}
+
+/// Pinned cores that the scheduler may still give to other tasks; each is logged as a warning
+/// (`core_not_isolated`), since pinning only owns a core when nothing else is placed there.
+pub fn warn_not_isolated(plan: &CorePlan, isolated: &[usize]) -> Vec<usize> {
+    let mut shared: Vec<usize> = plan
+        .feed
+        .iter()
+        .flatten()
+        .copied()
+        .chain(plan.producer)
+        .filter(|c| !isolated.contains(c))
+        .collect();
+    shared.sort_unstable();
+    shared.dedup();
+    for c in &shared {
+        log::warn!(event = "core_not_isolated", core = *c; "pinned core {c} is not in {ISOLATED_PATH}; other tasks may run on it (see tuning/README.md)");
+    }
+    shared
+}
+
 fn warn_shared(plan: &CorePlan) {
-    let mut pinned: Vec<usize> = plan.feed.iter().flatten().copied().chain(plan.producer).collect();
+    let mut pinned: Vec<usize> = plan
+        .feed
+        .iter()
+        .flatten()
+        .copied()
+        .chain(plan.producer)
+        .collect();
     pinned.sort_unstable();
     for w in pinned.windows(2) {
         if let [a, b] = w {
@@ -76,7 +140,8 @@ pub fn pin_current(thread: &str, core: Option<usize>) -> bool {
     match core {
         Some(id) => {
             // core_affinity indexes a fixed CPU_SETSIZE (1024) bitmap and panics beyond it.
-            let ok = id < CPU_SETSIZE && core_affinity::set_for_current(core_affinity::CoreId { id });
+            let ok =
+                id < CPU_SETSIZE && core_affinity::set_for_current(core_affinity::CoreId { id });
             if ok {
                 log::info!(event = "thread_pinned", thread = thread, core = id; "pinned");
             } else {
@@ -95,22 +160,50 @@ pub fn pin_current(thread: &str, core: Option<usize>) -> bool {
 mod tests {
     use super::*;
 
-    fn cfg(feed_threads: usize, feed_cores: Vec<usize>, producer_core: Option<usize>) -> ThreadConfig {
-        ThreadConfig { feed_threads, pinning: true, feed_cores, producer_core, queue_capacity: 1024 }
+    fn cfg(
+        feed_threads: usize,
+        feed_cores: Vec<usize>,
+        producer_core: Option<usize>,
+    ) -> ThreadConfig {
+        ThreadConfig {
+            feed_threads,
+            pinning: true,
+            feed_cores,
+            producer_core,
+            queue_capacity: 1024,
+        }
     }
 
     #[test]
     fn auto_uses_top_cores_when_enough() {
         let p = plan(&cfg(1, vec![], None), &[0, 1]);
-        assert_eq!(p, CorePlan { feed: vec![Some(1)], producer: Some(0) });
+        assert_eq!(
+            p,
+            CorePlan {
+                feed: vec![Some(1)],
+                producer: Some(0)
+            }
+        );
         let p = plan(&cfg(2, vec![], None), &[0, 1, 2, 3]);
-        assert_eq!(p, CorePlan { feed: vec![Some(3), Some(2)], producer: Some(1) });
+        assert_eq!(
+            p,
+            CorePlan {
+                feed: vec![Some(3), Some(2)],
+                producer: Some(1)
+            }
+        );
     }
 
     #[test]
     fn auto_does_not_pin_when_short_of_cores() {
         let p = plan(&cfg(2, vec![], None), &[0, 1]);
-        assert_eq!(p, CorePlan { feed: vec![None, None], producer: None });
+        assert_eq!(
+            p,
+            CorePlan {
+                feed: vec![None, None],
+                producer: None
+            }
+        );
         let p = plan(&cfg(1, vec![], None), &[]);
         assert_eq!(p.producer, None);
     }
@@ -118,7 +211,27 @@ mod tests {
     #[test]
     fn explicit_cores_fall_back_when_absent() {
         let p = plan(&cfg(2, vec![1, 99], Some(0)), &[0, 1]);
-        assert_eq!(p, CorePlan { feed: vec![Some(1), None], producer: Some(0) });
+        assert_eq!(
+            p,
+            CorePlan {
+                feed: vec![Some(1), None],
+                producer: Some(0)
+            }
+        );
+    }
+
+    #[test]
+    fn cpu_lists_and_isolation() {
+        assert_eq!(parse_cpu_list("1-3,5\n"), vec![1, 2, 3, 5]);
+        assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
+        assert_eq!(parse_cpu_list("x,7,2-1,0-0"), vec![0, 7]);
+        assert_eq!(parse_cpu_list("0-999999999").len(), CPU_SETSIZE);
+        let p = CorePlan {
+            feed: vec![Some(3), Some(2)],
+            producer: Some(1),
+        };
+        assert_eq!(warn_not_isolated(&p, &[2, 3]), vec![1]);
+        assert!(warn_not_isolated(&p, &[1, 2, 3]).is_empty());
     }
 
     #[test]

@@ -88,7 +88,10 @@ mod tests {
             format_rfc3339_ms(1_795_787_470_123_000_000),
             "2026-11-27T13:51:10.123Z"
         );
-        assert_eq!(format_rfc3339_ms(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339_ms(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
@@ -96,7 +99,11 @@ mod tests {
         for days in [-800_000_i64, -1, 0, 1, 10_957, 20_000, 2_932_896] {
             assert_eq!(days_from_date(date_from_days(days)), days);
         }
-        let d = Date { year: 2026, month: 11, day: 27 };
+        let d = Date {
+            year: 2026,
+            month: 11,
+            day: 27,
+        };
         assert_eq!(date_from_days(days_from_date(d)), d);
     }
 }

@@ -14,10 +14,33 @@ use crate::{
     config::Config,
     control::{self, ControlCommand},
     error::Error,
+    feed::{
+        self,
+        kite::{KiteConnector, KiteSettings},
+        upstox::{UpstoxConnector, UpstoxSettings},
+        Credential, FeedSettings, FeedSpec, FeedThread, MarketOpenFn,
+    },
     http,
+    pipeline::Pipeline,
     producer::{self, FlushReport, Outbound, ProducerHandle, ProducerSettings},
     shutdown::Shutdown,
+    validate::ValidationLimits,
 };
+
+/// Start-up options that do not come from the environment.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Whether the market is open now (feeds tolerate silence when it is not).
+    pub market_open: MarketOpenFn,
+    /// Extra PEM root certificates for `wss://` (a simulator's self-signed CA).
+    pub extra_root_certs_pem: Vec<u8>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { market_open: feed::always_open, extra_root_certs_pem: Vec::new() }
+    }
+}
 
 /// A running engine.
 #[derive(Debug)]
@@ -30,6 +53,7 @@ pub struct Engine {
     feed_senders: Vec<Sender<Outbound>>,
     commands: Receiver<ControlCommand>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
+    feeds: Vec<FeedThread<Pipeline>>,
     http_addr: SocketAddr,
 }
 
@@ -50,6 +74,14 @@ impl Engine {
     /// # Errors
     /// [`Error`] when a thread cannot be started or the HTTP address cannot be bound.
     pub fn start(config: Arc<Config>, shutdown: Shutdown) -> Result<Engine, Error> {
+        Self::start_with(config, shutdown, EngineOptions::default())
+    }
+
+    /// [`Engine::start`] with explicit [`EngineOptions`].
+    ///
+    /// # Errors
+    /// [`Error`] when a thread cannot be started or the HTTP address cannot be bound.
+    pub fn start_with(config: Arc<Config>, shutdown: Shutdown, options: EngineOptions) -> Result<Engine, Error> {
         let metrics = crate::metrics::global();
         let plan = affinity::plan(&config.threads, &affinity::available_cores());
         log::info!(
@@ -64,8 +96,18 @@ impl Engine {
             Ok(n) => {
                 metrics.kafka_up.set(1);
                 log::info!(event = "kafka_reachable", brokers = k.brokers.as_str(), count = n; "broker answered metadata");
-                let topics = [k.topic_ticks.as_str(), k.topic_dlq.as_str(), k.topic_raw.as_str(), k.topic_ohlc.as_str()];
-                if let Err(e) = producer::ensure_topics(&k.brokers, &topics, k.partitions, Duration::from_secs(10)) {
+                let topics = [
+                    k.topic_ticks.as_str(),
+                    k.topic_dlq.as_str(),
+                    k.topic_raw.as_str(),
+                    k.topic_ohlc.as_str(),
+                ];
+                if let Err(e) = producer::ensure_topics(
+                    &k.brokers,
+                    &topics,
+                    k.partitions,
+                    Duration::from_secs(10),
+                ) {
                     log::error!(event = "kafka_topics_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                 }
             }
@@ -86,6 +128,7 @@ impl Engine {
         let producer = producer::spawn(
             ProducerSettings {
                 kafka: config.kafka.clone(),
+                journal: config.journal.clone(),
                 core: plan.producer,
                 flush_timeout: config.shutdown_timeout,
                 batch: 4096,
@@ -101,17 +144,25 @@ impl Engine {
             let join = std::thread::Builder::new()
                 .name("control".into())
                 .spawn(move || control::run_listener(&url, &cmd_tx, &sd))
-                .map_err(|e| Error::Spawn { name: "control", kind: e.kind() })?;
+                .map_err(|e| Error::Spawn {
+                    name: "control",
+                    kind: e.kind(),
+                })?;
             threads.push(("control", join));
         }
         let server = http::start(
             config.http_addr,
-            http::HttpState { metrics, version: env!("CARGO_PKG_VERSION") },
+            http::HttpState {
+                metrics,
+                version: env!("CARGO_PKG_VERSION"),
+            },
             shutdown.clone(),
         )?;
         threads.push(("http", server.join));
 
-        log::info!(event = "engine_started", http = server.addr.to_string(); "layer1 {} started", env!("CARGO_PKG_VERSION"));
+        let feeds = start_feeds(&config, &plan, &options, &mut feed_senders)?;
+
+        log::info!(event = "engine_started", http = server.addr.to_string(), feed_threads = feeds.len(); "layer1 {} started", env!("CARGO_PKG_VERSION"));
         Ok(Engine {
             config,
             shutdown,
@@ -120,6 +171,7 @@ impl Engine {
             feed_senders,
             commands,
             threads,
+            feeds,
             http_addr: server.addr,
         })
     }
@@ -166,9 +218,19 @@ impl Engine {
     pub fn stop(mut self) -> StopReport {
         self.shutdown.trigger();
         log::info!(event = "shutdown_started"; "stopping intake");
+        let mut joined = 0;
+        // Feeds first: each returns its handler, whose queue sender is dropped with it.
+        for (i, f) in self.feeds.drain(..).enumerate() {
+            match f.shutdown(Duration::from_secs(5)) {
+                Ok(pipeline) => {
+                    log::info!(event = "thread_joined", thread = format!("feed-{i}"), frames = pipeline.counts().frames, ticks = pipeline.counts().ticks; "joined");
+                    joined += 1;
+                }
+                Err(e) => log::error!(event = "feed_stop_error", thread = format!("feed-{i}"); "{e}"),
+            }
+        }
         // Dropping the senders lets the producer see disconnection once the queues are drained.
         self.feed_senders.clear();
-        let mut joined = 0;
         let producer = self.producer.take().map(|p| match p.join() {
             Ok(r) => r,
             Err(e) => {
@@ -183,11 +245,81 @@ impl Engine {
         for (name, join) in self.threads.drain(..) {
             match join.join() {
                 Ok(()) => log::info!(event = "thread_joined", thread = name; "joined"),
-                Err(_) => log::error!(event = "thread_panicked", thread = name; "thread ended in a panic"),
+                Err(_) => {
+                    log::error!(event = "thread_panicked", thread = name; "thread ended in a panic")
+                }
             }
             joined += 1;
         }
         log::info!(event = "shutdown_complete", threads = joined; "all threads joined");
         StopReport { producer, joined }
     }
+}
+
+/// Builds the vendor feeds from the configuration and starts the feed threads, one pipeline per
+/// thread fed by that thread's queue sender (moved out of `senders`).
+fn start_feeds(
+    config: &Config,
+    plan: &CorePlan,
+    options: &EngineOptions,
+    senders: &mut [Sender<Outbound>],
+) -> Result<Vec<FeedThread<Pipeline>>, Error> {
+    let subs = crate::subscribe::parse(&config.subscribe);
+    for name in &subs.unresolved {
+        log::error!(event = "subscription_unresolved", entry = name.as_str(); "cannot resolve `{name}`: give kite:<token> or upstox:<key> (EXCHANGE:SYMBOL needs the instrument master)");
+    }
+    let mut specs: Vec<FeedSpec> = Vec::new();
+    if let Some(k) = &config.kite {
+        if subs.kite.is_empty() {
+            log::warn!(event = "feed_without_instruments", vendor = "kite"; "Kite credentials set but no kite instruments in SUBSCRIBE");
+        }
+        let connector = KiteConnector::new(KiteSettings {
+            base_url: k.ws_url.clone(),
+            api_key: Credential::Value(k.api_key.expose().to_owned()),
+            access_token: Credential::Value(k.access_token.expose().to_owned()),
+            ..KiteSettings::default()
+        });
+        specs.push(FeedSpec { connector: Box::new(connector), instruments: subs.kite, ages: None });
+    }
+    if let Some(u) = &config.upstox {
+        let connector = UpstoxConnector::new(UpstoxSettings {
+            authorize_url: u.authorize_url.clone(),
+            access_token: Credential::Value(u.access_token.expose().to_owned()),
+            ..UpstoxSettings::default()
+        });
+        specs.push(FeedSpec { connector: Box::new(connector), instruments: subs.upstox, ages: None });
+    }
+    if specs.is_empty() {
+        log::warn!(event = "no_feeds"; "no vendor credentials configured: the engine runs without feeds");
+        return Ok(Vec::new());
+    }
+    let n = config.threads.feed_threads.min(specs.len()).max(1);
+    let mut per_thread: Vec<Vec<FeedSpec>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, spec) in specs.into_iter().enumerate() {
+        if let Some(bucket) = per_thread.get_mut(i % n) {
+            bucket.push(spec);
+        }
+    }
+    let metrics = feed::metrics::FeedMetrics::from_process(crate::metrics::global()).ok();
+    let mut threads = Vec::new();
+    for (i, feeds) in per_thread.into_iter().enumerate() {
+        let Some(tx) = senders.get(i).cloned() else { break };
+        let pipeline = Pipeline::new(tx, ValidationLimits::default(), config.kafka.raw_enabled);
+        let settings = FeedSettings {
+            name: format!("feed-{i}"),
+            thread_index: u8::try_from(i).unwrap_or(u8::MAX),
+            core: plan.feed.get(i).copied().flatten(),
+            backoff_base_ms: config.feed.backoff_base.as_millis() as u64,
+            backoff_cap_ms: config.feed.backoff_cap.as_millis() as u64,
+            stale_ms: config.feed.stale.as_millis() as u64,
+            heartbeat_ms: config.feed.heartbeat.as_millis() as u64,
+            extra_root_certs_pem: options.extra_root_certs_pem.clone(),
+            market_open: options.market_open,
+            ..FeedSettings::default()
+        };
+        let t = feed::spawn_feed_thread(settings, feeds, pipeline, metrics.clone())
+            .map_err(|e| Error::Services(format!("feed thread {i}: {e}")))?;
+        threads.push(t);
+    }
+    Ok(threads)
 }

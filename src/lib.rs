@@ -11,20 +11,32 @@
 //! `main.rs` only parses the command line and calls into [`engine`] and the subcommand modules.
 
 pub mod affinity;
+pub mod backfill;
+pub mod calendar;
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod demo;
+pub mod decode;
+pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod journal;
+pub mod latency;
 pub mod logging;
 pub mod metrics;
+pub mod parsers;
+pub mod pipeline;
 pub mod producer;
 pub mod redact;
 pub mod services;
 pub mod shutdown;
+pub mod subscribe;
 pub mod sim;
-pub mod vendor;
+pub mod status;
 pub mod tick;
-pub mod parsers;
+pub mod validate;
+pub mod vendor;

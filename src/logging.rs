@@ -61,25 +61,27 @@ pub fn init(level: log::LevelFilter, file: Option<PathBuf>) -> io::Result<Loggin
         None => Box::new(io::stderr()),
     };
     let (tx, rx): (Sender<String>, Receiver<String>) = bounded(QUEUE);
-    let writer = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
-        let mut out = io::BufWriter::with_capacity(64 * 1024, &mut sink);
-        while let Ok(line) = rx.recv() {
-            if line.is_empty() {
-                break;
-            }
-            let _ = out.write_all(line.as_bytes());
-            // Batch whatever else is queued before one flush (one write(2) per burst).
-            for more in rx.try_iter().take(1024) {
-                if more.is_empty() {
-                    let _ = out.flush();
-                    return;
+    let writer = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || {
+            let mut out = io::BufWriter::with_capacity(64 * 1024, &mut sink);
+            while let Ok(line) = rx.recv() {
+                if line.is_empty() {
+                    break;
                 }
-                let _ = out.write_all(more.as_bytes());
+                let _ = out.write_all(line.as_bytes());
+                // Batch whatever else is queued before one flush (one write(2) per burst).
+                for more in rx.try_iter().take(1024) {
+                    if more.is_empty() {
+                        let _ = out.flush();
+                        return;
+                    }
+                    let _ = out.write_all(more.as_bytes());
+                }
+                let _ = out.flush();
             }
             let _ = out.flush();
-        }
-        let _ = out.flush();
-    })?;
+        })?;
     let logger_tx = tx.clone();
     let result = fern::Dispatch::new()
         .level(level)
@@ -99,9 +101,15 @@ pub fn init(level: log::LevelFilter, file: Option<PathBuf>) -> io::Result<Loggin
         }))
         .apply();
     if result.is_err() {
-        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a logger is already installed"));
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a logger is already installed",
+        ));
     }
-    Ok(LoggingGuard { tx: Some(tx), writer: Some(writer) })
+    Ok(LoggingGuard {
+        tx: Some(tx),
+        writer: Some(writer),
+    })
 }
 
 struct Fields<'a>(&'a mut Map<String, Json>);
@@ -133,8 +141,14 @@ pub fn format_record(record: &log::Record<'_>, now_ns: u64) -> String {
         _ => "log".to_owned(),
     };
     let mut obj = Map::new();
-    obj.insert("ts".into(), Json::String(crate::clock::format_rfc3339_ms(now_ns)));
-    obj.insert("level".into(), Json::String(record.level().as_str().to_owned()));
+    obj.insert(
+        "ts".into(),
+        Json::String(crate::clock::format_rfc3339_ms(now_ns)),
+    );
+    obj.insert(
+        "level".into(),
+        Json::String(record.level().as_str().to_owned()),
+    );
     obj.insert("target".into(), Json::String(record.target().to_owned()));
     obj.insert("event".into(), Json::String(event));
     for (k, v) in fields {
@@ -142,7 +156,10 @@ pub fn format_record(record: &log::Record<'_>, now_ns: u64) -> String {
             obj.insert(k, v);
         }
     }
-    obj.insert("msg".into(), Json::String(redact(&record.args().to_string())));
+    obj.insert(
+        "msg".into(),
+        Json::String(redact(&record.args().to_string())),
+    );
     let mut line = Json::Object(obj).to_string();
     line.push('\n');
     line
@@ -165,7 +182,10 @@ mod tests {
 
     #[test]
     fn lines_are_json_with_required_fields() {
-        let line = render(format_args!("open"), &[("event", "connection_state"), ("vendor", "kite")]);
+        let line = render(
+            format_args!("open"),
+            &[("event", "connection_state"), ("vendor", "kite")],
+        );
         let v: Json = serde_json::from_str(&line).expect("json");
         assert_eq!(v["ts"], "2026-11-27T13:51:10.123Z");
         assert_eq!(v["level"], "INFO");
@@ -182,10 +202,16 @@ mod tests {
         let url = format!("wss://ws.kite.trade?api_key=kk_{token}&access_token={token}");
         let line = render(
             format_args!("connecting to {url} with Authorization: Bearer {token}"),
-            &[("event", "connecting"), ("url", &url), ("header", &format!("token kk:{token}"))],
+            &[
+                ("event", "connecting"),
+                ("url", &url),
+                ("header", &format!("token kk:{token}")),
+            ],
         );
         assert!(!line.contains(token), "{line}");
         let v: Json = serde_json::from_str(&line).expect("still valid json");
-        assert!(v["url"].as_str().is_some_and(|u| u.starts_with("wss://ws.kite.trade?api_key=***")));
+        assert!(v["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("wss://ws.kite.trade?api_key=***")));
     }
 }

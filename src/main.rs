@@ -1,6 +1,6 @@
 //! `layer1`: parses the command line and wires the library's pieces. Nothing else lives here.
 
-use std::{process::ExitCode, sync::Arc};
+use std::{path::Path, process::ExitCode, sync::Arc};
 
 use layer1::{
     config::Config,
@@ -17,7 +17,10 @@ USAGE:
 
 COMMANDS:
     run              run the engine with the configuration from the environment / .env
-    demo             start Kafka, Redis (and the vendor simulator), then run the engine against them
+    demo             start Kafka, Redis and the vendor simulator, then run the engine against them
+    sim [FLAGS]      run the vendor simulator alone (--seed --rate --frame-packets --kite-port
+                     --upstox-port --http-port --tls --tls-port --fault-every-ms)
+    decode [FILE]    print the ticks of a capture file (stdin without FILE) as JSON lines
     help             print this help
     version          print the version
 
@@ -26,9 +29,12 @@ Configuration: see .env.example (every variable, its default and meaning).";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map_or("help", String::as_str);
+    let rest = args.get(1..).unwrap_or(&[]);
     let result = match command {
         "run" => run(false),
         "demo" => run(true),
+        "sim" => layer1::sim::run_cli(rest).map_err(|e| Error::Usage(e.to_string())),
+        "decode" => return decode(rest.first().map(Path::new)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -49,12 +55,22 @@ fn main() -> ExitCode {
     }
 }
 
+fn decode(file: Option<&Path>) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match layer1::decode::run_decode(file, &mut out, &mut err) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("layer1 decode: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn run(demo: bool) -> Result<(), Error> {
     // Install the provider before any TLS client is built (rustls panics without exactly one).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if demo {
-        layer1::services::up()?;
-    }
+    let sim = if demo { Some(layer1::demo::prepare()?) } else { None };
     let config = Arc::new(Config::from_env()?);
     let _log = layer1::logging::init(config.log_level, config.log_file.clone())
         .map_err(|e| Error::Usage(format!("cannot start logging: {e}")))?;
@@ -64,9 +80,15 @@ fn run(demo: bool) -> Result<(), Error> {
         .map_err(|e| Error::Spawn { name: "signals", kind: e.kind() })?;
     let engine = Engine::start(config, shutdown)?;
     if demo {
-        println!("layer1 demo running: metrics and health at http://{}/metrics , /health  (Ctrl-C to stop)", engine.http_addr());
+        println!("layer1 demo running (Ctrl-C to stop)");
+        println!("  status page and API: http://{}/", engine.http_addr());
+        println!("  metrics:             http://{}/metrics", engine.http_addr());
+        println!("  trigger a backfill:  redis-cli PUBLISH system:commands START_BACKFILL");
     }
     let report = engine.run_until_shutdown();
+    if let Some(sim) = sim {
+        sim.shutdown();
+    }
     log::info!(event = "exit", joined = report.joined; "bye");
     Ok(())
 }

@@ -47,11 +47,25 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     /// `log_records_dropped_total`: log lines dropped because the writer fell behind.
     pub log_dropped_total: IntCounter,
+    /// `ticks_dropped_total{vendor}`: ticks dropped because the hand-over queue stayed full.
+    pub ticks_dropped_total: IntCounterVec,
+    /// `journal_dropped_total`: records dropped because the journal was full or failing.
+    pub journal_dropped_total: IntCounter,
     /// `handoff_latency_seconds`: frame receive -> queued for the producer.
     pub handoff_latency: Histogram,
+    /// `ack_latency_seconds`: frame receive -> broker acknowledgement (observed by the producer
+    /// thread on each delivery report).
+    pub ack_latency: Histogram,
+    /// `journal_bytes`: bytes held in the outage journal on disk (set by the producer thread).
+    pub journal_bytes: IntGauge,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
@@ -76,34 +90,135 @@ impl Metrics {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
         if process {
-            r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+            r.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))?;
         }
-        let queue_depth = IntGaugeVec::new(Opts::new("queue_depth", "Items waiting in a hand-over queue"), &["queue"])?;
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("queue_depth", "Items waiting in a hand-over queue"),
+            &["queue"],
+        )?;
         r.register(Box::new(queue_depth.clone()))?;
-        let log_dropped_total = IntCounter::new("log_records_dropped_total", "Log lines dropped because the writer fell behind")?;
+        let log_dropped_total = IntCounter::new(
+            "log_records_dropped_total",
+            "Log lines dropped because the writer fell behind",
+        )?;
         r.register(Box::new(log_dropped_total.clone()))?;
+        let journal_dropped_total = IntCounter::new(
+            "journal_dropped_total",
+            "Records dropped because the outage journal was full or failing",
+        )?;
+        r.register(Box::new(journal_dropped_total.clone()))?;
         let handoff_latency = Histogram::with_opts(
-            HistogramOpts::new("handoff_latency_seconds", "Frame receive to producer hand-off latency")
-                .buckets(vec![1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2, 1e-1]),
+            HistogramOpts::new(
+                "handoff_latency_seconds",
+                "Frame receive to producer hand-off latency",
+            )
+            .buckets(vec![
+                1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2, 1e-1,
+            ]),
         )?;
         r.register(Box::new(handoff_latency.clone()))?;
+        // Acks include the broker round trip and batching (linger), so the buckets reach seconds.
+        let ack_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "ack_latency_seconds",
+                "Frame receive to broker acknowledgement latency",
+            )
+            .buckets(vec![
+                1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 5e-1, 1.0, 5.0,
+                30.0,
+            ]),
+        )?;
+        r.register(Box::new(ack_latency.clone()))?;
         Ok(Metrics {
-            ticks_total: counter_vec(&r, "ingestion_ticks_total", "Total ticks received from vendors", &["vendor"])?,
-            ticks_rejected_total: counter_vec(&r, "ingestion_ticks_rejected_total", "Ticks and frames rejected to the dead-letter topic", &["vendor", "reason"])?,
-            ws_packets_total: counter_vec(&r, "websocket_packets_total", "Count of raw WebSocket messages", &["vendor"])?,
-            ws_bytes_total: counter_vec(&r, "websocket_data_bytes_total", "Total WebSocket bandwidth in bytes", &["vendor"])?,
-            external_api_calls_total: counter_vec(&r, "external_api_calls_total", "HTTP requests to vendor APIs", &["vendor", "endpoint", "status"])?,
-            kafka_sent_total: counter_vec(&r, "kafka_records_sent_total", "Records handed to the Kafka client", &["topic"])?,
-            kafka_acked_total: counter_vec(&r, "kafka_records_acked_total", "Records acknowledged by the broker", &["topic"])?,
-            kafka_failed_total: counter_vec(&r, "kafka_delivery_failures_total", "Delivery reports with an error", &["topic"])?,
-            kafka_in_flight: gauge(&r, "kafka_in_flight_records", "Records sent and not yet acknowledged")?,
+            ticks_total: counter_vec(
+                &r,
+                "ingestion_ticks_total",
+                "Total ticks received from vendors",
+                &["vendor"],
+            )?,
+            ticks_rejected_total: counter_vec(
+                &r,
+                "ingestion_ticks_rejected_total",
+                "Ticks and frames rejected to the dead-letter topic",
+                &["vendor", "reason"],
+            )?,
+            ws_packets_total: counter_vec(
+                &r,
+                "websocket_packets_total",
+                "Count of raw WebSocket messages",
+                &["vendor"],
+            )?,
+            ws_bytes_total: counter_vec(
+                &r,
+                "websocket_data_bytes_total",
+                "Total WebSocket bandwidth in bytes",
+                &["vendor"],
+            )?,
+            external_api_calls_total: counter_vec(
+                &r,
+                "external_api_calls_total",
+                "HTTP requests to vendor APIs",
+                &["vendor", "endpoint", "status"],
+            )?,
+            kafka_sent_total: counter_vec(
+                &r,
+                "kafka_records_sent_total",
+                "Records handed to the Kafka client",
+                &["topic"],
+            )?,
+            kafka_acked_total: counter_vec(
+                &r,
+                "kafka_records_acked_total",
+                "Records acknowledged by the broker",
+                &["topic"],
+            )?,
+            kafka_failed_total: counter_vec(
+                &r,
+                "kafka_delivery_failures_total",
+                "Delivery reports with an error",
+                &["topic"],
+            )?,
+            kafka_in_flight: gauge(
+                &r,
+                "kafka_in_flight_records",
+                "Records sent and not yet acknowledged",
+            )?,
             kafka_up: gauge(&r, "kafka_up", "1 when the broker is reachable")?,
-            queue_full_total: counter_vec(&r, "queue_full_total", "Hand-offs that found a queue full", &["queue"])?,
-            control_commands_total: counter_vec(&r, "control_commands_total", "Messages received on system:commands", &["command", "outcome"])?,
-            redis_up: gauge(&r, "redis_up", "1 while the Redis command subscription is live")?,
+            ticks_dropped_total: counter_vec(
+                &r,
+                "ticks_dropped_total",
+                "Ticks dropped because the producer hand-over queue stayed full",
+                &["vendor"],
+            )?,
+            queue_full_total: counter_vec(
+                &r,
+                "queue_full_total",
+                "Hand-offs that found a queue full",
+                &["queue"],
+            )?,
+            control_commands_total: counter_vec(
+                &r,
+                "control_commands_total",
+                "Messages received on system:commands",
+                &["command", "outcome"],
+            )?,
+            redis_up: gauge(
+                &r,
+                "redis_up",
+                "1 while the Redis command subscription is live",
+            )?,
+            journal_dropped_total,
             queue_depth,
             log_dropped_total,
             handoff_latency,
+            ack_latency,
+            journal_bytes: gauge(
+                &r,
+                "journal_bytes",
+                "Bytes held in the outage journal on disk",
+            )?,
             registry: r,
         })
     }
@@ -182,7 +297,9 @@ mod tests {
         c.ticks.inc();
         c.packets.inc();
         c.bytes.inc_by(184);
-        m.external_api_calls_total.with_label_values(&["kite", "historical", "200"]).inc();
+        m.external_api_calls_total
+            .with_label_values(&["kite", "historical", "200"])
+            .inc();
         let text = String::from_utf8(m.render()).expect("utf8");
         for name in [
             "ingestion_ticks_total{vendor=\"kite\"} 1",

@@ -66,13 +66,26 @@ fn is_sensitive_key(key: &str) -> bool {
     let norm: String = key
         .trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace())
         .chars()
-        .map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect();
-    SENSITIVE_KEYS.contains(&norm.as_str()) || norm.ends_with("_token") || norm.ends_with("_secret") || norm.ends_with("_key") && norm != "instrument_key"
+    SENSITIVE_KEYS.contains(&norm.as_str())
+        || norm.ends_with("_token")
+        || norm.ends_with("_secret")
+        || norm.ends_with("_key") && norm != "instrument_key"
 }
 
 fn is_value_char(c: char) -> bool {
-    !(c.is_whitespace() || matches!(c, '&' | '"' | '\'' | ',' | ';' | '}' | ']' | ')' | '>' | '<' | '#'))
+    !(c.is_whitespace()
+        || matches!(
+            c,
+            '&' | '"' | '\'' | ',' | ';' | '}' | ']' | ')' | '>' | '<' | '#'
+        ))
 }
 
 /// Returns `text` with every credential the three layers recognise replaced by [`MASK`].
@@ -144,12 +157,15 @@ fn mask_key_values(text: &str) -> String {
         if c == b'=' || c == b':' {
             // key: the run of identifier characters before the separator (quotes allowed)
             let mut k_end = i;
-            while k_end > 0 && matches!(bytes.get(k_end - 1), Some(b'"') | Some(b'\'') | Some(b' ')) {
+            while k_end > 0 && matches!(bytes.get(k_end - 1), Some(b'"') | Some(b'\'') | Some(b' '))
+            {
                 k_end -= 1;
             }
             let mut k_start = k_end;
             while k_start > 0
-                && bytes.get(k_start - 1).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+                && bytes
+                    .get(k_start - 1)
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
             {
                 k_start -= 1;
             }
@@ -168,7 +184,10 @@ fn mask_key_values(text: &str) -> String {
                 let vlen = tail.find(|c: char| !is_value_char(c)).unwrap_or(tail.len());
                 // `"token": null`, `code: 200`-style numbers and empty values stay readable.
                 let value = tail.get(..vlen).unwrap_or("");
-                let harmless = value.is_empty() || value == "null" || value == MASK || (value.len() < 6 && value.bytes().all(|b| b.is_ascii_digit()));
+                let harmless = value.is_empty()
+                    || value == "null"
+                    || value == MASK
+                    || (value.len() < 6 && value.bytes().all(|b| b.is_ascii_digit()));
                 if !harmless {
                     out.push_str(text.get(copied..v_start).unwrap_or(""));
                     out.push_str(MASK);
@@ -191,7 +210,9 @@ fn mask_userinfo(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let auth_end = tail.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"').unwrap_or(tail.len());
+        let auth_end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
         let authority = tail.get(..auth_end).unwrap_or("");
         if let Some(at) = authority.rfind('@') {
             out.push_str(MASK);
@@ -235,7 +256,11 @@ fn mask_jwts(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const TOKENS: [&str; 3] = ["AbCdEf0123456789xyzKITE", "UPSTOXsecretZZ9988776655", "9f8e7d6c5b4a39281706"];
+    const TOKENS: [&str; 3] = [
+        "AbCdEf0123456789xyzKITE",
+        "UPSTOXsecretZZ9988776655",
+        "9f8e7d6c5b4a39281706",
+    ];
 
     fn assert_clean(s: &str) {
         for t in TOKENS {
@@ -245,12 +270,18 @@ mod tests {
 
     #[test]
     fn urls_lose_credential_parameters() {
-        let url = format!("wss://ws.kite.trade/?api_key={}&access_token={}&uid=17", TOKENS[2], TOKENS[0]);
+        let url = format!(
+            "wss://ws.kite.trade/?api_key={}&access_token={}&uid=17",
+            TOKENS[2], TOKENS[0]
+        );
         let r = redact_url(&url);
         assert_clean(&r);
         assert!(r.contains("uid=17"), "{r}");
         assert!(r.starts_with("wss://ws.kite.trade/?api_key=***"), "{r}");
-        let r = redact_url(&format!("wss://feed.example/v3?requestId=abc&code={}", TOKENS[1]));
+        let r = redact_url(&format!(
+            "wss://feed.example/v3?requestId=abc&code={}",
+            TOKENS[1]
+        ));
         assert_clean(&r);
         assert!(r.contains("requestId=abc"));
         let r = redact_url(&format!("redis://user:{}@127.0.0.1:6379/0", TOKENS[1]));

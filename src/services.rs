@@ -8,7 +8,8 @@ use crate::error::Error;
 
 /// The repository root (where `scripts/` lives), as compiled in, or `LAYER1_ROOT` when set.
 pub fn repo_root() -> PathBuf {
-    std::env::var_os("LAYER1_ROOT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    std::env::var_os("LAYER1_ROOT")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// Runs `scripts/services.sh up`: reuses services that answer, starts the missing ones.
@@ -43,6 +44,9 @@ fn run(action: &str) -> Result<(), Error> {
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Services(format!("{} {action} failed ({status})", script.display())))
+        Err(Error::Services(format!(
+            "{} {action} failed ({status})",
+            script.display()
+        )))
     }
 }

@@ -18,19 +18,36 @@ use layer1::{
 };
 
 fn config_with(pairs: &[(&str, String)]) -> Config {
-    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-    Config::from_lookup(&move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())).expect("config")
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    Config::from_lookup(&move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .expect("config")
 }
 
 #[test]
 fn kafka_round_trip_through_the_producer_thread() {
     common::services();
     let topic = common::unique("test.roundtrip");
-    let cfg = config_with(&[("KAFKA_BROKERS", common::brokers()), ("KAFKA_TOPIC_TICKS", topic.clone())]);
-    producer::ensure_topics(&cfg.kafka.brokers, &[&topic], 3, Duration::from_secs(10)).expect("topic");
+    let cfg = config_with(&[
+        ("KAFKA_BROKERS", common::brokers()),
+        ("KAFKA_TOPIC_TICKS", topic.clone()),
+    ]);
+    producer::ensure_topics(&cfg.kafka.brokers, &[&topic], 3, Duration::from_secs(10))
+        .expect("topic");
     let (tx, rx) = producer::queue(1024);
     let handle = producer::spawn(
-        ProducerSettings { kafka: cfg.kafka.clone(), core: None, flush_timeout: Duration::from_secs(10), batch: 256 },
+        ProducerSettings {
+            kafka: cfg.kafka.clone(),
+            journal: layer1::config::JournalConfig {
+                dir: std::env::temp_dir().join(common::unique("journal-roundtrip")),
+                ..cfg.journal.clone()
+            },
+            core: None,
+            flush_timeout: Duration::from_secs(10),
+            batch: 256,
+        },
         vec![rx],
     )
     .expect("producer");
@@ -48,7 +65,8 @@ fn kafka_round_trip_through_the_producer_thread() {
     drop(tx);
     let report = handle.join().expect("flushed");
     assert_eq!(report.acked, N as u64);
-    assert_eq!(report.in_flight, 0);
+    assert_eq!(report.left_in_journal_bytes, 0);
+    assert_eq!(report.journaled, 0);
 
     let got = common::consume_all(&topic, N, Duration::from_secs(30));
     assert_eq!(got.len(), N, "every record consumed back");
@@ -62,7 +80,10 @@ fn kafka_round_trip_through_the_producer_thread() {
         assert_eq!(key, format!("NSE:SYM{}", seq % 7).into_bytes());
         let prev = last.insert(key, seq).unwrap_or(-1);
         assert!(seq > prev, "order kept per key");
-        assert!(!std::mem::replace(&mut seen[seq as usize], true), "no duplicate");
+        assert!(
+            !std::mem::replace(&mut seen[seq as usize], true),
+            "no duplicate"
+        );
     }
     assert!(seen.iter().all(|s| *s));
 }
@@ -90,12 +111,27 @@ fn redis_publish_reaches_the_control_listener() {
         rx.recv_timeout(Duration::from_secs(2)).ok()
     })
     .expect("command received");
-    assert_eq!(got, ControlCommand::StartBackfill(BackfillParams { days: Some(2), ..Default::default() }));
-    // A malformed message is refused and the listener goes on.
-    let _: i64 = redis::cmd("PUBLISH").arg(control::COMMANDS_CHANNEL).arg("NOT_A_COMMAND").query(&mut con).expect("publish");
-    let _: i64 = redis::cmd("PUBLISH").arg(control::COMMANDS_CHANNEL).arg("START_BACKFILL").query(&mut con).expect("publish");
     assert_eq!(
-        rx.recv_timeout(Duration::from_secs(5)).expect("second command"),
+        got,
+        ControlCommand::StartBackfill(BackfillParams {
+            days: Some(2),
+            ..Default::default()
+        })
+    );
+    // A malformed message is refused and the listener goes on.
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(control::COMMANDS_CHANNEL)
+        .arg("NOT_A_COMMAND")
+        .query(&mut con)
+        .expect("publish");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(control::COMMANDS_CHANNEL)
+        .arg("START_BACKFILL")
+        .query(&mut con)
+        .expect("publish");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("second command"),
         ControlCommand::StartBackfill(BackfillParams::default())
     );
     shutdown.trigger();
@@ -107,8 +143,15 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     let mut buf = String::new();
     s.read_to_string(&mut buf).expect("read");
-    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -119,26 +162,52 @@ fn metrics_are_served_as_valid_prometheus_text() {
     counters.ticks.inc();
     counters.packets.inc();
     counters.bytes.inc_by(44);
-    metrics.external_api_calls_total.with_label_values(&["kite", "historical", "200"]).inc();
+    metrics
+        .external_api_calls_total
+        .with_label_values(&["kite", "historical", "200"])
+        .inc();
     let shutdown = Shutdown::new();
     let server = layer1::http::start(
         "127.0.0.1:0".parse().expect("addr"),
-        layer1::http::HttpState { metrics, version: "test" },
+        layer1::http::HttpState {
+            metrics,
+            version: "test",
+        },
         shutdown.clone(),
     )
     .expect("http");
     let (status, body) = http_get(server.addr, "/metrics");
     assert_eq!(status, 200);
-    for name in ["ingestion_ticks_total", "websocket_packets_total", "websocket_data_bytes_total", "external_api_calls_total"] {
-        assert!(body.contains(&format!("# TYPE {name} counter")), "{name} missing");
+    for name in [
+        "ingestion_ticks_total",
+        "websocket_packets_total",
+        "websocket_data_bytes_total",
+        "external_api_calls_total",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {name} counter")),
+            "{name} missing"
+        );
     }
-    assert!(body.contains("process_resident_memory_bytes"), "process metrics");
+    assert!(
+        body.contains("process_resident_memory_bytes"),
+        "process metrics"
+    );
     // Valid exposition: every sample line is `name{labels} value` with a parseable value.
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.rsplit_once(' ').expect("sample");
         assert!(value.parse::<f64>().is_ok(), "value in {line}");
         let bare = name.split('{').next().unwrap_or("");
-        assert!(!bare.is_empty() && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "{line}");
+        assert!(
+            !bare.is_empty()
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
         if let Some(labels) = name.split_once('{').map(|(_, l)| l) {
             assert!(labels.ends_with('}'), "{line}");
         }
@@ -184,11 +253,17 @@ fn sigterm_stops_a_running_engine_with_every_thread_joined() {
     let mut lines = Vec::new();
     let started = Instant::now();
     let addr = loop {
-        let line = line_rx.recv_timeout(Duration::from_secs(30)).expect("engine logs while starting");
+        let line = line_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("engine logs while starting");
         lines.push(line.clone());
         let v: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
         if v["event"] == "engine_started" {
-            break v["http"].as_str().expect("http addr").parse::<std::net::SocketAddr>().expect("addr");
+            break v["http"]
+                .as_str()
+                .expect("http addr")
+                .parse::<std::net::SocketAddr>()
+                .expect("addr");
         }
         assert!(started.elapsed() < Duration::from_secs(30));
     };
@@ -201,7 +276,10 @@ fn sigterm_stops_a_running_engine_with_every_thread_joined() {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "engine did not exit within 20 s of SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "engine did not exit within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");

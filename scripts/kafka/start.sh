@@ -38,9 +38,10 @@ if ! pid_alive; then
   log "starting kafka on $HOST:$PORT (controller :$CONTROLLER_PORT), log $LOGFILE"
   start_ns=$(date +%s%N)
   # setsid: the broker must outlive the shell (and the test process) that started it.
+  # 9>&-: it must not inherit services.sh's lock descriptor, or the lock is held forever.
   setsid nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
-    -cp "$CP" kafka.Kafka "$DIR/server.properties" >>"$LOGFILE" 2>&1 < /dev/null &
+    -cp "$CP" kafka.Kafka "$DIR/server.properties" >>"$LOGFILE" 2>&1 < /dev/null 9>&- &
   echo $! > "$PIDFILE"
 fi
 for _ in $(seq 1 240); do

@@ -16,6 +16,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 mkdir -p "$DIR"
 redis-server --bind "$HOST" --port "$PORT" --daemonize yes --dir "$DIR" --save '' --appendonly no \
-  --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" --protected-mode yes
+  --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" --protected-mode yes 9>&-
+# (9>&-: the daemon must not inherit services.sh's lock descriptor.)
 for _ in $(seq 1 80); do pong && { log "redis ready at $HOST:$PORT"; exit 0; }; sleep 0.1; done
 log "redis did not answer within 8 s"; tail -5 "$DIR/redis.log" >&2; exit 1

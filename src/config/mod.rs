@@ -5,11 +5,13 @@
 //! that table (a test keeps the two in step). A bad or missing value stops start-up with a
 //! [`ConfigError`] naming the variable and what was expected; values are never echoed.
 
+mod backfill;
 mod error;
 mod secret;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use backfill::BackfillConfig;
 pub use error::ConfigError;
 pub use secret::Secret;
 
@@ -27,49 +29,231 @@ pub struct VarDoc {
 }
 
 const fn var(name: &'static str, default: &'static str, meaning: &'static str) -> VarDoc {
-    VarDoc { name, default, secret: false, meaning }
+    VarDoc {
+        name,
+        default,
+        secret: false,
+        meaning,
+    }
 }
 
 const fn secret(name: &'static str, meaning: &'static str) -> VarDoc {
-    VarDoc { name, default: "", secret: true, meaning }
+    VarDoc {
+        name,
+        default: "",
+        secret: true,
+        meaning,
+    }
 }
 
 /// Every variable the engine reads, in `.env.example` order.
 pub const VARIABLES: &[VarDoc] = &[
-    var("KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated host:port"),
-    var("KAFKA_TOPIC_TICKS", "market.ticks", "topic for validated ticks (key = instrument)"),
-    var("KAFKA_TOPIC_DLQ", "market.ticks.dlq", "dead-letter topic: rejected ticks and unparseable frames"),
-    var("KAFKA_TOPIC_RAW", "market.raw", "topic for every raw frame as received (key = connection)"),
-    var("KAFKA_TOPIC_OHLC", "market.ohlc.1m", "topic for backfilled 1-minute candles"),
-    var("KAFKA_PARTITIONS", "6", "partitions for topics the engine creates (1..=1024)"),
-    var("KAFKA_RAW_ENABLED", "true", "produce raw frames to KAFKA_TOPIC_RAW (true/false)"),
-    var("KAFKA_LINGER_MS", "1", "librdkafka linger.ms: batching delay before a send (0..=1000)"),
-    var("KAFKA_COMPRESSION", "lz4", "compression.type: none, lz4, zstd, snappy or gzip"),
-    var("KAFKA_MESSAGE_TIMEOUT_MS", "30000", "delivery timeout before a record is journaled (1000..=900000)"),
-    var("REDIS_URL", "redis://127.0.0.1:6379", "Redis for system:commands and system:layer1:backfill"),
-    var("HTTP_ADDR", "127.0.0.1:8080", "metrics, health and status page listen address (port 0 = any)"),
-    secret("STATUS_TOKEN", "bearer token required for POST on a non-loopback HTTP_ADDR"),
-    var("LOG_LEVEL", "info", "error, warn, info, debug or trace (debug logs ticks)"),
-    var("LOG_FILE", "", "append JSON log lines to this file instead of stderr"),
-    var("FEED_THREADS", "1", "number of feed threads, each one mio event loop (1..=64)"),
-    var("CORE_PINNING", "auto", "auto: pin feed and producer threads when the host has the cores; off: never"),
-    var("FEED_CORES", "", "explicit core ids for the feed threads, comma-separated (overrides auto)"),
-    var("PRODUCER_CORE", "", "explicit core id for the producer thread (overrides auto)"),
-    var("QUEUE_CAPACITY", "65536", "slots in each feed->producer queue (power of two, 1024..=4194304)"),
-    var("STALE_MS", "5000", "a connection with no message for this long is closed and reconnected"),
-    var("HEARTBEAT_MS", "2500", "application-level heartbeat interval per connection"),
-    var("BACKOFF_BASE_MS", "1000", "reconnect backoff base (full jitter, doubling)"),
+    var(
+        "KAFKA_BROKERS",
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers, comma-separated host:port",
+    ),
+    var(
+        "KAFKA_TOPIC_TICKS",
+        "market.ticks",
+        "topic for validated ticks (key = instrument)",
+    ),
+    var(
+        "KAFKA_TOPIC_DLQ",
+        "market.ticks.dlq",
+        "dead-letter topic: rejected ticks and unparseable frames",
+    ),
+    var(
+        "KAFKA_TOPIC_RAW",
+        "market.raw",
+        "topic for every raw frame as received (key = connection)",
+    ),
+    var(
+        "KAFKA_TOPIC_OHLC",
+        "market.ohlc.1m",
+        "topic for backfilled 1-minute candles",
+    ),
+    var(
+        "KAFKA_PARTITIONS",
+        "6",
+        "partitions for topics the engine creates (1..=1024)",
+    ),
+    var(
+        "KAFKA_RAW_ENABLED",
+        "true",
+        "produce raw frames to KAFKA_TOPIC_RAW (true/false)",
+    ),
+    var(
+        "KAFKA_LINGER_MS",
+        "1",
+        "librdkafka linger.ms: batching delay before a send (0..=1000)",
+    ),
+    var(
+        "KAFKA_COMPRESSION",
+        "lz4",
+        "compression.type: none, lz4, zstd, snappy or gzip",
+    ),
+    var(
+        "KAFKA_MESSAGE_TIMEOUT_MS",
+        "30000",
+        "delivery timeout before a record is journaled (1000..=900000)",
+    ),
+    var(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379",
+        "Redis for system:commands and system:layer1:backfill",
+    ),
+    var(
+        "HTTP_ADDR",
+        "127.0.0.1:8080",
+        "metrics, health and status page listen address (port 0 = any)",
+    ),
+    secret(
+        "STATUS_TOKEN",
+        "bearer token required for POST on a non-loopback HTTP_ADDR",
+    ),
+    var(
+        "LOG_LEVEL",
+        "info",
+        "error, warn, info, debug or trace (debug logs ticks)",
+    ),
+    var(
+        "LOG_FILE",
+        "",
+        "append JSON log lines to this file instead of stderr",
+    ),
+    var(
+        "FEED_THREADS",
+        "1",
+        "number of feed threads, each one mio event loop (1..=64)",
+    ),
+    var(
+        "CORE_PINNING",
+        "auto",
+        "auto: pin feed and producer threads when the host has the cores; off: never",
+    ),
+    var(
+        "FEED_CORES",
+        "",
+        "explicit core ids for the feed threads, comma-separated (overrides auto)",
+    ),
+    var(
+        "PRODUCER_CORE",
+        "",
+        "explicit core id for the producer thread (overrides auto)",
+    ),
+    var(
+        "QUEUE_CAPACITY",
+        "65536",
+        "slots in each feed->producer queue (power of two, 1024..=4194304)",
+    ),
+    var(
+        "STALE_MS",
+        "5000",
+        "a connection with no message for this long is closed and reconnected",
+    ),
+    var(
+        "HEARTBEAT_MS",
+        "2500",
+        "application-level heartbeat interval per connection",
+    ),
+    var(
+        "BACKOFF_BASE_MS",
+        "1000",
+        "reconnect backoff base (full jitter, doubling)",
+    ),
     var("BACKOFF_CAP_MS", "30000", "reconnect backoff cap"),
-    var("SHUTDOWN_TIMEOUT_MS", "10000", "bound on the flush to Kafka at shutdown; the rest stays journaled"),
-    var("JOURNAL_DIR", ".state/journal", "outage journal directory (segment files)"),
-    var("JOURNAL_MAX_BYTES", "1073741824", "disk cap of the outage journal in bytes"),
-    var("JOURNAL_FSYNC", "batch", "journal fsync policy: always, batch or never"),
-    var("SUBSCRIBE", "", "instruments to subscribe, comma-separated (EXCHANGE:SYMBOL or vendor tokens)"),
-    var("KITE_WS_URL", "wss://ws.kite.trade", "Kite ticker WebSocket URL"),
+    var(
+        "SHUTDOWN_TIMEOUT_MS",
+        "10000",
+        "bound on the flush to Kafka at shutdown; the rest stays journaled",
+    ),
+    var(
+        "JOURNAL_DIR",
+        ".state/journal",
+        "outage journal directory (segment files)",
+    ),
+    var(
+        "JOURNAL_MAX_BYTES",
+        "1073741824",
+        "disk cap of the outage journal in bytes",
+    ),
+    var(
+        "JOURNAL_FSYNC",
+        "batch",
+        "journal fsync policy: always, batch or never",
+    ),
+    var(
+        "SUBSCRIBE",
+        "",
+        "instruments to subscribe, comma-separated (EXCHANGE:SYMBOL or vendor tokens)",
+    ),
+    var(
+        "KITE_WS_URL",
+        "wss://ws.kite.trade",
+        "Kite ticker WebSocket URL",
+    ),
     secret("KITE_API_KEY", "Kite Connect API key"),
-    secret("KITE_ACCESS_TOKEN", "Kite Connect access token (rotates daily)"),
-    var("UPSTOX_AUTHORIZE_URL", "https://api.upstox.com/v3/feed/market-data-feed/authorize", "Upstox V3 feed authorize endpoint"),
+    secret(
+        "KITE_ACCESS_TOKEN",
+        "Kite Connect access token (rotates daily)",
+    ),
+    var(
+        "UPSTOX_AUTHORIZE_URL",
+        "https://api.upstox.com/v3/feed/market-data-feed/authorize",
+        "Upstox V3 feed authorize endpoint",
+    ),
     secret("UPSTOX_ACCESS_TOKEN", "Upstox access token (rotates daily)"),
+    var(
+        "BACKFILL_AUTO",
+        "true",
+        "backfill by itself after each market close and at start-up when a close was missed",
+    ),
+    var(
+        "BACKFILL_AUTO_DELAY_MS",
+        "600000",
+        "wait after the close before the automatic backfill (vendors finalise candles)",
+    ),
+    var(
+        "BACKFILL_DAYS",
+        "5",
+        "trading days a backfill covers unless the command says otherwise (1..=30)",
+    ),
+    var(
+        "BACKFILL_INTERVAL",
+        "minute",
+        "candle interval: minute, 3minute, 5minute, 10minute, 15minute, 30minute, 60minute",
+    ),
+    var(
+        "BACKFILL_INSTRUMENTS",
+        "",
+        "instruments to backfill: vendor:token=EXCHANGE:SYMBOL, comma-separated",
+    ),
+    var(
+        "HOLIDAYS_FILE",
+        "data/holidays.csv",
+        "NSE/BSE holidays and special sessions (the compiled-in copy if unreadable)",
+    ),
+    var(
+        "KITE_API_URL",
+        "https://api.kite.trade",
+        "Kite REST base URL (historical candles)",
+    ),
+    var(
+        "UPSTOX_API_URL",
+        "https://api.upstox.com",
+        "Upstox REST base URL (historical candles)",
+    ),
+    var(
+        "KITE_HISTORICAL_RPS",
+        "3",
+        "Kite historical API requests per second (the vendor's limit is 3)",
+    ),
+    var(
+        "UPSTOX_HISTORICAL_RPS",
+        "50",
+        "Upstox historical API requests per second (the vendor's limit is 50)",
+    ),
 ];
 
 /// Kafka settings.
@@ -196,6 +380,8 @@ pub struct Config {
     pub kite: Option<KiteConfig>,
     /// Upstox, when its token is set.
     pub upstox: Option<UpstoxConfig>,
+    /// Historical backfill.
+    pub backfill: BackfillConfig,
 }
 
 /// Reads raw values by variable name.
@@ -218,7 +404,10 @@ impl Reader<'_> {
     }
 
     fn string(&self, name: &'static str, expected: &'static str) -> Result<String, ConfigError> {
-        self.raw(name).ok_or(ConfigError::Missing { var: name, expected })
+        self.raw(name).ok_or(ConfigError::Missing {
+            var: name,
+            expected,
+        })
     }
 
     fn num<T: std::str::FromStr + PartialOrd + Copy>(
@@ -229,15 +418,31 @@ impl Reader<'_> {
         expected: &'static str,
     ) -> Result<T, ConfigError> {
         let raw = self.string(name, expected)?;
-        let v: T = raw.replace('_', "").parse().map_err(|_| ConfigError::Invalid { var: name, expected })?;
+        let v: T = raw
+            .replace('_', "")
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                var: name,
+                expected,
+            })?;
         if v < min || v > max {
-            return Err(ConfigError::Invalid { var: name, expected });
+            return Err(ConfigError::Invalid {
+                var: name,
+                expected,
+            });
         }
         Ok(v)
     }
 
-    fn millis(&self, name: &'static str, min: u64, max: u64, expected: &'static str) -> Result<Duration, ConfigError> {
-        self.num::<u64>(name, min, max, expected).map(Duration::from_millis)
+    fn millis(
+        &self,
+        name: &'static str,
+        min: u64,
+        max: u64,
+        expected: &'static str,
+    ) -> Result<Duration, ConfigError> {
+        self.num::<u64>(name, min, max, expected)
+            .map(Duration::from_millis)
     }
 
     fn boolean(&self, name: &'static str) -> Result<bool, ConfigError> {
@@ -245,7 +450,10 @@ impl Reader<'_> {
         match self.string(name, EXPECTED)?.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::Invalid { var: name, expected: EXPECTED }),
+            _ => Err(ConfigError::Invalid {
+                var: name,
+                expected: EXPECTED,
+            }),
         }
     }
 
@@ -255,7 +463,13 @@ impl Reader<'_> {
 
     fn list(&self, name: &'static str) -> Vec<String> {
         self.raw(name)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -267,11 +481,15 @@ fn topic(r: &Reader<'_>, name: &'static str) -> Result<String, ConfigError> {
         && t.len() <= 249
         && t != "."
         && t != ".."
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {
         Ok(t)
     } else {
-        Err(ConfigError::Invalid { var: name, expected: EXPECTED })
+        Err(ConfigError::Invalid {
+            var: name,
+            expected: EXPECTED,
+        })
     }
 }
 
@@ -285,11 +503,19 @@ fn brokers(r: &Reader<'_>) -> Result<String, ConfigError> {
     if valid {
         Ok(raw)
     } else {
-        Err(ConfigError::Invalid { var: "KAFKA_BROKERS", expected: EXPECTED })
+        Err(ConfigError::Invalid {
+            var: "KAFKA_BROKERS",
+            expected: EXPECTED,
+        })
     }
 }
 
-fn url(r: &Reader<'_>, name: &'static str, schemes: &[&str], expected: &'static str) -> Result<String, ConfigError> {
+fn url(
+    r: &Reader<'_>,
+    name: &'static str,
+    schemes: &[&str],
+    expected: &'static str,
+) -> Result<String, ConfigError> {
     let raw = r.string(name, expected)?;
     let ok = schemes.iter().any(|s| {
         raw.strip_prefix(s)
@@ -299,7 +525,10 @@ fn url(r: &Reader<'_>, name: &'static str, schemes: &[&str], expected: &'static 
     if ok {
         Ok(raw)
     } else {
-        Err(ConfigError::Invalid { var: name, expected })
+        Err(ConfigError::Invalid {
+            var: name,
+            expected,
+        })
     }
 }
 
@@ -307,7 +536,15 @@ fn core_list(r: &Reader<'_>, name: &'static str) -> Result<Vec<usize>, ConfigErr
     const EXPECTED: &str = "comma-separated core ids (0..=1023)";
     r.list(name)
         .iter()
-        .map(|s| s.parse::<usize>().ok().filter(|c| *c < crate::affinity::CPU_SETSIZE).ok_or(ConfigError::Invalid { var: name, expected: EXPECTED }))
+        .map(|s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|c| *c < crate::affinity::CPU_SETSIZE)
+                .ok_or(ConfigError::Invalid {
+                    var: name,
+                    expected: EXPECTED,
+                })
+        })
         .collect()
 }
 
@@ -322,10 +559,20 @@ impl Config {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(dotenvy::Error::LineParse(_, idx)) => {
-                return Err(ConfigError::DotEnv { reason: format!("syntax error at byte {idx}") })
+                return Err(ConfigError::DotEnv {
+                    reason: format!("syntax error at byte {idx}"),
+                })
             }
-            Err(dotenvy::Error::Io(e)) => return Err(ConfigError::DotEnv { reason: e.kind().to_string() }),
-            Err(_) => return Err(ConfigError::DotEnv { reason: "unreadable".into() }),
+            Err(dotenvy::Error::Io(e)) => {
+                return Err(ConfigError::DotEnv {
+                    reason: e.kind().to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ConfigError::DotEnv {
+                    reason: "unreadable".into(),
+                })
+            }
         }
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
@@ -336,13 +583,21 @@ impl Config {
     /// [`ConfigError`] naming the first variable that is missing or invalid.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let r = Reader { lookup };
-        let compression = match r.string("KAFKA_COMPRESSION", "none, lz4, zstd, snappy or gzip")?.as_str() {
+        let compression = match r
+            .string("KAFKA_COMPRESSION", "none, lz4, zstd, snappy or gzip")?
+            .as_str()
+        {
             "none" => "none",
             "lz4" => "lz4",
             "zstd" => "zstd",
             "snappy" => "snappy",
             "gzip" => "gzip",
-            _ => return Err(ConfigError::Invalid { var: "KAFKA_COMPRESSION", expected: "none, lz4, zstd, snappy or gzip" }),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "KAFKA_COMPRESSION",
+                    expected: "none, lz4, zstd, snappy or gzip",
+                })
+            }
         };
         let kafka = KafkaConfig {
             brokers: brokers(&r)?,
@@ -354,18 +609,34 @@ impl Config {
             raw_enabled: r.boolean("KAFKA_RAW_ENABLED")?,
             linger_ms: r.num("KAFKA_LINGER_MS", 0, 1000, "milliseconds 0..=1000")?,
             compression,
-            message_timeout_ms: r.num("KAFKA_MESSAGE_TIMEOUT_MS", 1000, 900_000, "milliseconds 1000..=900000")?,
+            message_timeout_ms: r.num(
+                "KAFKA_MESSAGE_TIMEOUT_MS",
+                1000,
+                900_000,
+                "milliseconds 1000..=900000",
+            )?,
         };
-        let redis_url = url(&r, "REDIS_URL", &["redis", "rediss"], "a redis:// or rediss:// URL")?;
+        let redis_url = url(
+            &r,
+            "REDIS_URL",
+            &["redis", "rediss"],
+            "a redis:// or rediss:// URL",
+        )?;
         const ADDR: &str = "a socket address such as 127.0.0.1:8080";
-        let http_addr: SocketAddr = r
-            .string("HTTP_ADDR", ADDR)?
-            .parse()
-            .map_err(|_| ConfigError::Invalid { var: "HTTP_ADDR", expected: ADDR })?;
+        let http_addr: SocketAddr =
+            r.string("HTTP_ADDR", ADDR)?
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    var: "HTTP_ADDR",
+                    expected: ADDR,
+                })?;
         let status_token = r.secret("STATUS_TOKEN");
         if let Some(t) = &status_token {
             if t.expose().len() < 16 {
-                return Err(ConfigError::Invalid { var: "STATUS_TOKEN", expected: "at least 16 characters" });
+                return Err(ConfigError::Invalid {
+                    var: "STATUS_TOKEN",
+                    expected: "at least 16 characters",
+                });
             }
         }
         if !http_addr.ip().is_loopback() && status_token.is_none() {
@@ -382,26 +653,51 @@ impl Config {
             "debug" => log::LevelFilter::Debug,
             "trace" => log::LevelFilter::Trace,
             "off" => log::LevelFilter::Off,
-            _ => return Err(ConfigError::Invalid { var: "LOG_LEVEL", expected: LEVELS }),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "LOG_LEVEL",
+                    expected: LEVELS,
+                })
+            }
         };
         const PINNING: &str = "auto or off";
-        let pinning = match r.string("CORE_PINNING", PINNING)?.to_ascii_lowercase().as_str() {
+        let pinning = match r
+            .string("CORE_PINNING", PINNING)?
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "auto" | "on" => true,
             "off" => false,
-            _ => return Err(ConfigError::Invalid { var: "CORE_PINNING", expected: PINNING }),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "CORE_PINNING",
+                    expected: PINNING,
+                })
+            }
         };
         let threads = ThreadConfig {
             feed_threads: r.num("FEED_THREADS", 1, 64, "an integer 1..=64")?,
             pinning,
             feed_cores: core_list(&r, "FEED_CORES")?,
             producer_core: core_list(&r, "PRODUCER_CORE")?.first().copied(),
-            queue_capacity: r.num("QUEUE_CAPACITY", 1024, 4_194_304, "a power of two 1024..=4194304")?,
+            queue_capacity: r.num(
+                "QUEUE_CAPACITY",
+                1024,
+                4_194_304,
+                "a power of two 1024..=4194304",
+            )?,
         };
         if !threads.queue_capacity.is_power_of_two() {
-            return Err(ConfigError::Invalid { var: "QUEUE_CAPACITY", expected: "a power of two 1024..=4194304" });
+            return Err(ConfigError::Invalid {
+                var: "QUEUE_CAPACITY",
+                expected: "a power of two 1024..=4194304",
+            });
         }
         if !threads.feed_cores.is_empty() && threads.feed_cores.len() != threads.feed_threads {
-            return Err(ConfigError::Conflict { var: "FEED_CORES", reason: "give exactly one core id per feed thread (FEED_THREADS)" });
+            return Err(ConfigError::Conflict {
+                var: "FEED_CORES",
+                reason: "give exactly one core id per feed thread (FEED_THREADS)",
+            });
         }
         let feed = FeedTiming {
             stale: r.millis("STALE_MS", 100, 3_600_000, "milliseconds 100..=3600000")?,
@@ -410,36 +706,77 @@ impl Config {
             backoff_cap: r.millis("BACKOFF_CAP_MS", 1, 3_600_000, "milliseconds 1..=3600000")?,
         };
         if feed.backoff_cap < feed.backoff_base {
-            return Err(ConfigError::Conflict { var: "BACKOFF_CAP_MS", reason: "must not be below BACKOFF_BASE_MS" });
+            return Err(ConfigError::Conflict {
+                var: "BACKOFF_CAP_MS",
+                reason: "must not be below BACKOFF_BASE_MS",
+            });
         }
         if feed.heartbeat >= feed.stale {
-            return Err(ConfigError::Conflict { var: "HEARTBEAT_MS", reason: "must be below STALE_MS, or a quiet feed is declared stale between heartbeats" });
+            return Err(ConfigError::Conflict {
+                var: "HEARTBEAT_MS",
+                reason:
+                    "must be below STALE_MS, or a quiet feed is declared stale between heartbeats",
+            });
         }
         const FSYNC: &str = "always, batch or never";
-        let fsync = match r.string("JOURNAL_FSYNC", FSYNC)?.to_ascii_lowercase().as_str() {
+        let fsync = match r
+            .string("JOURNAL_FSYNC", FSYNC)?
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "always" => FsyncPolicy::Always,
             "batch" => FsyncPolicy::Batch,
             "never" => FsyncPolicy::Never,
-            _ => return Err(ConfigError::Invalid { var: "JOURNAL_FSYNC", expected: FSYNC }),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "JOURNAL_FSYNC",
+                    expected: FSYNC,
+                })
+            }
         };
         let journal = JournalConfig {
             dir: PathBuf::from(r.string("JOURNAL_DIR", "a directory path")?),
-            max_bytes: r.num("JOURNAL_MAX_BYTES", 1 << 20, u64::MAX, "bytes, at least 1048576")?,
+            max_bytes: r.num(
+                "JOURNAL_MAX_BYTES",
+                1 << 20,
+                u64::MAX,
+                "bytes, at least 1048576",
+            )?,
             fsync,
         };
         let kite = match (r.secret("KITE_API_KEY"), r.secret("KITE_ACCESS_TOKEN")) {
             (Some(api_key), Some(access_token)) => Some(KiteConfig {
-                ws_url: url(&r, "KITE_WS_URL", &["wss", "ws"], "a wss:// URL (ws:// only for a local simulator)")?,
+                ws_url: url(
+                    &r,
+                    "KITE_WS_URL",
+                    &["wss", "ws"],
+                    "a wss:// URL (ws:// only for a local simulator)",
+                )?,
                 api_key,
                 access_token,
             }),
             (None, None) => None,
-            (Some(_), None) => return Err(ConfigError::Missing { var: "KITE_ACCESS_TOKEN", expected: "set together with KITE_API_KEY" }),
-            (None, Some(_)) => return Err(ConfigError::Missing { var: "KITE_API_KEY", expected: "set together with KITE_ACCESS_TOKEN" }),
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    var: "KITE_ACCESS_TOKEN",
+                    expected: "set together with KITE_API_KEY",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    var: "KITE_API_KEY",
+                    expected: "set together with KITE_ACCESS_TOKEN",
+                })
+            }
         };
         let upstox = match r.secret("UPSTOX_ACCESS_TOKEN") {
             Some(access_token) => Some(UpstoxConfig {
-                authorize_url: url(&r, "UPSTOX_AUTHORIZE_URL", &["https", "http"], "an https:// URL (http:// only for a local simulator)")?,
+                authorize_url: url(
+                    &r,
+                    "UPSTOX_AUTHORIZE_URL",
+                    &["https", "http"],
+                    "an https:// URL (http:// only for a local simulator)",
+                )?,
                 access_token,
             }),
             None => None,
@@ -453,11 +790,17 @@ impl Config {
             log_file: r.raw("LOG_FILE").map(PathBuf::from),
             threads,
             feed,
-            shutdown_timeout: r.millis("SHUTDOWN_TIMEOUT_MS", 100, 600_000, "milliseconds 100..=600000")?,
+            shutdown_timeout: r.millis(
+                "SHUTDOWN_TIMEOUT_MS",
+                100,
+                600_000,
+                "milliseconds 100..=600000",
+            )?,
             journal,
             subscribe: r.list("SUBSCRIBE"),
             kite,
             upstox,
+            backfill: backfill::read(&r)?,
         })
     }
 }
@@ -470,7 +813,10 @@ mod tests {
     use crate::error::ErrorCode;
 
     fn build(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(&move |k| map.get(k).cloned())
     }
 
@@ -487,24 +833,80 @@ mod tests {
     #[test]
     fn each_kind_of_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str, &str)] = &[
-            (&[("KAFKA_BROKERS", "nohostport")], "KAFKA_BROKERS", "CONFIG_INVALID"),
-            (&[("KAFKA_PARTITIONS", "zero")], "KAFKA_PARTITIONS", "CONFIG_INVALID"),
-            (&[("KAFKA_PARTITIONS", "0")], "KAFKA_PARTITIONS", "CONFIG_INVALID"),
-            (&[("KAFKA_TOPIC_TICKS", "bad topic!")], "KAFKA_TOPIC_TICKS", "CONFIG_INVALID"),
-            (&[("KAFKA_RAW_ENABLED", "maybe")], "KAFKA_RAW_ENABLED", "CONFIG_INVALID"),
-            (&[("KAFKA_COMPRESSION", "brotli")], "KAFKA_COMPRESSION", "CONFIG_INVALID"),
+            (
+                &[("KAFKA_BROKERS", "nohostport")],
+                "KAFKA_BROKERS",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_PARTITIONS", "zero")],
+                "KAFKA_PARTITIONS",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_PARTITIONS", "0")],
+                "KAFKA_PARTITIONS",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_TOPIC_TICKS", "bad topic!")],
+                "KAFKA_TOPIC_TICKS",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_RAW_ENABLED", "maybe")],
+                "KAFKA_RAW_ENABLED",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_COMPRESSION", "brotli")],
+                "KAFKA_COMPRESSION",
+                "CONFIG_INVALID",
+            ),
             (&[("REDIS_URL", "http://x")], "REDIS_URL", "CONFIG_INVALID"),
             (&[("HTTP_ADDR", "localhost")], "HTTP_ADDR", "CONFIG_INVALID"),
-            (&[("HTTP_ADDR", "0.0.0.0:8080")], "STATUS_TOKEN", "CONFIG_CONFLICT"),
+            (
+                &[("HTTP_ADDR", "0.0.0.0:8080")],
+                "STATUS_TOKEN",
+                "CONFIG_CONFLICT",
+            ),
             (&[("LOG_LEVEL", "loud")], "LOG_LEVEL", "CONFIG_INVALID"),
-            (&[("QUEUE_CAPACITY", "3000")], "QUEUE_CAPACITY", "CONFIG_INVALID"),
-            (&[("FEED_THREADS", "2"), ("FEED_CORES", "1")], "FEED_CORES", "CONFIG_CONFLICT"),
+            (
+                &[("QUEUE_CAPACITY", "3000")],
+                "QUEUE_CAPACITY",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("FEED_THREADS", "2"), ("FEED_CORES", "1")],
+                "FEED_CORES",
+                "CONFIG_CONFLICT",
+            ),
             (&[("FEED_CORES", "x")], "FEED_CORES", "CONFIG_INVALID"),
-            (&[("BACKOFF_BASE_MS", "5000"), ("BACKOFF_CAP_MS", "1000")], "BACKOFF_CAP_MS", "CONFIG_CONFLICT"),
-            (&[("HEARTBEAT_MS", "9000"), ("STALE_MS", "5000")], "HEARTBEAT_MS", "CONFIG_CONFLICT"),
-            (&[("JOURNAL_FSYNC", "sometimes")], "JOURNAL_FSYNC", "CONFIG_INVALID"),
-            (&[("KITE_API_KEY", "kitekey_abcdef123456")], "KITE_ACCESS_TOKEN", "CONFIG_MISSING"),
-            (&[("KITE_ACCESS_TOKEN", "tok_abcdef1234567890")], "KITE_API_KEY", "CONFIG_MISSING"),
+            (
+                &[("BACKOFF_BASE_MS", "5000"), ("BACKOFF_CAP_MS", "1000")],
+                "BACKOFF_CAP_MS",
+                "CONFIG_CONFLICT",
+            ),
+            (
+                &[("HEARTBEAT_MS", "9000"), ("STALE_MS", "5000")],
+                "HEARTBEAT_MS",
+                "CONFIG_CONFLICT",
+            ),
+            (
+                &[("JOURNAL_FSYNC", "sometimes")],
+                "JOURNAL_FSYNC",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KITE_API_KEY", "kitekey_abcdef123456")],
+                "KITE_ACCESS_TOKEN",
+                "CONFIG_MISSING",
+            ),
+            (
+                &[("KITE_ACCESS_TOKEN", "tok_abcdef1234567890")],
+                "KITE_API_KEY",
+                "CONFIG_MISSING",
+            ),
         ];
         for (pairs, var, code) in cases {
             let err = build(pairs).expect_err(var);
@@ -519,9 +921,16 @@ mod tests {
         let token = "SECRETVALUE_kite_9f8e7d6c5b4a";
         let cases: &[&[(&str, &str)]] = &[
             &[("KITE_API_KEY", token)],
-            &[("KITE_API_KEY", token), ("KITE_ACCESS_TOKEN", token), ("KITE_WS_URL", token)],
+            &[
+                ("KITE_API_KEY", token),
+                ("KITE_ACCESS_TOKEN", token),
+                ("KITE_WS_URL", token),
+            ],
             &[("STATUS_TOKEN", "SECRETVALUE_x")],
-            &[("UPSTOX_ACCESS_TOKEN", token), ("UPSTOX_AUTHORIZE_URL", token)],
+            &[
+                ("UPSTOX_ACCESS_TOKEN", token),
+                ("UPSTOX_AUTHORIZE_URL", token),
+            ],
             &[("REDIS_URL", token)],
         ];
         for pairs in cases {
@@ -540,7 +949,9 @@ mod tests {
             let line = format!("{}={}", v.name, v.default);
             let commented = format!("# {line}");
             assert!(
-                example.lines().any(|l| l.trim() == line || l.trim() == commented),
+                example
+                    .lines()
+                    .any(|l| l.trim() == line || l.trim() == commented),
                 ".env.example lacks `{line}`"
             );
         }

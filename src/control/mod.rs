@@ -81,7 +81,8 @@ struct Envelope {
 }
 
 fn params_from(value: serde_json::Value) -> Result<BackfillParams, CommandError> {
-    let p: BackfillParams = serde_json::from_value(value).map_err(|e| CommandError::Malformed(e.to_string()))?;
+    let p: BackfillParams =
+        serde_json::from_value(value).map_err(|e| CommandError::Malformed(e.to_string()))?;
     if let Some(d) = p.days {
         if !(1..=30).contains(&d) {
             return Err(CommandError::Malformed("days must be 1..=30".into()));
@@ -102,13 +103,17 @@ pub fn parse_command(payload: &[u8]) -> Result<ControlCommand, CommandError> {
     if payload.len() > MAX_COMMAND_BYTES {
         return Err(CommandError::TooLarge);
     }
-    let text = std::str::from_utf8(payload).map_err(|_| CommandError::NotText)?.trim();
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| CommandError::NotText)?
+        .trim();
     if text.starts_with('{') {
-        let env: Envelope = serde_json::from_str(text).map_err(|e| CommandError::Malformed(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_str(text).map_err(|e| CommandError::Malformed(e.to_string()))?;
         if !env.command.eq_ignore_ascii_case(START_BACKFILL) {
             return Err(CommandError::Unknown);
         }
-        return params_from(serde_json::Value::Object(env.params)).map(ControlCommand::StartBackfill);
+        return params_from(serde_json::Value::Object(env.params))
+            .map(ControlCommand::StartBackfill);
     }
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     if !word.eq_ignore_ascii_case(START_BACKFILL) {
@@ -118,9 +123,13 @@ pub fn parse_command(payload: &[u8]) -> Result<ControlCommand, CommandError> {
     let params = if rest.is_empty() {
         BackfillParams::default()
     } else if rest.eq_ignore_ascii_case("force") {
-        BackfillParams { force: true, ..BackfillParams::default() }
+        BackfillParams {
+            force: true,
+            ..BackfillParams::default()
+        }
     } else {
-        let v: serde_json::Value = serde_json::from_str(rest).map_err(|e| CommandError::Malformed(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(rest).map_err(|e| CommandError::Malformed(e.to_string()))?;
         params_from(v)?
     };
     Ok(ControlCommand::StartBackfill(params))
@@ -151,7 +160,11 @@ pub fn run_listener(redis_url: &str, out: &Sender<ControlCommand>, shutdown: &Sh
     let _ = announced_down;
 }
 
-fn listen_once(redis_url: &str, out: &Sender<ControlCommand>, shutdown: &Shutdown) -> redis::RedisResult<()> {
+fn listen_once(
+    redis_url: &str,
+    out: &Sender<ControlCommand>,
+    shutdown: &Shutdown,
+) -> redis::RedisResult<()> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
     conn.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -169,7 +182,9 @@ fn listen_once(redis_url: &str, out: &Sender<ControlCommand>, shutdown: &Shutdow
         let payload: &[u8] = msg.get_payload_bytes();
         match parse_command(payload) {
             Ok(cmd) => {
-                m.control_commands_total.with_label_values(&["START_BACKFILL", "accepted"]).inc();
+                m.control_commands_total
+                    .with_label_values(&["START_BACKFILL", "accepted"])
+                    .inc();
                 log::info!(event = "control_command", command = START_BACKFILL; "received");
                 if out.send(cmd).is_err() {
                     // The consumer is gone: the engine is stopping.
@@ -177,7 +192,9 @@ fn listen_once(redis_url: &str, out: &Sender<ControlCommand>, shutdown: &Shutdow
                 }
             }
             Err(e) => {
-                m.control_commands_total.with_label_values(&["invalid", e.code()]).inc();
+                m.control_commands_total
+                    .with_label_values(&["invalid", e.code()])
+                    .inc();
                 log::warn!(event = "control_command_refused", code = e.code(), bytes = payload.len(); "{e}");
             }
         }
@@ -191,16 +208,26 @@ mod tests {
 
     #[test]
     fn accepted_forms() {
-        assert_eq!(parse_command(b"START_BACKFILL"), Ok(ControlCommand::StartBackfill(BackfillParams::default())));
+        assert_eq!(
+            parse_command(b"START_BACKFILL"),
+            Ok(ControlCommand::StartBackfill(BackfillParams::default()))
+        );
         assert_eq!(
             parse_command(b" START_BACKFILL force "),
-            Ok(ControlCommand::StartBackfill(BackfillParams { force: true, ..Default::default() }))
+            Ok(ControlCommand::StartBackfill(BackfillParams {
+                force: true,
+                ..Default::default()
+            }))
         );
-        let Ok(ControlCommand::StartBackfill(p)) = parse_command(br#"START_BACKFILL {"days":3,"symbols":["NSE:INFY"]}"#) else {
+        let Ok(ControlCommand::StartBackfill(p)) =
+            parse_command(br#"START_BACKFILL {"days":3,"symbols":["NSE:INFY"]}"#)
+        else {
             panic!("json params")
         };
         assert_eq!(p.days, Some(3));
-        let Ok(ControlCommand::StartBackfill(p)) = parse_command(br#"{"command":"START_BACKFILL","force":true}"#) else {
+        let Ok(ControlCommand::StartBackfill(p)) =
+            parse_command(br#"{"command":"START_BACKFILL","force":true}"#)
+        else {
             panic!("envelope")
         };
         assert!(p.force);
@@ -211,10 +238,25 @@ mod tests {
         assert_eq!(parse_command(b"DROP_ALL"), Err(CommandError::Unknown));
         assert_eq!(parse_command(b""), Err(CommandError::Unknown));
         assert_eq!(parse_command(&[0xff, 0xfe]), Err(CommandError::NotText));
-        assert_eq!(parse_command(&vec![b'x'; MAX_COMMAND_BYTES + 1]), Err(CommandError::TooLarge));
-        assert!(matches!(parse_command(b"START_BACKFILL {"), Err(CommandError::Malformed(_))));
-        assert!(matches!(parse_command(br#"START_BACKFILL {"days":99}"#), Err(CommandError::Malformed(_))));
-        assert!(matches!(parse_command(br#"START_BACKFILL {"rm":1}"#), Err(CommandError::Malformed(_))));
-        assert_eq!(parse_command(br#"{"command":"EXPLODE"}"#), Err(CommandError::Unknown));
+        assert_eq!(
+            parse_command(&vec![b'x'; MAX_COMMAND_BYTES + 1]),
+            Err(CommandError::TooLarge)
+        );
+        assert!(matches!(
+            parse_command(b"START_BACKFILL {"),
+            Err(CommandError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_command(br#"START_BACKFILL {"days":99}"#),
+            Err(CommandError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_command(br#"START_BACKFILL {"rm":1}"#),
+            Err(CommandError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_command(br#"{"command":"EXPLODE"}"#),
+            Err(CommandError::Unknown)
+        );
     }
 }

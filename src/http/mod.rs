@@ -1,46 +1,64 @@
-//! The HTTP surface on the metrics thread: `GET /metrics` (Prometheus text), `GET /health`,
-//! `GET /health/live`, `GET /health/ready`.
+//! The HTTP surface on the metrics thread: Prometheus text, health and readiness, the status
+//! page with its JSON API and live stream, and the **Trigger Backfill** command.
 //!
-//! A small blocking server on `std::net` (no async runtime): one thread accepts and serves each
-//! request with a read timeout and a request-size bound, so a slow or hostile client can hold it
-//! for at most the timeout and never reaches a feed or producer thread.
+//! | route | does |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text of the process registry |
+//! | `GET /health`, `/health/live`, `/health/ready` | liveness; readiness = Kafka reachable and, during market hours, every configured feed connected (the body says what is not) |
+//! | `GET /` (+ `/assets/app.css`, `/assets/app.js`) | the status page, compiled into the binary |
+//! | `GET /api/status` | JSON snapshot: connections, rates and their 15-minute history, queues, journal, latency, backfill |
+//! | `GET /api/events` | the same snapshot as Server-Sent Events, one every 500 ms (without history) |
+//! | `POST /api/backfill` | publishes `START_BACKFILL` on Redis `system:commands` |
+//!
+//! Threads, none pinned and none on the hot path (no async runtime):
+//! - `http`: accepts (non-blocking listener, checked every 20 ms) and hands each connection to a
+//!   bounded queue; when the queue is full the client gets 503 at once;
+//! - `http-worker-N` (a few): read one request within a deadline, answer it, close; a live
+//!   stream is answered with its head and handed to the sampler;
+//! - `http-sampler`: samples the counters every 500 ms into the rate ring and writes one event to
+//!   every live stream with non-blocking writes (a stream that cannot take it is dropped); the
+//!   number of streams is bounded;
+//! - `http-backfill`: reads the backfill status key from Redis every 500 ms.
+//!
+//! A slow or hostile client therefore holds at most one worker for at most the read timeout, and
+//! never the accept loop, a feed thread or the producer.
+
+mod assets;
+pub mod backfill;
+pub mod error;
+mod routes;
+pub mod security;
+pub mod snapshot;
+mod sse;
+pub mod wire;
 
 use std::{
-    io::{ErrorKind, Read, Write},
+    io::{ErrorKind, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    sync::Arc,
+    sync::{atomic::AtomicUsize, Arc, Mutex},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use crate::{error::Error, metrics::Metrics, shutdown::Shutdown};
+pub use backfill::{RedisTarget, STATUS_KEY};
+pub use error::HttpError;
+pub use security::Exposure;
+pub use snapshot::{HISTORY_LEN, SAMPLE_MS};
+pub use wire::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
 
-/// Largest request head accepted.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::{
+    config::Config,
+    error::Error,
+    metrics::Metrics,
+    shutdown::Shutdown,
+    status::{MarketSource, StatusRegistry},
+    vendor::Vendor,
+};
 
-/// A response ready to be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// Body.
-    pub body: Vec<u8>,
-}
+/// Largest request head accepted (kept under its historical name).
+pub const MAX_REQUEST_BYTES: usize = MAX_HEAD_BYTES;
 
-impl Response {
-    fn json(status: u16, v: &serde_json::Value) -> Self {
-        Response { status, content_type: "application/json", body: v.to_string().into_bytes() }
-    }
-
-    fn text(status: u16, body: &str) -> Self {
-        Response { status, content_type: "text/plain; charset=utf-8", body: body.as_bytes().to_vec() }
-    }
-}
-
-/// The state the routes read.
+/// The state the routes read (what every build has: metrics and version).
 #[derive(Debug, Clone)]
 pub struct HttpState {
     /// Process metrics.
@@ -49,136 +67,248 @@ pub struct HttpState {
     pub version: &'static str,
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
+/// Bounds on what clients may ask of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests a client may make at once. Default 60.
+    pub per_client_burst: u32,
+    /// Requests per second a client may sustain. Default 20.
+    pub per_client_per_s: u32,
+    /// Live streams at once. Default 8.
+    pub max_streams: usize,
+    /// Request worker threads. Default 4.
+    pub workers: usize,
+    /// Connections waiting for a worker before new ones get 503. Default 32.
+    pub queue: usize,
+    /// Time a client has to send its whole request. Default 2 s.
+    pub read_timeout: Duration,
+    /// Least time between two accepted backfill triggers. Default 2 s.
+    pub trigger_interval: Duration,
 }
 
-/// Routes one request (method, path without query) to a response.
-pub fn route(state: &HttpState, method: &str, path: &str) -> Response {
-    let m = state.metrics;
-    let kafka = m.kafka_up.get() == 1;
-    let redis = m.redis_up.get() == 1;
-    match (method, path) {
-        ("GET", "/metrics") => Response { status: 200, content_type: prometheus::TEXT_FORMAT, body: m.render() },
-        ("GET", "/health") => Response::json(
-            200,
-            &serde_json::json!({
-                "status": if kafka { "ok" } else { "degraded" },
-                "version": state.version,
-                "kafka": if kafka { "up" } else { "down" },
-                "redis": if redis { "up" } else { "down" },
-            }),
-        ),
-        ("GET", "/health/live") => Response::json(200, &serde_json::json!({"status": "live"})),
-        ("GET", "/health/ready") => {
-            if kafka {
-                Response::json(200, &serde_json::json!({"status": "ready"}))
-            } else {
-                Response::json(503, &serde_json::json!({"status": "not_ready", "reasons": ["kafka unreachable"]}))
-            }
-        }
-        (_, "/metrics" | "/health" | "/health/live" | "/health/ready") => Response::text(405, "method not allowed\n"),
-        _ => Response::text(404, "not found\n"),
-    }
-}
-
-/// Reads one request head; `Err(status)` when it cannot be served.
-fn read_request(stream: &mut TcpStream) -> Result<(String, String), u16> {
-    let mut buf = [0u8; MAX_REQUEST_BYTES];
-    let mut len = 0;
-    loop {
-        let Some(space) = buf.get_mut(len..) else { return Err(413) };
-        if space.is_empty() {
-            return Err(413);
-        }
-        match stream.read(space) {
-            Ok(0) => return Err(400),
-            Ok(n) => len += n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Err(408),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return Err(400),
-        }
-        let head = buf.get(..len).unwrap_or(&[]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let text = std::str::from_utf8(head).map_err(|_| 400u16)?;
-            let line = text.lines().next().unwrap_or("");
-            let mut parts = line.split(' ');
-            let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(400);
-            };
-            if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-                return Err(400);
-            }
-            let path = target.split('?').next().unwrap_or("/");
-            return Ok((method.to_owned(), path.to_owned()));
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_client_burst: 60,
+            per_client_per_s: 20,
+            max_streams: 8,
+            workers: 4,
+            queue: 32,
+            read_timeout: Duration::from_secs(2),
+            trigger_interval: Duration::from_secs(2),
         }
     }
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response) {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&r.body)).and_then(|()| stream.flush());
+/// Everything beyond metrics and version: where connection status, market phase and backfill
+/// come from, who may trigger, and the bounds.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Connection status ([`crate::status::global`] in the engine).
+    pub status: &'static StatusRegistry,
+    /// Loopback or remote (token for `POST`).
+    pub exposure: Exposure,
+    /// Redis for the backfill trigger and status; `None` disables both (shown on the page).
+    pub redis: Option<RedisTarget>,
+    /// Market phase source.
+    pub market: MarketSource,
+    /// Vendors configured to stream; readiness wants each connected during market hours.
+    pub feeds: Vec<Vendor>,
+    /// A connection silent for longer than this is marked stale (`STALE_MS`).
+    pub stale_after: Duration,
+    /// Client bounds.
+    pub limits: Limits,
 }
 
-fn serve(state: &HttpState, mut stream: TcpStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let response = match read_request(&mut stream) {
-        Ok((method, path)) => route(state, &method, &path),
-        Err(status) => Response::text(status, "bad request\n"),
-    };
-    write_response(&mut stream, &response);
+impl HttpOptions {
+    /// Defaults for a server on `addr`: the global status registry, loopback or (tokenless,
+    /// so `POST` always refused) remote by address, no Redis, the IST-hours fallback market, no
+    /// configured feeds, 5 s stale limit.
+    pub fn for_addr(addr: SocketAddr) -> HttpOptions {
+        HttpOptions {
+            status: crate::status::global(),
+            exposure: Exposure::for_addr(addr, None),
+            redis: None,
+            market: MarketSource::ist_hours_only(),
+            feeds: Vec::new(),
+            stale_after: Duration::from_secs(5),
+            limits: Limits::default(),
+        }
+    }
+
+    /// From the engine's configuration: exposure by `HTTP_ADDR` with `STATUS_TOKEN`, Redis at
+    /// `REDIS_URL`, the feeds that have credentials, `STALE_MS`.
+    pub fn from_config(config: &Config) -> HttpOptions {
+        let mut feeds = Vec::new();
+        if config.kite.is_some() {
+            feeds.push(Vendor::Kite);
+        }
+        if config.upstox.is_some() {
+            feeds.push(Vendor::Upstox);
+        }
+        HttpOptions {
+            exposure: Exposure::for_addr(config.http_addr, config.status_token.clone()),
+            redis: Some(RedisTarget::new(&config.redis_url)),
+            feeds,
+            stale_after: config.feed.stale,
+            ..HttpOptions::for_addr(config.http_addr)
+        }
+    }
 }
 
-/// A running HTTP thread.
+/// What the threads share.
+#[derive(Debug)]
+struct Shared {
+    state: HttpState,
+    opts: HttpOptions,
+    sampler: Mutex<snapshot::Sampler>,
+    backfill: Arc<backfill::BackfillCache>,
+    streams: Mutex<Vec<TcpStream>>,
+    stream_count: AtomicUsize,
+    limiter: Mutex<security::RateLimiter>,
+    last_trigger: Mutex<Option<Instant>>,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        // The guarded values are plain data that stay valid after a panic elsewhere.
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A running HTTP server.
 #[derive(Debug)]
 pub struct HttpServer {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
-    /// The thread.
+    /// The accept thread; it joins the other http threads before it ends.
     pub join: JoinHandle<()>,
+}
+
+/// Binds `addr` and serves with [`HttpOptions::for_addr`] until `shutdown`.
+///
+/// # Errors
+/// [`Error::HttpBind`] when the address cannot be bound; [`Error::Spawn`] if a thread fails.
+pub fn start(addr: SocketAddr, state: HttpState, shutdown: Shutdown) -> Result<HttpServer, Error> {
+    start_with(addr, state, HttpOptions::for_addr(addr), shutdown)
+}
+
+fn spawn(
+    name: &'static str,
+    thread: String,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(thread)
+        .spawn(f)
+        .map_err(|e| Error::Spawn {
+            name,
+            kind: e.kind(),
+        })
 }
 
 /// Binds `addr` and serves until `shutdown`.
 ///
 /// # Errors
-/// [`Error::HttpBind`] when the address cannot be bound; [`Error::Spawn`] if the thread fails.
-pub fn start(addr: SocketAddr, state: HttpState, shutdown: Shutdown) -> Result<HttpServer, Error> {
-    let listener = TcpListener::bind(addr).map_err(|e| Error::HttpBind { addr, kind: e.kind() })?;
-    let bound = listener.local_addr().map_err(|e| Error::HttpBind { addr, kind: e.kind() })?;
-    listener.set_nonblocking(true).map_err(|e| Error::HttpBind { addr, kind: e.kind() })?;
-    let state = Arc::new(state);
-    let join = std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            log::info!(event = "http_listening", addr = bound.to_string(); "serving /metrics and /health on http://{bound}");
-            while !shutdown.is_triggered() {
-                match listener.accept() {
-                    Ok((stream, _)) => serve(&state, stream),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                    Err(e) => {
-                        log::warn!(event = "http_accept_failed"; "{e}");
-                        std::thread::sleep(Duration::from_millis(20));
+/// [`Error::HttpBind`] when the address cannot be bound; [`Error::Spawn`] if a thread fails.
+pub fn start_with(
+    addr: SocketAddr,
+    state: HttpState,
+    opts: HttpOptions,
+    shutdown: Shutdown,
+) -> Result<HttpServer, Error> {
+    let listener = TcpListener::bind(addr).map_err(|e| Error::HttpBind {
+        addr,
+        kind: e.kind(),
+    })?;
+    let bound = listener.local_addr().map_err(|e| Error::HttpBind {
+        addr,
+        kind: e.kind(),
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::HttpBind {
+            addr,
+            kind: e.kind(),
+        })?;
+    let limits = opts.limits.clone();
+    let shared = Arc::new(Shared {
+        limiter: Mutex::new(security::RateLimiter::new(
+            limits.per_client_burst,
+            limits.per_client_per_s,
+        )),
+        state,
+        opts,
+        sampler: Mutex::new(snapshot::Sampler::new()),
+        backfill: Arc::new(backfill::BackfillCache::new()),
+        streams: Mutex::new(Vec::with_capacity(limits.max_streams)),
+        stream_count: AtomicUsize::new(0),
+        last_trigger: Mutex::new(None),
+        started: Instant::now(),
+    });
+    // Take the first sample now so the first snapshot already has a baseline.
+    lock(&shared.sampler).sample(shared.state.metrics, Instant::now());
+
+    let mut helpers = Vec::new();
+    let (tx, rx) = crossbeam_channel::bounded::<(TcpStream, SocketAddr)>(limits.queue.max(1));
+    for i in 0..limits.workers.max(1) {
+        let (rx, shared) = (rx.clone(), Arc::clone(&shared));
+        helpers.push(spawn(
+            "http-worker",
+            format!("http-worker-{i}"),
+            move || routes::worker(&shared, &rx),
+        )?);
+    }
+    drop(rx);
+    {
+        let (shared, sd) = (Arc::clone(&shared), shutdown.clone());
+        helpers.push(spawn("http-sampler", "http-sampler".into(), move || {
+            sse::sampler_loop(&shared, &sd)
+        })?);
+    }
+    if let Some(target) = shared.opts.redis.clone() {
+        let (cache, sd) = (Arc::clone(&shared.backfill), shutdown.clone());
+        helpers.push(spawn("http-backfill", "http-backfill".into(), move || {
+            backfill::watch(&target, &cache, &sd)
+        })?);
+    } else {
+        shared.backfill.set(serde_json::json!({"state": "unavailable", "error": "backfill is not configured in this server (no Redis)"}));
+    }
+
+    let join = spawn("http", "http".into(), move || {
+        log::info!(event = "http_listening", addr = bound.to_string(), exposure = shared.opts.exposure.as_str(); "status page on http://{bound}/");
+        while !shutdown.is_triggered() {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if let Err(crossbeam_channel::TrySendError::Full((mut stream, _))) =
+                        tx.try_send((stream, peer))
+                    {
+                        // Every worker busy and the queue full: say so at once rather than queue
+                        // without bound.
+                        let _ = stream.set_nonblocking(true);
+                        let _ = stream
+                            .write_all(&wire::encode(&wire::Response::error(&HttpError::Busy)));
+                        let _ = stream.shutdown(std::net::Shutdown::Write);
                     }
                 }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => {
+                    log::warn!(event = "http_accept_failed"; "{e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
-        })
-        .map_err(|e| Error::Spawn { name: "http", kind: e.kind() })?;
+        }
+        // Workers end when the queue's sender is gone; the others watch the shutdown flag.
+        drop(tx);
+        for h in helpers {
+            if h.join().is_err() {
+                log::error!(event = "thread_panicked", thread = "http-helper"; "an http helper thread ended in a panic");
+            }
+        }
+    })?;
     Ok(HttpServer { addr: bound, join })
 }

@@ -5,8 +5,8 @@ use std::{
     future::Future,
     pin::pin,
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
     },
     task::{Context, Poll, Wake, Waker},
     thread::{self, Thread},
@@ -19,7 +19,7 @@ use rdkafka::{
     client::{ClientContext, DefaultClientContext},
     config::ClientConfig,
     error::KafkaError,
-    message::{Headers, Message, OwnedHeaders},
+    message::{Headers, Message},
     producer::{BaseProducer, DeliveryResult, Producer, ProducerContext},
     types::RDKafkaErrorCode,
 };
@@ -27,9 +27,11 @@ use rdkafka::{
 use super::ProducerError;
 use crate::config::KafkaConfig;
 
-/// A record whose delivery failed, handed back to the producer thread to retry or journal.
+/// A record whose delivery failed, handed back to the producer thread to rescue or re-drain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRecord {
+    /// The producer's sequence number for the record (its delivery opaque).
+    pub seq: u64,
     /// Topic it was sent to.
     pub topic: String,
     /// Its key, if any.
@@ -42,8 +44,12 @@ pub struct FailedRecord {
     pub error: String,
 }
 
+/// Size of the ring of receive times indexed by sequence number (a power of two above
+/// librdkafka's `queue.buffering.max.messages`, so a slot is never reused while in flight).
+const RING: usize = 1 << 18;
+
 /// Counters shared between the delivery callback (run inside `poll`) and readers elsewhere.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeliveryStats {
     /// Records handed to librdkafka.
     pub sent: AtomicU64,
@@ -51,15 +57,53 @@ pub struct DeliveryStats {
     pub acked: AtomicU64,
     /// Records whose delivery report carried an error.
     pub failed: AtomicU64,
-    /// Receive -> ack latency sum in ns (with `acked`, gives the mean).
-    pub ack_latency_ns_sum: AtomicU64,
+    /// Set by the client's error callback when every broker is down; the producer thread
+    /// takes it (swap to false) and switches to the journal.
+    pub outage: AtomicBool,
+    /// Sequence range `[lo, hi)` of records currently being drained from the journal.
+    pub drain_lo: AtomicU64,
+    /// See `drain_lo`.
+    pub drain_hi: AtomicU64,
+    /// Acknowledged sequence numbers inside the drain range (only the producer thread locks it:
+    /// the callback runs inside that thread's `poll`).
+    pub drain_acks: Mutex<Vec<u64>>,
+    /// Receive time of each in-flight record, by `seq % RING`.
+    received: Box<[AtomicU64]>,
+}
+
+impl Default for DeliveryStats {
+    fn default() -> Self {
+        DeliveryStats {
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            outage: AtomicBool::new(false),
+            drain_lo: AtomicU64::new(0),
+            drain_hi: AtomicU64::new(0),
+            drain_acks: Mutex::new(Vec::new()),
+            received: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 impl DeliveryStats {
     /// Records sent and not yet reported.
     pub fn in_flight(&self) -> u64 {
         let sent = self.sent.load(Ordering::Acquire);
-        sent.saturating_sub(self.acked.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire))
+        sent.saturating_sub(
+            self.acked.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire),
+        )
+    }
+
+    /// Notes the receive time of record `seq` (0 = not a live record: no latency sample).
+    pub(super) fn note_received(&self, seq: u64, received_at_ns: u64) {
+        if let Some(slot) = self.received.get((seq as usize) & (RING - 1)) {
+            slot.store(received_at_ns, Ordering::Relaxed);
+        }
+    }
+
+    fn in_drain(&self, seq: u64) -> bool {
+        seq >= self.drain_lo.load(Ordering::Acquire) && seq < self.drain_hi.load(Ordering::Acquire)
     }
 }
 
@@ -67,40 +111,64 @@ impl DeliveryStats {
 pub(super) struct DeliveryContext {
     stats: Arc<DeliveryStats>,
     failed_tx: Sender<FailedRecord>,
+    /// `kafka_records_acked_total{topic}` per configured topic, resolved once.
+    acked: Vec<(String, prometheus::IntCounter)>,
 }
 
 impl DeliveryContext {
     /// A context that counts into `stats` and hands failed records to `failed_tx`.
-    pub(super) fn new(stats: Arc<DeliveryStats>, failed_tx: Sender<FailedRecord>) -> Self {
-        DeliveryContext { stats, failed_tx }
+    pub(super) fn new(stats: Arc<DeliveryStats>, failed_tx: Sender<FailedRecord>, cfg: &KafkaConfig) -> Self {
+        let m = crate::metrics::global();
+        let acked = [&cfg.topic_ticks, &cfg.topic_dlq, &cfg.topic_raw, &cfg.topic_ohlc]
+            .into_iter()
+            .map(|t| (t.clone(), m.kafka_acked_total.with_label_values(&[t.as_str()])))
+            .collect();
+        DeliveryContext { stats, failed_tx, acked }
     }
 }
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        // AllBrokersDown and friends: librdkafka keeps retrying by itself; say so once per event.
-        let m = crate::metrics::global();
-        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
-            m.kafka_up.set(0);
+        // librdkafka keeps retrying by itself; the producer thread reacts to AllBrokersDown by
+        // spilling to the journal instead of letting records pile up in librdkafka's memory.
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            crate::metrics::global().kafka_up.set(0);
+            self.stats.outage.store(true, Ordering::Release);
         }
         log::error!(event = "kafka_client_error", code = format!("{error:?}"); "{reason}");
     }
 }
 
 impl ProducerContext for DeliveryContext {
-    /// The send time in ns (receive time for ticks), for the ack-latency figure.
+    /// The record's sequence number.
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_ns: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let seq = seq as u64;
         let m = crate::metrics::global();
         match result {
             Ok(msg) => {
-                self.stats.acked.fetch_add(1, Ordering::AcqRel);
                 m.kafka_up.set(1);
-                m.kafka_acked_total.with_label_values(&[msg.topic()]).inc();
-                let now = crate::clock::now_unix_ns();
-                let lat = now.saturating_sub(sent_at_ns as u64);
-                self.stats.ack_latency_ns_sum.fetch_add(lat, Ordering::Relaxed);
+                if let Some((_, c)) = self.acked.iter().find(|(t, _)| t == msg.topic()) {
+                    c.inc();
+                }
+                if self.stats.in_drain(seq) {
+                    match self.stats.drain_acks.lock() {
+                        Ok(mut v) => v.push(seq),
+                        Err(p) => p.into_inner().push(seq),
+                    }
+                } else if let Some(slot) = self.stats.received.get((seq as usize) & (RING - 1)) {
+                    let received = slot.load(Ordering::Relaxed);
+                    if received > 0 {
+                        let lat = crate::clock::now_unix_ns().saturating_sub(received);
+                        crate::latency::ack().record(lat);
+                        m.ack_latency.observe(lat as f64 * 1e-9);
+                    }
+                }
+                self.stats.acked.fetch_add(1, Ordering::AcqRel);
             }
             Err((err, msg)) => {
                 m.kafka_failed_total.with_label_values(&[msg.topic()]).inc();
@@ -108,24 +176,29 @@ impl ProducerContext for DeliveryContext {
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                            .map(|hd| {
+                                (
+                                    hd.key.to_owned(),
+                                    hd.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
                 let failed = FailedRecord {
+                    seq,
                     topic: msg.topic().to_owned(),
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     headers,
                     error: err.to_string(),
                 };
-                // The producer thread owns the receiver for as long as this context lives, so a
-                // send can only fail during teardown, after the final accounting.
+                // The producer thread owns the receiver for as long as this context lives.
                 if self.failed_tx.send(failed).is_err() {
-                    log::error!(event = "kafka_failed_record_dropped_at_teardown"; "delivery failure after producer stop");
+                    log::error!(event = "kafka_failed_record_after_stop"; "delivery failure after producer stop");
                 }
-                // Counted after the hand-back so that in_flight never reads 0 while a failed
-                // record is still only in this callback.
+                // Counted after the hand-back so in_flight never reads 0 while a failed record
+                // is only in this callback.
                 self.stats.failed.fetch_add(1, Ordering::AcqRel);
             }
         }
@@ -143,6 +216,10 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("linger.ms", cfg.linger_ms.to_string())
         .set("compression.type", cfg.compression)
         .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
+        .set(
+            "request.timeout.ms",
+            cfg.message_timeout_ms.min(30_000).to_string(),
+        )
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000")
         .set("queue.buffering.max.kbytes", "262144")
@@ -157,17 +234,13 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 ///
 /// # Errors
 /// [`ProducerError::ClientConfig`] when librdkafka refuses the settings.
-pub(super) fn create_producer(cfg: &KafkaConfig, ctx: DeliveryContext) -> Result<BaseProducer<DeliveryContext>, ProducerError> {
+pub(super) fn create_producer(
+    cfg: &KafkaConfig,
+    ctx: DeliveryContext,
+) -> Result<BaseProducer<DeliveryContext>, ProducerError> {
     producer_config(cfg)
         .create_with_context(ctx)
         .map_err(|e| ProducerError::ClientConfig(e.to_string()))
-}
-
-/// Builds Kafka headers from (name, value) pairs.
-pub(super) fn owned_headers(pairs: &[(String, Vec<u8>)]) -> OwnedHeaders {
-    pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
-        h.insert(rdkafka::message::Header { key: k, value: Some(v) })
-    })
 }
 
 struct ThreadWaker(Thread);
@@ -206,7 +279,10 @@ pub fn check_broker(brokers: &str, timeout: Duration) -> Result<usize, ProducerE
         .client()
         .fetch_metadata(None, timeout)
         .map(|md| md.brokers().len())
-        .map_err(|e| ProducerError::Unreachable { brokers: brokers.to_owned(), reason: e.to_string() })
+        .map_err(|e| ProducerError::Unreachable {
+            brokers: brokers.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// Creates each topic with `partitions` partitions (replication 1 unless the cluster is larger:
@@ -214,7 +290,12 @@ pub fn check_broker(brokers: &str, timeout: Duration) -> Result<usize, ProducerE
 ///
 /// # Errors
 /// [`ProducerError::Admin`] when the broker refuses for another reason than "already exists".
-pub fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32, timeout: Duration) -> Result<(), ProducerError> {
+pub fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), ProducerError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -223,13 +304,20 @@ pub fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32, timeout: D
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
-    let results = block_on(admin.create_topics(&new, &opts)).map_err(|e| ProducerError::Admin(e.to_string()))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let results = block_on(admin.create_topics(&new, &opts))
+        .map_err(|e| ProducerError::Admin(e.to_string()))?;
     for r in results {
         match r {
-            Ok(name) => log::info!(event = "kafka_topic_created", topic = name.as_str(), partitions = partitions; "created"),
+            Ok(name) => {
+                log::info!(event = "kafka_topic_created", topic = name.as_str(), partitions = partitions; "created")
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(ProducerError::Admin(format!("create {name}: {code}"))),
+            Err((name, code)) => {
+                return Err(ProducerError::Admin(format!("create {name}: {code}")))
+            }
         }
     }
     Ok(())

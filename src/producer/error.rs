@@ -24,6 +24,9 @@ pub enum ProducerError {
     /// The producer thread is gone (its queue is disconnected).
     #[error("producer thread is not running")]
     Stopped,
+    /// The outage journal could not be opened.
+    #[error("journal: {0}")]
+    Journal(String),
     /// Records were still unacknowledged when the flush deadline passed.
     #[error("{in_flight} records unacknowledged at the flush deadline")]
     FlushTimeout {
@@ -40,6 +43,7 @@ impl ErrorCode for ProducerError {
             ProducerError::Unreachable { .. } => "PRODUCER_UNREACHABLE",
             ProducerError::Stopped => "PRODUCER_STOPPED",
             ProducerError::FlushTimeout { .. } => "PRODUCER_FLUSH_TIMEOUT",
+            ProducerError::Journal(_) => "PRODUCER_JOURNAL",
         }
     }
 }

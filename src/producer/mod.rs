@@ -1,14 +1,29 @@
 //! The producer thread: owns the only Kafka producer of the process, drains the feed threads'
-//! bounded queues in batches, encodes records and sends them, and does the delivery accounting.
+//! bounded queues in batches, encodes records into reused buffers and sends them, accounts for
+//! every delivery, and spills to the outage journal while Kafka is down.
 //!
 //! Feed threads never touch Kafka: they `try_send` into their own bounded crossbeam queue
-//! ([`queue`]) and go on. This thread blocks on those queues (never in `poll`, which in rdkafka
+//! ([`queue`]) and go on. This thread waits on those queues (never in `poll`, which in rdkafka
 //! 0.38+ sleeps for its whole timeout), calls `poll(0)` once per batch to run delivery callbacks,
-//! and on `QueueFull` polls and retries the record it got back, which pushes back on the feed
-//! queues. Shutdown: when every sender is dropped, the thread drains what is queued, flushes
-//! within the configured bound and reports what stayed unacknowledged.
+//! and moves between three modes:
+//!
+//! - **Direct**: records go straight to librdkafka.
+//! - **Spill**: entered when every broker is down, when a delivery fails, or when librdkafka's
+//!   queue stays full. Records not yet on the wire are purged back from librdkafka and kept
+//!   ("rescued"); new records are appended to the journal in arrival order. Once nothing is in
+//!   flight and the broker answers again, the rescued records are written to the journal ahead of
+//!   everything spilled (they are older), sorted by sequence number, and draining starts.
+//! - **Drain**: the journal is sent back oldest first, one segment at a time, while new records
+//!   keep going to its tail, so per-instrument order holds. A segment is deleted only when every
+//!   record in it is acknowledged; a failure mid-segment returns to Spill and only the records not
+//!   yet acknowledged are sent again. An empty journal returns to Direct.
+//!
+//! Shutdown: when every sender is dropped the thread drains its queues, flushes within the
+//! configured bound, and journals whatever is not acknowledged by then (purging it back from
+//! librdkafka), so a restart delivers it.
 
 mod client;
+mod encode;
 mod error;
 
 use std::{
@@ -17,31 +32,48 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 pub use client::{check_broker, ensure_topics, producer_config, DeliveryStats, FailedRecord};
 use crossbeam_channel::{bounded, Receiver, Select, Sender};
+pub use encode::TICK_SCHEMA_VERSION;
 pub use error::ProducerError;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{BaseProducer, BaseRecord, Producer},
+    producer::{BaseProducer, BaseRecord, Producer, PurgeConfig},
 };
 
-use crate::config::KafkaConfig;
+use crate::{
+    config::{JournalConfig, KafkaConfig},
+    journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
+    parsers::FrameKind,
+    tick::Tick,
+    vendor::Vendor,
+};
 
-/// Which configured topic a record goes to. Names are resolved once at start-up.
+/// Which configured topic a record goes to. Names are resolved once at start-up; the code is
+/// what the journal stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Topic {
     /// `KAFKA_TOPIC_TICKS`.
-    Ticks,
+    Ticks = 0,
     /// `KAFKA_TOPIC_DLQ`.
-    Dlq,
+    Dlq = 1,
     /// `KAFKA_TOPIC_RAW`.
-    Raw,
+    Raw = 2,
     /// `KAFKA_TOPIC_OHLC`.
-    Ohlc,
+    Ohlc = 3,
 }
 
-/// A prepared record: topic, key, payload, headers. Used for everything that is not on the
-/// per-tick hot path (candles, control output, tests).
+impl Topic {
+    const ALL: [Topic; 4] = [Topic::Ticks, Topic::Dlq, Topic::Raw, Topic::Ohlc];
+
+    fn from_code(c: u8) -> Option<Topic> {
+        Self::ALL.into_iter().find(|t| *t as u8 == c)
+    }
+}
+
+/// A prepared record, for what is not on the per-tick hot path (candles, tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Destination.
@@ -52,27 +84,73 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// Headers as (name, value).
     pub headers: Vec<(String, Vec<u8>)>,
-    /// When the data was received (ns since epoch), for latency accounting.
+    /// When the data was received (ns since epoch), for latency accounting; 0 if not live.
     pub received_at_ns: u64,
+}
+
+/// A raw frame as received, for `market.raw`.
+#[derive(Debug, Clone)]
+pub struct RawFrame {
+    /// Vendor.
+    pub vendor: Vendor,
+    /// Connection id.
+    pub conn_id: u16,
+    /// Binary or text.
+    pub kind: FrameKind,
+    /// Receive time, epoch ns.
+    pub received_at_ns: u64,
+    /// The frame's bytes (shared with the parser's view, not copied).
+    pub payload: Bytes,
+}
+
+/// A rejected tick or unparseable frame, for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// Vendor.
+    pub vendor: Vendor,
+    /// Connection id.
+    pub conn_id: u16,
+    /// Receive time, epoch ns.
+    pub received_at_ns: u64,
+    /// Stable reason label (the metric label).
+    pub reason: &'static str,
+    /// Stable error code.
+    pub code: &'static str,
+    /// A short static detail (the offending field, for validation rejects).
+    pub detail: &'static str,
+    /// The raw bytes (the packet or frame), shared with the frame.
+    pub raw: Bytes,
+    /// The decoded tick, when the validator refused it.
+    pub tick: Option<Tick>,
 }
 
 /// What feed and control threads hand to the producer thread.
 #[derive(Debug)]
 pub enum Outbound {
+    /// A validated tick for `market.ticks`.
+    Tick(Tick),
+    /// A raw frame for `market.raw`.
+    Raw(RawFrame),
+    /// A reject for `market.ticks.dlq`.
+    Reject(Box<Reject>),
     /// A prepared record.
     Record(Record),
+}
+
+impl Outbound {
+    fn received_at_ns(&self) -> u64 {
+        match self {
+            Outbound::Tick(t) => t.received_at_ns,
+            Outbound::Raw(r) => r.received_at_ns,
+            Outbound::Reject(r) => r.received_at_ns,
+            Outbound::Record(r) => r.received_at_ns,
+        }
+    }
 }
 
 /// One hand-over queue: the sending half goes to a feed (or control) thread.
 pub fn queue(capacity: usize) -> (Sender<Outbound>, Receiver<Outbound>) {
     bounded(capacity)
-}
-
-/// Counters of the producer thread, readable from other threads.
-#[derive(Debug, Default)]
-pub struct ProducerStats {
-    /// Delivery accounting (sent, acked, failed).
-    pub delivery: DeliveryStats,
 }
 
 /// Running producer thread.
@@ -82,15 +160,21 @@ pub struct ProducerHandle {
     stats: Arc<DeliveryStats>,
 }
 
-/// What the final flush achieved.
+/// What the producer did over its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FlushReport {
-    /// Records acknowledged over the thread's life.
+    /// Records acknowledged.
     pub acked: u64,
-    /// Delivery reports with an error over the thread's life.
+    /// Delivery reports with an error (each then rescued or re-drained, not lost).
     pub failed: u64,
-    /// Records still unacknowledged at the deadline.
-    pub in_flight: u64,
+    /// Records written to the journal.
+    pub journaled: u64,
+    /// Records drained from the journal and acknowledged.
+    pub drained: u64,
+    /// Records dropped because the journal was full (the documented last resort).
+    pub dropped: u64,
+    /// Records left in the journal at exit.
+    pub left_in_journal_bytes: u64,
 }
 
 impl ProducerHandle {
@@ -116,117 +200,185 @@ impl ProducerHandle {
 pub struct ProducerSettings {
     /// Kafka client settings and topic names.
     pub kafka: KafkaConfig,
+    /// The outage journal.
+    pub journal: JournalConfig,
     /// Core to pin the thread to, if any.
     pub core: Option<usize>,
     /// Bound on the final flush.
     pub flush_timeout: Duration,
-    /// Records drained per batch before a `poll`.
+    /// Records drained per queue per turn before a `poll`.
     pub batch: usize,
 }
 
-/// A configured topic: its name and its `sent` counter, resolved once.
+/// A configured topic: its name and `sent` counter, resolved once.
 struct TopicSlot {
     name: String,
     sent: prometheus::IntCounter,
 }
 
-impl TopicSlot {
-    fn new(name: &str) -> Self {
-        TopicSlot {
-            name: name.to_owned(),
-            sent: crate::metrics::global().kafka_sent_total.with_label_values(&[name]),
-        }
-    }
-}
+struct Topics([TopicSlot; 4]);
 
-struct TopicNames {
-    ticks: TopicSlot,
-    dlq: TopicSlot,
-    raw: TopicSlot,
-    ohlc: TopicSlot,
-}
-
-impl TopicNames {
+impl Topics {
     fn new(k: &KafkaConfig) -> Self {
-        TopicNames {
-            ticks: TopicSlot::new(&k.topic_ticks),
-            dlq: TopicSlot::new(&k.topic_dlq),
-            raw: TopicSlot::new(&k.topic_raw),
-            ohlc: TopicSlot::new(&k.topic_ohlc),
-        }
+        let slot = |name: &str| TopicSlot {
+            name: name.to_owned(),
+            sent: crate::metrics::global()
+                .kafka_sent_total
+                .with_label_values(&[name]),
+        };
+        Topics([
+            slot(&k.topic_ticks),
+            slot(&k.topic_dlq),
+            slot(&k.topic_raw),
+            slot(&k.topic_ohlc),
+        ])
     }
 
     fn slot(&self, t: Topic) -> &TopicSlot {
+        let [ticks, dlq, raw, ohlc] = &self.0;
         match t {
-            Topic::Ticks => &self.ticks,
-            Topic::Dlq => &self.dlq,
-            Topic::Raw => &self.raw,
-            Topic::Ohlc => &self.ohlc,
+            Topic::Ticks => ticks,
+            Topic::Dlq => dlq,
+            Topic::Raw => raw,
+            Topic::Ohlc => ohlc,
         }
     }
 
     fn by_name(&self, name: &str) -> Option<Topic> {
-        [Topic::Ticks, Topic::Dlq, Topic::Raw, Topic::Ohlc].into_iter().find(|t| self.slot(*t).name == name)
+        Topic::ALL.into_iter().find(|t| self.slot(*t).name == name)
     }
 }
 
 /// Starts the producer thread over `queues`.
 ///
 /// # Errors
-/// [`ProducerError::ClientConfig`] if the client cannot be created; the thread is not started.
-pub fn spawn(settings: ProducerSettings, queues: Vec<Receiver<Outbound>>) -> Result<ProducerHandle, ProducerError> {
+/// [`ProducerError::ClientConfig`] if the client cannot be created, [`ProducerError::Journal`]
+/// if the journal directory cannot be opened; the thread is not started.
+pub fn spawn(
+    settings: ProducerSettings,
+    queues: Vec<Receiver<Outbound>>,
+) -> Result<ProducerHandle, ProducerError> {
     let stats = Arc::new(DeliveryStats::default());
     let (failed_tx, failed_rx) = crossbeam_channel::unbounded();
-    let ctx = client::DeliveryContext::new(Arc::clone(&stats), failed_tx);
+    let ctx = client::DeliveryContext::new(Arc::clone(&stats), failed_tx, &settings.kafka);
     let producer = client::create_producer(&settings.kafka, ctx)?;
+    let journal = Journal::open(
+        &settings.journal.dir,
+        settings.journal.max_bytes,
+        settings.journal.fsync,
+    )
+    .map_err(|e| ProducerError::Journal(e.to_string()))?;
+    let start_mode = if journal.is_empty() {
+        Mode::Direct
+    } else {
+        Mode::Spill
+    };
+    if start_mode == Mode::Spill {
+        log::warn!(event = "journal_found", bytes = journal.bytes(); "journal holds records from an earlier run; they drain first");
+    }
     let thread_stats = Arc::clone(&stats);
     let join = std::thread::Builder::new()
         .name("producer".into())
         .spawn(move || {
             crate::affinity::pin_current("producer", settings.core);
-            let mut worker = Worker {
+            let m = crate::metrics::global();
+            m.journal_bytes
+                .set(i64::try_from(journal.bytes()).unwrap_or(i64::MAX));
+            let mut w = Worker {
                 producer,
                 stats: thread_stats,
                 failed_rx,
-                topics: TopicNames::new(&settings.kafka),
-                retry: Vec::new(),
+                topics: Topics::new(&settings.kafka),
+                brokers: settings.kafka.brokers.clone(),
+                journal,
+                mode: start_mode,
+                rescue: Vec::new(),
+                drain: None,
+                next_seq: 1,
+                encoder: encode::Encoder::default(),
+                last_probe: None,
+                report: FlushReport::default(),
+                journal_full_logged: false,
             };
-            worker.run(&queues, settings.batch.max(1));
-            worker.finish(settings.flush_timeout)
+            w.run(&queues, settings.batch.max(1));
+            w.finish(settings.flush_timeout)
         })
         .map_err(|e| ProducerError::Admin(format!("spawn producer thread: {e}")))?;
-    Ok(ProducerHandle { join: Some(join), stats })
+    Ok(ProducerHandle {
+        join: Some(join),
+        stats,
+    })
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Direct,
+    Spill,
+    Drain,
+}
+
+/// A journal segment being sent back.
+struct DrainState {
+    seg: LoadedSegment,
+    /// Sequence number of record 0; record i has `base + i`.
+    base: u64,
+    acked: Vec<bool>,
+    /// Next record index to send.
+    next: usize,
+    failed: bool,
+}
+
+/// At most this many journal records are in flight at once while draining.
+const DRAIN_WINDOW: usize = 20_000;
+/// librdkafka's queue staying full this long sends the producer to the journal.
+const QUEUE_FULL_SPILL: Duration = Duration::from_millis(200);
 
 struct Worker {
     producer: BaseProducer<client::DeliveryContext>,
     stats: Arc<DeliveryStats>,
     failed_rx: Receiver<FailedRecord>,
-    topics: TopicNames,
-    /// Failed deliveries waiting to be re-sent (in failure order).
-    retry: Vec<FailedRecord>,
+    topics: Topics,
+    brokers: String,
+    journal: Journal,
+    mode: Mode,
+    rescue: Vec<FailedRecord>,
+    drain: Option<DrainState>,
+    next_seq: u64,
+    encoder: encode::Encoder,
+    last_probe: Option<Instant>,
+    report: FlushReport,
+    journal_full_logged: bool,
+}
+
+enum SendOutcome {
+    Sent,
+    /// The queue stayed full: the record was not taken.
+    Full,
+    /// Refused for good (e.g. larger than `message.max.bytes`).
+    Refused,
 }
 
 impl Worker {
     fn run(&mut self, queues: &[Receiver<Outbound>], batch: usize) {
         let mut open: Vec<bool> = vec![true; queues.len()];
         let m = crate::metrics::global();
+        let depth = m.queue_depth.with_label_values(&["feed"]);
         while open.iter().any(|o| *o) {
             let mut sel = Select::new();
             for (q, _) in queues.iter().zip(&open).filter(|(_, o)| **o) {
                 sel.recv(q);
             }
-            // Wait for data without burning the core; the short timeout keeps delivery reports
-            // and retries flowing while the feeds are quiet.
-            let _ = sel.ready_timeout(Duration::from_millis(5));
-            for (i, q) in queues.iter().enumerate() {
-                let Some(is_open) = open.get_mut(i) else { continue };
+            // Wait for data without burning the core; the short timeout keeps delivery reports,
+            // mode changes and draining going while the feeds are quiet.
+            let _ = sel.ready_timeout(Duration::from_millis(2));
+            let mut total_depth = 0usize;
+            for (q, is_open) in queues.iter().zip(open.iter_mut()) {
                 if !*is_open {
                     continue;
                 }
                 for _ in 0..batch {
                     match q.try_recv() {
-                        Ok(item) => self.send(item),
+                        Ok(item) => self.handle(item),
                         Err(crossbeam_channel::TryRecvError::Empty) => break,
                         Err(crossbeam_channel::TryRecvError::Disconnected) => {
                             *is_open = false;
@@ -234,101 +386,417 @@ impl Worker {
                         }
                     }
                 }
-                m.queue_depth.with_label_values(&["feed"]).set(i64::try_from(q.len()).unwrap_or(i64::MAX));
+                total_depth += q.len();
             }
-            self.producer.poll(Duration::ZERO);
-            self.resend_failed();
-            m.kafka_in_flight.set(i64::try_from(self.stats.in_flight()).unwrap_or(i64::MAX));
+            depth.set(i64::try_from(total_depth).unwrap_or(i64::MAX));
+            self.turn();
         }
     }
 
-    fn send(&mut self, item: Outbound) {
-        match item {
-            Outbound::Record(r) => {
-                let headers = client::owned_headers(&r.headers);
-                self.send_raw(r.topic, r.key.as_deref(), &r.payload, Some(headers), r.received_at_ns);
+    /// Housekeeping once per batch: delivery reports, mode changes, draining, journal sync.
+    fn turn(&mut self) {
+        self.producer.poll(Duration::ZERO);
+        self.collect_failures();
+        if self.stats.outage.swap(false, Ordering::AcqRel) && self.mode == Mode::Direct {
+            self.enter_spill("all brokers down");
+        }
+        match self.mode {
+            Mode::Direct => {}
+            Mode::Spill => self.try_start_drain(),
+            Mode::Drain => self.pump_drain(),
+        }
+        if self.mode != Mode::Direct {
+            if let Err(e) = self.journal.sync() {
+                log::error!(event = "journal_sync_failed", code = crate::error::ErrorCode::code(&e); "{e}");
             }
-        }
-    }
-
-    /// Sends one record, polling and retrying while librdkafka's queue is full.
-    fn send_raw(
-        &mut self,
-        topic: Topic,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: Option<rdkafka::message::OwnedHeaders>,
-        received_at_ns: u64,
-    ) {
-        let slot = self.topics.slot(topic);
-        let mut record = BaseRecord::with_opaque_to(&slot.name, usize::try_from(received_at_ns).unwrap_or(usize::MAX)).payload(payload);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(h) = headers {
-            record = record.headers(h);
         }
         let m = crate::metrics::global();
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => {
-                    self.stats.sent.fetch_add(1, Ordering::AcqRel);
-                    slot.sent.inc();
-                    return;
+        m.kafka_in_flight
+            .set(i64::try_from(self.stats.in_flight()).unwrap_or(i64::MAX));
+        m.journal_bytes
+            .set(i64::try_from(self.journal.bytes()).unwrap_or(i64::MAX));
+    }
+
+    fn handle(&mut self, item: Outbound) {
+        self.encoder.encode(&item);
+        if self.mode != Mode::Direct {
+            self.spill(&item);
+            return;
+        }
+        let seq = self.take_seq();
+        self.stats.note_received(seq, item.received_at_ns());
+        let mut headers = Vec::with_capacity(3);
+        let view = self.encoder.view(&item, &mut headers);
+        let topic = self.encoder.topic();
+        match send(&self.producer, &self.stats, &self.topics, topic, &view, seq) {
+            SendOutcome::Sent | SendOutcome::Refused => {}
+            SendOutcome::Full => {
+                self.enter_spill("librdkafka queue full");
+                self.spill(&item);
+            }
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Appends the encoded `item` to the journal.
+    fn spill(&mut self, item: &Outbound) {
+        let mut headers = Vec::with_capacity(3);
+        let view = self.encoder.view(item, &mut headers);
+        match self.journal.append(&view) {
+            Ok(()) => self.report.journaled += 1,
+            Err(e) => self.journal_failed(&e),
+        }
+    }
+
+    fn journal_failed(&mut self, e: &JournalError) {
+        self.report.dropped += 1;
+        let m = crate::metrics::global();
+        m.journal_dropped_total.inc();
+        if !self.journal_full_logged {
+            // Loud once per episode: metric, error log, /health degraded (journal_dropped_total).
+            log::error!(event = "journal_refused_record", code = crate::error::ErrorCode::code(e); "{e}; records are dropped and counted until space frees up");
+            self.journal_full_logged = true;
+        }
+    }
+
+    fn enter_spill(&mut self, why: &str) {
+        if self.mode == Mode::Spill {
+            return;
+        }
+        log::error!(event = "kafka_outage", reason = why, in_flight = self.stats.in_flight(); "spilling to the journal");
+        if self.mode == Mode::Direct {
+            // Records still in librdkafka's queue (not on the wire) come back as failed delivery
+            // reports and are rescued; in-flight ones are left to librdkafka's idempotent retry.
+            self.producer.purge(PurgeConfig::default().queue());
+        }
+        if let Some(d) = self.drain.as_mut() {
+            d.failed = true;
+        }
+        self.mode = Mode::Spill;
+        self.last_probe = None;
+    }
+
+    fn collect_failures(&mut self) {
+        while let Ok(f) = self.failed_rx.try_recv() {
+            let in_drain = self
+                .drain
+                .as_ref()
+                .is_some_and(|d| f.seq >= d.base && f.seq < d.base + d.acked.len() as u64);
+            if in_drain {
+                // Still in its segment on disk; it is sent again when draining resumes.
+                if self.mode == Mode::Drain {
+                    self.enter_spill("delivery failed while draining");
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    m.queue_full_total.with_label_values(&["librdkafka"]).inc();
-                    record = back;
-                    // Serve delivery reports so the queue drains; this back-pressures the feed
-                    // queues, which count their own overflow.
-                    self.producer.poll(Duration::from_millis(1));
+            } else {
+                if self.mode == Mode::Direct {
+                    self.enter_spill("delivery failed");
                 }
-                Err((e, _)) => {
-                    // Refused before queuing (e.g. message too large): the record never entered
-                    // librdkafka, so account for it as a failure with its bytes.
-                    m.kafka_failed_total.with_label_values(&[&slot.name]).inc();
-                    log::error!(event = "kafka_send_refused", topic = slot.name.as_str(), code = format!("{e:?}"); "record refused by the client");
-                    return;
+                self.rescue.push(f);
+            }
+        }
+        self.apply_drain_acks();
+    }
+
+    fn apply_drain_acks(&mut self) {
+        let acks = match self.stats.drain_acks.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        if let Some(d) = self.drain.as_mut() {
+            for seq in acks {
+                if let Some(a) = seq
+                    .checked_sub(d.base)
+                    .and_then(|i| d.acked.get_mut(i as usize))
+                {
+                    if !*a {
+                        *a = true;
+                        self.report.drained += 1;
+                    }
                 }
             }
         }
     }
 
-    fn resend_failed(&mut self) {
-        self.retry.extend(self.failed_rx.try_iter());
-        if self.retry.is_empty() {
+    /// In Spill: once nothing is in flight and the broker answers, persist the rescued records
+    /// ahead of the spill and start draining.
+    fn try_start_drain(&mut self) {
+        if self.stats.in_flight() > 0 {
             return;
         }
-        let pending = std::mem::take(&mut self.retry);
-        for f in pending {
-            log::warn!(event = "kafka_delivery_retry", topic = f.topic.as_str(); "{}", f.error);
-            let Some(topic) = self.topics.by_name(&f.topic) else {
-                log::error!(event = "kafka_retry_unknown_topic", topic = f.topic.as_str(); "dropping retry for a topic this producer does not own");
+        if self
+            .last_probe
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
+            return;
+        }
+        self.last_probe = Some(Instant::now());
+        self.collect_failures();
+        if !self.persist_rescue() {
+            return;
+        }
+        if check_broker(&self.brokers, Duration::from_millis(300)).is_err() {
+            return;
+        }
+        crate::metrics::global().kafka_up.set(1);
+        log::info!(event = "kafka_recovered", journal_bytes = self.journal.bytes(); "draining the journal");
+        self.mode = Mode::Drain;
+        self.journal_full_logged = false;
+        if let Some(d) = self.drain.as_mut() {
+            // Resume the interrupted segment: only what is not acknowledged goes again.
+            d.failed = false;
+            d.next = 0;
+        }
+    }
+
+    /// Writes rescued records to the journal in sequence order; false on an I/O error.
+    fn persist_rescue(&mut self) -> bool {
+        if self.rescue.is_empty() {
+            return true;
+        }
+        let mut rescue = std::mem::take(&mut self.rescue);
+        rescue.sort_by_key(|f| f.seq);
+        let records: Vec<OwnedRecord> = rescue
+            .iter()
+            .filter_map(|f| {
+                let topic = self.topics.by_name(&f.topic)?;
+                Some(OwnedRecord {
+                    topic: topic as u8,
+                    key: f.key.clone().unwrap_or_default(),
+                    headers: f.headers.clone(),
+                    payload: f.payload.clone(),
+                })
+            })
+            .collect();
+        match self.journal.write_rescue(&records) {
+            Ok(()) => {
+                self.report.journaled += records.len() as u64;
+                log::warn!(event = "journal_rescued", records = records.len(); "records returned by Kafka were journaled ahead of the spill");
+                true
+            }
+            Err(e) => {
+                log::error!(event = "journal_rescue_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                self.rescue = rescue;
+                false
+            }
+        }
+    }
+
+    /// In Drain: keep a window of journal records in flight; commit finished segments.
+    fn pump_drain(&mut self) {
+        loop {
+            if self.drain.is_none() {
+                match self.journal.load_oldest() {
+                    Ok(Some(seg)) => {
+                        let n = seg.records.len() as u64;
+                        let base = self.next_seq;
+                        self.next_seq += n.max(1);
+                        self.stats.drain_lo.store(base, Ordering::Release);
+                        self.stats.drain_hi.store(base + n, Ordering::Release);
+                        self.drain = Some(DrainState {
+                            acked: vec![false; seg.records.len()],
+                            seg,
+                            base,
+                            next: 0,
+                            failed: false,
+                        });
+                    }
+                    Ok(None) => {
+                        log::info!(event = "journal_drained", drained = self.report.drained; "journal empty; producing directly");
+                        self.mode = Mode::Direct;
+                        return;
+                    }
+                    Err(e) => {
+                        log::error!(event = "journal_read_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                        self.enter_spill("journal unreadable");
+                        return;
+                    }
+                }
+            }
+            let Some(d) = self.drain.as_mut() else { return };
+            if d.failed {
+                return;
+            }
+            // Send the next unacknowledged records, bounded by the window.
+            let mut in_window = self.stats.in_flight() as usize;
+            while d.next < d.seg.records.len() && in_window < DRAIN_WINDOW {
+                let i = d.next;
+                d.next += 1;
+                if d.acked.get(i).copied().unwrap_or(true) {
+                    continue;
+                }
+                let Some(r) = d.seg.records.get(i) else { break };
+                let Some(topic) = Topic::from_code(r.topic) else {
+                    log::error!(event = "journal_unknown_topic", code = r.topic; "skipping a record with an unknown topic code");
+                    if let Some(a) = d.acked.get_mut(i) {
+                        *a = true;
+                    }
+                    continue;
+                };
+                let headers: Vec<(&str, &[u8])> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect();
+                let view = RecordRef {
+                    topic: r.topic,
+                    key: &r.key,
+                    headers: &headers,
+                    payload: &r.payload,
+                };
+                match send(
+                    &self.producer,
+                    &self.stats,
+                    &self.topics,
+                    topic,
+                    &view,
+                    d.base + i as u64,
+                ) {
+                    SendOutcome::Sent => in_window += 1,
+                    SendOutcome::Refused => {
+                        if let Some(a) = d.acked.get_mut(i) {
+                            *a = true;
+                        }
+                    }
+                    SendOutcome::Full => {
+                        d.next = i;
+                        return;
+                    }
+                }
+            }
+            self.producer.poll(Duration::ZERO);
+            self.collect_failures();
+            let Some(d) = self.drain.as_ref() else { return };
+            if d.failed {
+                return;
+            }
+            if d.acked.iter().all(|a| *a) {
+                let id = d.seg.id;
+                if let Err(e) = self.journal.commit(id) {
+                    log::error!(event = "journal_commit_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                }
+                self.drain = None;
+                self.stats.drain_lo.store(0, Ordering::Release);
+                self.stats.drain_hi.store(0, Ordering::Release);
                 continue;
-            };
-            let headers = client::owned_headers(&f.headers);
-            self.send_raw(topic, f.key.as_deref(), &f.payload, Some(headers), crate::clock::now_unix_ns());
+            }
+            return;
         }
     }
 
     fn finish(mut self, timeout: Duration) -> Result<FlushReport, ProducerError> {
         let deadline = Instant::now() + timeout;
+        // Give in-flight records (and, with the broker back, the journal) until the deadline.
         while Instant::now() < deadline {
-            let _ = self.producer.flush(Duration::from_millis(100));
-            self.resend_failed();
-            if self.stats.in_flight() == 0 && self.failed_rx.is_empty() && self.retry.is_empty() {
+            let _ = self.producer.flush(Duration::from_millis(50));
+            self.turn();
+            let settled = self.stats.in_flight() == 0 && self.rescue.is_empty();
+            if settled && (self.mode == Mode::Direct || self.mode == Mode::Spill) {
                 break;
             }
         }
-        let report = FlushReport {
-            acked: self.stats.acked.load(Ordering::Acquire),
-            failed: self.stats.failed.load(Ordering::Acquire),
-            in_flight: self.stats.in_flight(),
-        };
-        log::info!(event = "producer_flushed", acked = report.acked, failed = report.failed, in_flight = report.in_flight; "producer stopped");
-        if report.in_flight > 0 {
-            return Err(ProducerError::FlushTimeout { in_flight: report.in_flight });
+        // Whatever librdkafka still holds comes back as failed reports and is journaled.
+        if self.stats.in_flight() > 0 {
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let _ = self.producer.flush(Duration::from_millis(500));
+            self.producer.poll(Duration::ZERO);
         }
-        Ok(report)
+        self.collect_failures();
+        if let Some(d) = self.drain.take() {
+            let remaining: Vec<OwnedRecord> = d
+                .seg
+                .records
+                .into_iter()
+                .zip(d.acked)
+                .filter(|(_, a)| !*a)
+                .map(|(r, _)| r)
+                .collect();
+            if let Err(e) = self.journal.replace(d.seg.id, &remaining) {
+                log::error!(event = "journal_rewrite_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+            }
+        }
+        let _ = self.persist_rescue();
+        if let Err(e) = self.journal.close() {
+            log::error!(event = "journal_close_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+        }
+        self.report.acked = self.stats.acked.load(Ordering::Acquire);
+        self.report.failed = self.stats.failed.load(Ordering::Acquire);
+        self.report.left_in_journal_bytes = self.journal.bytes();
+        let r = self.report;
+        log::info!(
+            event = "producer_stopped",
+            acked = r.acked,
+            failed = r.failed,
+            journaled = r.journaled,
+            drained = r.drained,
+            dropped = r.dropped,
+            journal_bytes = r.left_in_journal_bytes;
+            "producer stopped"
+        );
+        Ok(r)
+    }
+}
+
+/// Sends one record, polling and retrying while librdkafka's queue is full, for at most
+/// [`QUEUE_FULL_SPILL`].
+fn send(
+    producer: &BaseProducer<client::DeliveryContext>,
+    stats: &DeliveryStats,
+    topics: &Topics,
+    topic: Topic,
+    view: &RecordRef<'_>,
+    seq: u64,
+) -> SendOutcome {
+    let slot = topics.slot(topic);
+    let headers = view.headers.iter().fold(
+        rdkafka::message::OwnedHeaders::new_with_capacity(view.headers.len()),
+        |h, (k, v)| {
+            h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(*v),
+            })
+        },
+    );
+    let mut record =
+        BaseRecord::with_opaque_to(&slot.name, usize::try_from(seq).unwrap_or(usize::MAX))
+            .payload(view.payload)
+            .headers(headers);
+    if !view.key.is_empty() {
+        record = record.key(view.key);
+    }
+    let mut full_since: Option<Instant> = None;
+    loop {
+        match producer.send(record) {
+            Ok(()) => {
+                stats.sent.fetch_add(1, Ordering::AcqRel);
+                slot.sent.inc();
+                return SendOutcome::Sent;
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                crate::metrics::global()
+                    .queue_full_total
+                    .with_label_values(&["librdkafka"])
+                    .inc();
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= QUEUE_FULL_SPILL {
+                    return SendOutcome::Full;
+                }
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => {
+                crate::metrics::global()
+                    .kafka_failed_total
+                    .with_label_values(&[&slot.name])
+                    .inc();
+                log::error!(event = "kafka_send_refused", topic = slot.name.as_str(), code = format!("{e:?}"); "record refused by the client");
+                return SendOutcome::Refused;
+            }
+        }
     }
 }

@@ -28,7 +28,11 @@ pub fn services() {
 
 /// A topic name unique to this test run.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}.{}.{}", std::process::id(), layer1::clock::now_unix_ns() % 1_000_000_000)
+    format!(
+        "{prefix}.{}.{}",
+        std::process::id(),
+        layer1::clock::now_unix_ns() % 1_000_000_000
+    )
 }
 
 /// Polls `f` until it returns `Some` or `limit` passes.
@@ -46,7 +50,11 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 }
 
 /// Consumes every record of `topic` from the beginning until `expected` arrived or `limit`.
-pub fn consume_all(topic: &str, expected: usize, limit: Duration) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+pub fn consume_all(
+    topic: &str,
+    expected: usize,
+    limit: Duration,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     use rdkafka::{
         consumer::{BaseConsumer, Consumer},
         ClientConfig, Message,
@@ -63,7 +71,10 @@ pub fn consume_all(topic: &str, expected: usize, limit: Duration) -> Vec<(Option
     let end = Instant::now() + limit;
     while out.len() < expected && Instant::now() < end {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
         }
     }
     out

@@ -1,0 +1,635 @@
+//! The outage journal: an append-only, segmented, checksummed on-disk queue of encoded Kafka
+//! records, used by the producer thread while Kafka is down or slow and drained back, oldest
+//! first, when it returns. It survives restarts: the producer drains it at start-up.
+//!
+//! Layout: `JOURNAL_DIR/<class>-<number>.seg`. Class 0 ("rescue") holds records that had been
+//! handed to Kafka before an outage and came back failed; they are older than anything spilled
+//! afterwards, so every class-0 segment drains before any class-1 ("spill") segment. Within a
+//! class, segments drain in number order. Each record is
+//! `u32 len | u32 crc32(body) | body`, body = `u8 topic | u16 key len | key | u8 header count |
+//! (u8 name len | name | u16 value len | value)* | u32 payload len | payload`, little-endian.
+//! A torn tail (a crash mid-write) fails its checksum or length and ends that segment's records;
+//! it is reported, never replayed.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use crate::{config::FsyncPolicy, error::ErrorCode};
+
+/// A segment is sealed once it reaches this size; draining reads one segment at a time.
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+const HEADER: usize = 8;
+
+/// Journal failures.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    /// The disk cap (`JOURNAL_MAX_BYTES`) is reached; the record was not written.
+    #[error("journal full: {bytes} bytes on disk, cap {cap}")]
+    Full {
+        /// Bytes on disk.
+        bytes: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// An I/O error on the journal directory.
+    #[error("journal I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A record too large for the format (key > 64 KiB, payload > 4 GiB, > 255 headers).
+    #[error("record does not fit the journal format")]
+    RecordTooLarge,
+}
+
+impl ErrorCode for JournalError {
+    fn code(&self) -> &'static str {
+        match self {
+            JournalError::Full { .. } => "JOURNAL_FULL",
+            JournalError::Io { .. } => "JOURNAL_IO",
+            JournalError::RecordTooLarge => "JOURNAL_RECORD_TOO_LARGE",
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A record borrowed for writing.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// Topic code (the producer's `Topic` as u8).
+    pub topic: u8,
+    /// Key bytes (empty for none).
+    pub key: &'a [u8],
+    /// Headers.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+/// A record read back from a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Topic code.
+    pub topic: u8,
+    /// Key bytes (empty for none).
+    pub key: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+}
+
+impl OwnedRecord {
+    /// Borrows the record for writing.
+    pub fn write_to(&self, buf: &mut Vec<u8>) -> Result<(), JournalError> {
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        encode(
+            &RecordRef {
+                topic: self.topic,
+                key: &self.key,
+                headers: &headers,
+                payload: &self.payload,
+            },
+            buf,
+        )
+    }
+}
+
+/// Appends the framed encoding of `r` to `buf`.
+///
+/// # Errors
+/// [`JournalError::RecordTooLarge`] when a length does not fit its field.
+pub fn encode(r: &RecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), JournalError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; HEADER]);
+    buf.push(r.topic);
+    let klen = u16::try_from(r.key.len()).map_err(|_| JournalError::RecordTooLarge)?;
+    buf.extend_from_slice(&klen.to_le_bytes());
+    buf.extend_from_slice(r.key);
+    buf.push(u8::try_from(r.headers.len()).map_err(|_| JournalError::RecordTooLarge)?);
+    for (name, value) in r.headers {
+        buf.push(u8::try_from(name.len()).map_err(|_| JournalError::RecordTooLarge)?);
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(
+            &u16::try_from(value.len())
+                .map_err(|_| JournalError::RecordTooLarge)?
+                .to_le_bytes(),
+        );
+        buf.extend_from_slice(value);
+    }
+    buf.extend_from_slice(
+        &u32::try_from(r.payload.len())
+            .map_err(|_| JournalError::RecordTooLarge)?
+            .to_le_bytes(),
+    );
+    buf.extend_from_slice(r.payload);
+    let body = buf.get(start + HEADER..).unwrap_or(&[]);
+    let len = u32::try_from(body.len()).map_err(|_| JournalError::RecordTooLarge)?;
+    let crc = crc32fast::hash(body);
+    if let Some(h) = buf.get_mut(start..start + HEADER) {
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..].copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(())
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).and_then(|b| b.first().copied())
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    }
+}
+
+fn decode_body(body: &[u8]) -> Option<OwnedRecord> {
+    let mut c = Cursor { buf: body, pos: 0 };
+    let topic = c.u8()?;
+    let klen = usize::from(c.u16()?);
+    let key = c.take(klen)?.to_vec();
+    let n = c.u8()?;
+    let mut headers = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let nlen = usize::from(c.u8()?);
+        let name = std::str::from_utf8(c.take(nlen)?).ok()?.to_owned();
+        let vlen = usize::from(c.u16()?);
+        headers.push((name, c.take(vlen)?.to_vec()));
+    }
+    let plen = usize::try_from(c.u32()?).ok()?;
+    let payload = c.take(plen)?.to_vec();
+    (c.pos == body.len()).then_some(OwnedRecord {
+        topic,
+        key,
+        headers,
+        payload,
+    })
+}
+
+/// Decodes every intact record of a segment's bytes; the second value is true when a torn or
+/// corrupt tail was found (and skipped).
+pub fn decode_all(buf: &[u8]) -> (Vec<OwnedRecord>, bool) {
+    let mut out = Vec::new();
+    let mut c = Cursor { buf, pos: 0 };
+    while c.pos < buf.len() {
+        let (Some(len), Some(crc)) = (c.u32(), c.u32()) else {
+            return (out, true);
+        };
+        let Some(body) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
+            return (out, true);
+        };
+        if crc32fast::hash(body) != crc {
+            return (out, true);
+        }
+        match decode_body(body) {
+            Some(r) => out.push(r),
+            None => return (out, true),
+        }
+    }
+    (out, false)
+}
+
+/// A segment's identity: drain order is `(class, number)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId {
+    /// 0 = rescue, 1 = spill.
+    pub class: u8,
+    /// Monotonic number.
+    pub number: u64,
+}
+
+impl SegmentId {
+    fn file_name(self) -> String {
+        format!("{}-{:020}.seg", self.class, self.number)
+    }
+
+    fn parse(name: &str) -> Option<SegmentId> {
+        let stem = name.strip_suffix(".seg")?;
+        let (class, number) = stem.split_once('-')?;
+        Some(SegmentId {
+            class: class.parse().ok()?,
+            number: number.parse().ok()?,
+        })
+    }
+}
+
+/// A segment loaded for draining.
+#[derive(Debug)]
+pub struct LoadedSegment {
+    /// Which segment.
+    pub id: SegmentId,
+    /// Its intact records, in order.
+    pub records: Vec<OwnedRecord>,
+}
+
+struct Writer {
+    id: SegmentId,
+    file: BufWriter<File>,
+    bytes: u64,
+}
+
+/// The journal directory.
+pub struct Journal {
+    dir: PathBuf,
+    cap: u64,
+    fsync: FsyncPolicy,
+    /// Sealed segments on disk, in drain order.
+    sealed: Vec<(SegmentId, u64)>,
+    writer: Option<Writer>,
+    next_number: u64,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating it if needed) the journal directory and indexes its segments.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the directory cannot be created or listed.
+    pub fn open(dir: &Path, cap: u64, fsync: FsyncPolicy) -> Result<Journal, JournalError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut sealed = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(SegmentId::parse) else {
+                // Leftover temporaries from a crash during a rewrite are not data.
+                if name.to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            };
+            let len = entry.metadata().map_err(io_err(&entry.path()))?.len();
+            if len == 0 {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            sealed.push((id, len));
+        }
+        sealed.sort_unstable();
+        let next_number = sealed
+            .iter()
+            .map(|(id, _)| id.number + 1)
+            .max()
+            .unwrap_or(1);
+        Ok(Journal {
+            dir: dir.to_owned(),
+            cap,
+            fsync,
+            sealed,
+            writer: None,
+            next_number,
+            scratch: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Bytes on disk (sealed segments plus what the open segment has written).
+    pub fn bytes(&self) -> u64 {
+        self.sealed.iter().map(|(_, b)| *b).sum::<u64>()
+            + self.writer.as_ref().map_or(0, |w| w.bytes)
+    }
+
+    /// True when nothing is journaled.
+    pub fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.writer.as_ref().is_none_or(|w| w.bytes == 0)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: SegmentId) -> PathBuf {
+        self.dir.join(id.file_name())
+    }
+
+    /// Appends one record to the open spill segment (class 1), rolling segments at
+    /// [`SEGMENT_BYTES`].
+    ///
+    /// # Errors
+    /// [`JournalError::Full`] at the cap (nothing written), [`JournalError::Io`] on disk errors.
+    pub fn append(&mut self, r: &RecordRef<'_>) -> Result<(), JournalError> {
+        self.scratch.clear();
+        encode(r, &mut self.scratch)?;
+        let n = self.scratch.len() as u64;
+        let bytes = self.bytes();
+        if bytes + n > self.cap {
+            return Err(JournalError::Full {
+                bytes,
+                cap: self.cap,
+            });
+        }
+        if self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.bytes + n > SEGMENT_BYTES)
+        {
+            self.seal()?;
+        }
+        if self.writer.is_none() {
+            let id = SegmentId {
+                class: 1,
+                number: self.next_number,
+            };
+            self.next_number += 1;
+            let path = self.path(id);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            self.writer = Some(Writer {
+                id,
+                file: BufWriter::with_capacity(256 * 1024, file),
+                bytes: 0,
+            });
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.file.write_all(&self.scratch).map_err(io_err(&self.dir))?;
+            w.bytes += n;
+            if self.fsync == FsyncPolicy::Always {
+                w.file.flush().map_err(io_err(&self.dir))?;
+                w.file.get_ref().sync_data().map_err(io_err(&self.dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a batch: flushes the open segment and, under the `batch` policy, fsyncs it.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.file.flush().map_err(io_err(&self.dir))?;
+            if self.fsync != FsyncPolicy::Never {
+                w.file.get_ref().sync_data().map_err(io_err(&self.dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<(), JournalError> {
+        if let Some(mut w) = self.writer.take() {
+            w.file.flush().map_err(io_err(&self.dir))?;
+            if self.fsync != FsyncPolicy::Never {
+                w.file.get_ref().sync_data().map_err(io_err(&self.dir))?;
+            }
+            if w.bytes > 0 {
+                self.sealed.push((w.id, w.bytes));
+                self.sealed.sort_unstable();
+            } else {
+                let _ = fs::remove_file(self.path(w.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `records` as one rescue segment (class 0), drained before every spill segment.
+    /// Atomic: written to a temporary file, synced, then renamed.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`]; the cap is not applied (these records already existed in memory and
+    /// dropping them would lose data that was accepted).
+    pub fn write_rescue(&mut self, records: &[OwnedRecord]) -> Result<(), JournalError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let id = SegmentId {
+            class: 0,
+            number: self.next_number,
+        };
+        self.next_number += 1;
+        self.write_segment(id, records)
+    }
+
+    fn write_segment(
+        &mut self,
+        id: SegmentId,
+        records: &[OwnedRecord],
+    ) -> Result<(), JournalError> {
+        let mut buf = Vec::new();
+        for r in records {
+            r.write_to(&mut buf)?;
+        }
+        let path = self.path(id);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&buf).map_err(io_err(&tmp))?;
+            f.sync_data().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        self.sealed.retain(|(s, _)| *s != id);
+        self.sealed.push((id, buf.len() as u64));
+        self.sealed.sort_unstable();
+        Ok(())
+    }
+
+    /// Loads the oldest segment for draining (sealing the open one first if it is the only one
+    /// left). The segment stays on disk until [`Journal::commit`] or [`Journal::replace`].
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn load_oldest(&mut self) -> Result<Option<LoadedSegment>, JournalError> {
+        if self.sealed.is_empty() {
+            self.seal()?;
+        }
+        let Some((id, _)) = self.sealed.first().copied() else {
+            return Ok(None);
+        };
+        let path = self.path(id);
+        let buf = fs::read(&path).map_err(io_err(&path))?;
+        let (records, torn) = decode_all(&buf);
+        if torn {
+            log::error!(event = "journal_torn_tail", segment = id.file_name().as_str(), records = records.len(); "segment ends in an incomplete or corrupt record (a crash mid-write); the intact records are replayed");
+        }
+        Ok(Some(LoadedSegment { id, records }))
+    }
+
+    /// Deletes a fully drained segment.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn commit(&mut self, id: SegmentId) -> Result<(), JournalError> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        self.sealed.retain(|(s, _)| *s != id);
+        Ok(())
+    }
+
+    /// Replaces a partly drained segment with its records not yet acknowledged (same id, so it
+    /// keeps its place in the drain order).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn replace(
+        &mut self,
+        id: SegmentId,
+        remaining: &[OwnedRecord],
+    ) -> Result<(), JournalError> {
+        if remaining.is_empty() {
+            return self.commit(id);
+        }
+        self.write_segment(id, remaining)
+    }
+
+    /// Flushes and seals the open segment (shutdown).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn close(&mut self) -> Result<(), JournalError> {
+        self.seal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u32) -> OwnedRecord {
+        OwnedRecord {
+            topic: (i % 3) as u8,
+            key: format!("k{}", i % 5).into_bytes(),
+            headers: vec![
+                ("vendor".into(), b"kite".to_vec()),
+                ("schema".into(), b"1".to_vec()),
+            ],
+            payload: format!("{{\"i\":{i}}}").into_bytes(),
+        }
+    }
+
+    fn append(j: &mut Journal, r: &OwnedRecord) -> Result<(), JournalError> {
+        let h: Vec<(&str, &[u8])> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        j.append(&RecordRef {
+            topic: r.topic,
+            key: &r.key,
+            headers: &h,
+            payload: &r.payload,
+        })
+    }
+
+    #[test]
+    fn records_survive_reopen_in_order_rescue_first() {
+        let dir = std::env::temp_dir().join(format!(
+            "l1-journal-{}-{}",
+            std::process::id(),
+            crate::clock::now_unix_ns()
+        ));
+        let mut j = Journal::open(&dir, 1 << 30, FsyncPolicy::Batch).expect("open");
+        for i in 0..1000 {
+            append(&mut j, &rec(i)).expect("append");
+        }
+        j.write_rescue(&[rec(9000), rec(9001)]).expect("rescue");
+        j.sync().expect("sync");
+        j.close().expect("close");
+        drop(j);
+        let mut j = Journal::open(&dir, 1 << 30, FsyncPolicy::Batch).expect("reopen");
+        assert!(!j.is_empty());
+        let first = j.load_oldest().expect("load").expect("segment");
+        assert_eq!(first.id.class, 0);
+        assert_eq!(first.records, vec![rec(9000), rec(9001)]);
+        j.commit(first.id).expect("commit");
+        let spill = j.load_oldest().expect("load").expect("segment");
+        assert_eq!(spill.records.len(), 1000);
+        assert!(spill
+            .records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r == rec(i as u32)));
+        // A partly drained segment keeps its place with only what remains.
+        j.replace(spill.id, &spill.records[600..]).expect("replace");
+        let again = j.load_oldest().expect("load").expect("segment");
+        assert_eq!(again.id, spill.id);
+        assert_eq!(again.records.len(), 400);
+        j.commit(again.id).expect("commit");
+        assert!(j.is_empty());
+        assert_eq!(j.bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn torn_tail_is_skipped_and_cap_refuses() {
+        let mut buf = Vec::new();
+        for i in 0..10 {
+            rec(i).write_to(&mut buf).expect("encode");
+        }
+        let full = buf.len();
+        buf.truncate(full - 3);
+        let (records, torn) = decode_all(&buf);
+        assert!(torn);
+        assert_eq!(records.len(), 9);
+        buf[20] ^= 0xff;
+        let (records, torn) = decode_all(&buf);
+        assert!(torn);
+        assert!(records.is_empty());
+
+        let dir = std::env::temp_dir().join(format!(
+            "l1-journal-cap-{}-{}",
+            std::process::id(),
+            crate::clock::now_unix_ns()
+        ));
+        let mut j = Journal::open(&dir, 200, FsyncPolicy::Never).expect("open");
+        let mut written = 0;
+        let err = loop {
+            match append(&mut j, &rec(written)) {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, JournalError::Full { .. }));
+        assert!(j.bytes() <= 200);
+        assert!(written > 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,740 @@
+//! Zerodha Kite ticker: binary frame parser and encoder (big-endian, several packets per frame).
+//!
+//! Frame: `[0,2)` u16 packet count N, then N times a u16 length L and L packet bytes. The packet
+//! length gives the mode: 8 ltp; 28/32 index quote/full; 44/184 quote/full. Every field is read as
+//! unsigned 32-bit (as pykiteconnect `>I` and gokiteconnect do), depth order counts as u16.
+//! Prices divide by 100, CDS (segment 3) by 10,000,000, BCD (6) and NCO (12, NSE commodity, as
+//! in pykiteconnect 5.2) by 10,000, as IEEE
+//! division of the integer, which is bit-for-bit what the official SDKs compute. Packet layouts
+//! are zerocopy views over the frame, so nothing is copied.
+//!
+//! A 1-byte frame is a heartbeat. Text frames are JSON (`order`, `error`, `message`) and are
+//! classified by [`classify_text`], never parsed as ticks.
+
+use zerocopy::{
+    byteorder::big_endian::{I32, U16, U32},
+    FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned,
+};
+
+use super::{FrameMeta, FrameOutcome, ParseError, TextKind, TickSink};
+use crate::{
+    tick::{Depth, Exchange, Fields, Greeks, Level, Mode, Tick, Token, DEPTH_LEVELS},
+    vendor::Vendor,
+};
+
+/// Largest frame accepted. 3000 instruments (Kite's per-connection cap) in full mode need
+/// 2 + 3000 × 186 = 558,002 bytes; 1 MiB leaves room without letting garbage through unbounded.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// Kite's subscription modes, for [`encode_packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KiteMode {
+    /// 8-byte packet: token and last price.
+    Ltp,
+    /// 44-byte packet (28 for an index).
+    Quote,
+    /// 184-byte packet with depth (32 for an index).
+    Full,
+}
+
+impl KiteMode {
+    /// The packet length for this mode, for an index or a tradable instrument.
+    pub const fn packet_len(self, index: bool) -> usize {
+        match (self, index) {
+            (KiteMode::Ltp, _) => 8,
+            (KiteMode::Quote, true) => 28,
+            (KiteMode::Quote, false) => 44,
+            (KiteMode::Full, true) => 32,
+            (KiteMode::Full, false) => 184,
+        }
+    }
+}
+
+/// The index segment code (`token & 0xff`).
+pub const SEGMENT_INDICES: u8 = 9;
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Default)]
+#[repr(C)]
+struct LtpPacket {
+    token: U32,
+    ltp: U32,
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Default)]
+#[repr(C)]
+struct IndexQuotePacket {
+    token: U32,
+    ltp: U32,
+    // Indices order their prices high, low, open, close (tradables: open, high, low, close).
+    high: U32,
+    low: U32,
+    open: U32,
+    close: U32,
+    // The wire "price change"; every SDK ignores it and computes change from ltp and close.
+    change: I32,
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Default)]
+#[repr(C)]
+struct IndexFullPacket {
+    quote: IndexQuotePacket,
+    exchange_ts: U32,
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Default)]
+#[repr(C)]
+struct QuotePacket {
+    token: U32,
+    ltp: U32,
+    ltq: U32,
+    atp: U32,
+    volume: U32,
+    total_buy_qty: U32,
+    total_sell_qty: U32,
+    open: U32,
+    high: U32,
+    low: U32,
+    close: U32,
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Default, Clone, Copy)]
+#[repr(C)]
+struct DepthEntry {
+    qty: U32,
+    price: U32,
+    orders: U16,
+    padding: [u8; 2],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Default)]
+#[repr(C)]
+struct FullPacket {
+    quote: QuotePacket,
+    last_trade_time: U32,
+    oi: U32,
+    oi_day_high: U32,
+    oi_day_low: U32,
+    exchange_ts: U32,
+    // Five bids then five asks.
+    depth: [DepthEntry; 2 * DEPTH_LEVELS],
+}
+
+// The layouts must match the documented packet lengths exactly.
+const _: () = assert!(size_of::<LtpPacket>() == 8);
+const _: () = assert!(size_of::<IndexQuotePacket>() == 28);
+const _: () = assert!(size_of::<IndexFullPacket>() == 32);
+const _: () = assert!(size_of::<QuotePacket>() == 44);
+const _: () = assert!(size_of::<DepthEntry>() == 12);
+const _: () = assert!(size_of::<FullPacket>() == 184);
+
+/// The price divisor for a segment, as the official SDKs apply it.
+pub const fn divisor(segment: u8) -> f64 {
+    match segment {
+        3 => 10_000_000.0,
+        6 | 12 => 10_000.0,
+        _ => 100.0,
+    }
+}
+
+fn ts_ms(secs: U32) -> i64 {
+    i64::from(secs.get()) * 1000
+}
+
+const QUOTE_FIELDS: Fields = Fields(
+    Fields::LTP.0
+        | Fields::LTQ.0
+        | Fields::ATP.0
+        | Fields::VOLUME.0
+        | Fields::TOTAL_BUY_QTY.0
+        | Fields::TOTAL_SELL_QTY.0
+        | Fields::OPEN.0
+        | Fields::HIGH.0
+        | Fields::LOW.0
+        | Fields::CLOSE.0,
+);
+const FULL_FIELDS: Fields = Fields(
+    QUOTE_FIELDS.0
+        | Fields::LAST_TRADE_TIME.0
+        | Fields::OI.0
+        | Fields::OI_DAY_HIGH.0
+        | Fields::OI_DAY_LOW.0
+        | Fields::EXCHANGE_TIME.0
+        | Fields::DEPTH.0
+        | Fields::DEPTH_ORDERS.0,
+);
+const INDEX_QUOTE_FIELDS: Fields =
+    Fields(Fields::LTP.0 | Fields::HIGH.0 | Fields::LOW.0 | Fields::OPEN.0 | Fields::CLOSE.0);
+
+fn fill_quote(q: &QuotePacket, div: f64, t: &mut Tick) {
+    t.ltp = f64::from(q.ltp.get()) / div;
+    t.ltq = f64::from(q.ltq.get());
+    t.atp = f64::from(q.atp.get()) / div;
+    t.volume = f64::from(q.volume.get());
+    t.total_buy_qty = f64::from(q.total_buy_qty.get());
+    t.total_sell_qty = f64::from(q.total_sell_qty.get());
+    t.open = f64::from(q.open.get()) / div;
+    t.high = f64::from(q.high.get()) / div;
+    t.low = f64::from(q.low.get()) / div;
+    t.close = f64::from(q.close.get()) / div;
+}
+
+fn fill_index(q: &IndexQuotePacket, div: f64, t: &mut Tick) {
+    t.ltp = f64::from(q.ltp.get()) / div;
+    t.high = f64::from(q.high.get()) / div;
+    t.low = f64::from(q.low.get()) / div;
+    t.open = f64::from(q.open.get()) / div;
+    t.close = f64::from(q.close.get()) / div;
+}
+
+/// Decodes one packet (without its length prefix) into `t`, overwriting all of it.
+///
+/// # Errors
+/// [`ParseError::KiteUnknownLength`] for a length other than 8, 28, 32, 44, 184;
+/// [`ParseError::KiteUnknownSegment`] for a token whose segment is not 1..=9 or 12.
+pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Result<(), ParseError> {
+    let len = packet.len();
+    let bad_len = ParseError::KiteUnknownLength {
+        len: u16::try_from(len).unwrap_or(u16::MAX),
+    };
+    // Length first: it decides the layout, and an unknown one says nothing about the token.
+    if !matches!(len, 8 | 28 | 32 | 44 | 184) {
+        return Err(bad_len);
+    }
+    let head = LtpPacket::ref_from_prefix(packet).map_err(|_| bad_len)?.0;
+    let token = head.token.get();
+    // The low byte is the segment by Kite's definition.
+    let segment = (token & 0xff) as u8;
+    let exchange =
+        Exchange::from_kite_segment(segment).ok_or(ParseError::KiteUnknownSegment { token })?;
+    let div = divisor(segment);
+    if len == 184 {
+        // The full packet sets every field, so the tick is written in one literal instead of
+        // copying `Tick::EMPTY` first (a 500-byte memcpy per tick on the hot path).
+        let p = FullPacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
+        let level = |e: &DepthEntry| Level {
+            price: f64::from(e.price.get()) / div,
+            qty: f64::from(e.qty.get()),
+            orders: u32::from(e.orders.get()),
+        };
+        let [b0, b1, b2, b3, b4, a0, a1, a2, a3, a4] = &p.depth;
+        let q = &p.quote;
+        *t = Tick {
+            received_at_ns: meta.received_at_ns,
+            last_trade_time_ms: ts_ms(p.last_trade_time),
+            exchange_time_ms: ts_ms(p.exchange_ts),
+            ltp: f64::from(q.ltp.get()) / div,
+            ltq: f64::from(q.ltq.get()),
+            atp: f64::from(q.atp.get()) / div,
+            volume: f64::from(q.volume.get()),
+            total_buy_qty: f64::from(q.total_buy_qty.get()),
+            total_sell_qty: f64::from(q.total_sell_qty.get()),
+            open: f64::from(q.open.get()) / div,
+            high: f64::from(q.high.get()) / div,
+            low: f64::from(q.low.get()) / div,
+            close: f64::from(q.close.get()) / div,
+            oi: f64::from(p.oi.get()),
+            oi_day_high: f64::from(p.oi_day_high.get()),
+            oi_day_low: f64::from(p.oi_day_low.get()),
+            iv: 0.0,
+            greeks: Greeks::default(),
+            depth: Depth {
+                bids: [level(b0), level(b1), level(b2), level(b3), level(b4)],
+                asks: [level(a0), level(a1), level(a2), level(a3), level(a4)],
+                bid_len: DEPTH_LEVELS as u8,
+                ask_len: DEPTH_LEVELS as u8,
+            },
+            instrument_id: 0,
+            fields: FULL_FIELDS,
+            conn_id: meta.conn_id,
+            vendor: Vendor::Kite,
+            exchange,
+            mode: Mode::Full,
+            is_index: segment == SEGMENT_INDICES,
+            token: Token::from_u32(token),
+        };
+        return Ok(());
+    }
+    *t = Tick::EMPTY;
+    t.received_at_ns = meta.received_at_ns;
+    t.conn_id = meta.conn_id;
+    t.vendor = Vendor::Kite;
+    t.exchange = exchange;
+    t.is_index = segment == SEGMENT_INDICES;
+    t.token = Token::from_u32(token);
+    match len {
+        8 => {
+            t.mode = Mode::Ltp;
+            t.fields = Fields::LTP;
+            t.ltp = f64::from(head.ltp.get()) / div;
+        }
+        28 => {
+            let p = IndexQuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
+            t.mode = Mode::Quote;
+            t.fields = INDEX_QUOTE_FIELDS;
+            fill_index(p, div, t);
+        }
+        32 => {
+            let p = IndexFullPacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
+            t.mode = Mode::Full;
+            t.fields = INDEX_QUOTE_FIELDS.with(Fields::EXCHANGE_TIME);
+            fill_index(&p.quote, div, t);
+            t.exchange_time_ms = ts_ms(p.exchange_ts);
+        }
+        44 => {
+            let p = QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
+            t.mode = Mode::Quote;
+            t.fields = QUOTE_FIELDS;
+            fill_quote(p, div, t);
+        }
+        _ => return Err(bad_len),
+    }
+    Ok(())
+}
+
+/// Decodes one packet (without its length prefix).
+///
+/// # Errors
+/// As [`decode_packet_into`].
+pub fn decode_packet(packet: &[u8], meta: &FrameMeta) -> Result<Tick, ParseError> {
+    let mut t = Tick::EMPTY;
+    decode_packet_into(packet, meta, &mut t)?;
+    Ok(t)
+}
+
+/// Parses one binary frame, delivering every valid packet as a tick and every bad one as a
+/// reject with its bytes. A length prefix that overruns the frame ends the walk (the rest cannot
+/// be located) and the remainder is rejected whole.
+pub fn parse_frame<S: TickSink + ?Sized>(
+    frame: &[u8],
+    meta: &FrameMeta,
+    sink: &mut S,
+) -> FrameOutcome {
+    let mut out = FrameOutcome::default();
+    if frame.len() == 1 {
+        out.heartbeat = true;
+        return out;
+    }
+    if frame.len() > MAX_FRAME_LEN {
+        sink.reject(
+            &ParseError::FrameTooLarge {
+                len: frame.len(),
+                max: MAX_FRAME_LEN,
+            },
+            frame,
+        );
+        out.rejects += 1;
+        return out;
+    }
+    let Ok((count, mut rest)) = U16::read_from_prefix(frame) else {
+        sink.reject(&ParseError::KiteTruncated { at: 0 }, frame);
+        out.rejects += 1;
+        return out;
+    };
+    let mut tick = Tick::EMPTY;
+    for _ in 0..count.get() {
+        let at = frame.len() - rest.len();
+        let Ok((len, body)) = U16::read_from_prefix(rest) else {
+            sink.reject(&ParseError::KiteTruncated { at }, rest);
+            out.rejects += 1;
+            return out;
+        };
+        let len = len.get();
+        let Some((packet, next)) = body.split_at_checked(usize::from(len)) else {
+            sink.reject(
+                &ParseError::KitePacketOverrun {
+                    declared: len,
+                    available: body.len(),
+                },
+                rest,
+            );
+            out.rejects += 1;
+            return out;
+        };
+        rest = next;
+        match decode_packet_into(packet, meta, &mut tick) {
+            Ok(()) => {
+                sink.tick(&tick);
+                out.ticks += 1;
+            }
+            Err(e) => {
+                sink.reject(&e, packet);
+                out.rejects += 1;
+            }
+        }
+    }
+    if !rest.is_empty() {
+        sink.reject(&ParseError::KiteTrailingBytes { extra: rest.len() }, rest);
+        out.rejects += 1;
+    }
+    out
+}
+
+/// Classifies a text frame by its JSON `type` (`order`, `error`, `message`).
+pub fn classify_text(text: &[u8]) -> TextKind {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<&'a str>,
+    }
+    match serde_json::from_slice::<Envelope<'_>>(text) {
+        Ok(Envelope {
+            kind: Some("order"),
+        }) => TextKind::Order,
+        Ok(Envelope {
+            kind: Some("error"),
+        }) => TextKind::Error,
+        Ok(Envelope {
+            kind: Some("message"),
+        }) => TextKind::Message,
+        _ => TextKind::Unknown,
+    }
+}
+
+fn raw_price(p: f64, div: f64) -> U32 {
+    // `as` saturates (and maps NaN to 0), which is the documented behaviour for out-of-range input.
+    U32::new((p * div).round() as u32)
+}
+
+fn raw_qty(q: f64) -> U32 {
+    U32::new(q.round() as u32)
+}
+
+fn raw_secs(ms: i64) -> U32 {
+    U32::new((ms.div_euclid(1000)).clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+fn encode_quote(t: &Tick, token: u32, div: f64) -> QuotePacket {
+    QuotePacket {
+        token: U32::new(token),
+        ltp: raw_price(t.ltp, div),
+        ltq: raw_qty(t.ltq),
+        atp: raw_price(t.atp, div),
+        volume: raw_qty(t.volume),
+        total_buy_qty: raw_qty(t.total_buy_qty),
+        total_sell_qty: raw_qty(t.total_sell_qty),
+        open: raw_price(t.open, div),
+        high: raw_price(t.high, div),
+        low: raw_price(t.low, div),
+        close: raw_price(t.close, div),
+    }
+}
+
+fn encode_index(t: &Tick, token: u32, div: f64) -> IndexQuotePacket {
+    let ltp = raw_price(t.ltp, div);
+    let close = raw_price(t.close, div);
+    IndexQuotePacket {
+        token: U32::new(token),
+        ltp,
+        high: raw_price(t.high, div),
+        low: raw_price(t.low, div),
+        open: raw_price(t.open, div),
+        close,
+        change: I32::new((ltp.get() as i32).wrapping_sub(close.get() as i32)),
+    }
+}
+
+/// Appends one Kite wire packet (without its length prefix) for `tick` in `mode`.
+///
+/// The instrument token is `tick.token` read as a decimal u32 (0 if it is not one, which the
+/// parser rejects as segment 0). The layout (index or tradable) follows the token's segment
+/// (`token & 0xff == 9` is an index), exactly as the parser infers it. Prices are scaled by the
+/// segment's divisor and rounded; quantities rounded; values out of u32 range saturate; times
+/// are whole seconds (ms / 1000, floored). Fields outside `mode` are not written; depth levels
+/// past the tick's `bid_len`/`ask_len` are zero.
+pub fn encode_packet(tick: &Tick, mode: KiteMode, out: &mut Vec<u8>) {
+    let token = tick.token.as_u32().unwrap_or(0);
+    let segment = (token & 0xff) as u8;
+    let div = divisor(segment);
+    let index = segment == SEGMENT_INDICES;
+    match (mode, index) {
+        (KiteMode::Ltp, _) => {
+            let p = LtpPacket {
+                token: U32::new(token),
+                ltp: raw_price(tick.ltp, div),
+            };
+            out.extend_from_slice(p.as_bytes());
+        }
+        (KiteMode::Quote, true) => {
+            out.extend_from_slice(encode_index(tick, token, div).as_bytes());
+        }
+        (KiteMode::Full, true) => {
+            let p = IndexFullPacket {
+                quote: encode_index(tick, token, div),
+                exchange_ts: raw_secs(tick.exchange_time_ms),
+            };
+            out.extend_from_slice(p.as_bytes());
+        }
+        (KiteMode::Quote, false) => {
+            out.extend_from_slice(encode_quote(tick, token, div).as_bytes());
+        }
+        (KiteMode::Full, false) => {
+            let mut p = FullPacket {
+                quote: encode_quote(tick, token, div),
+                last_trade_time: raw_secs(tick.last_trade_time_ms),
+                oi: raw_qty(tick.oi),
+                oi_day_high: raw_qty(tick.oi_day_high),
+                oi_day_low: raw_qty(tick.oi_day_low),
+                exchange_ts: raw_secs(tick.exchange_time_ms),
+                depth: [DepthEntry::default(); 2 * DEPTH_LEVELS],
+            };
+            let (bids, asks) = p.depth.split_at_mut(DEPTH_LEVELS);
+            for (dst, src) in bids.iter_mut().zip(tick.depth.bids()) {
+                encode_level(dst, src, div);
+            }
+            for (dst, src) in asks.iter_mut().zip(tick.depth.asks()) {
+                encode_level(dst, src, div);
+            }
+            out.extend_from_slice(p.as_bytes());
+        }
+    }
+}
+
+fn encode_level(dst: &mut DepthEntry, src: &Level, div: f64) {
+    dst.qty = raw_qty(src.qty);
+    dst.price = raw_price(src.price, div);
+    dst.orders = U16::new(u16::try_from(src.orders).unwrap_or(u16::MAX));
+}
+
+/// Appends one Kite binary frame: the u16 packet count, then each packet with its u16 length.
+/// Callers keep to at most 65,535 packets of at most 65,535 bytes (Kite's own framing limit);
+/// larger counts or lengths saturate and yield a frame the parser rejects.
+pub fn encode_frame(packets: &[&[u8]], out: &mut Vec<u8>) {
+    let count = u16::try_from(packets.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&count.to_be_bytes());
+    for p in packets {
+        let len = u16::try_from(p.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect {
+        ticks: Vec<Tick>,
+        rejects: Vec<(ParseError, Vec<u8>)>,
+    }
+
+    impl TickSink for Collect {
+        fn tick(&mut self, t: &Tick) {
+            self.ticks.push(*t);
+        }
+        fn reject(&mut self, e: &ParseError, raw: &[u8]) {
+            self.rejects.push((*e, raw.to_vec()));
+        }
+    }
+
+    fn collect(frame: &[u8]) -> (Collect, FrameOutcome) {
+        let mut c = Collect {
+            ticks: vec![],
+            rejects: vec![],
+        };
+        let o = parse_frame(frame, &FrameMeta::default(), &mut c);
+        (c, o)
+    }
+
+    fn sample(token: u32) -> Tick {
+        // Prices built from wire integers so they survive the divisor exactly.
+        let div = divisor((token & 0xff) as u8);
+        let p = |raw: u32| f64::from(raw) / div;
+        let mut t = Tick::EMPTY;
+        t.token = Token::from_u32(token);
+        t.ltp = p(157_370);
+        t.ltq = 7.0;
+        t.atp = p(157_037);
+        t.volume = 1192471.0;
+        t.total_buy_qty = 256443.0;
+        t.total_sell_qty = 363009.0;
+        t.open = p(156_915);
+        t.high = p(157_500);
+        t.low = p(156_105);
+        t.close = p(156_780);
+        t.last_trade_time_ms = 1625461887000;
+        t.exchange_time_ms = 1625461887000;
+        t.oi = 10.0;
+        t.oi_day_high = 12.0;
+        t.oi_day_low = 9.0;
+        for i in 0..DEPTH_LEVELS {
+            let i32 = i as u32;
+            t.depth.bids[i] = Level {
+                price: p(157_340 - 5 * i32),
+                qty: 5.0 + i as f64,
+                orders: 1 + i32,
+            };
+            t.depth.asks[i] = Level {
+                price: p(157_370 + 5 * i32),
+                qty: 50.0 + i as f64,
+                orders: 3,
+            };
+        }
+        t.depth.bid_len = 5;
+        t.depth.ask_len = 5;
+        t
+    }
+
+    /// Keeps only the fields a decoded packet of this mode carries, as the decoder sets them.
+    fn project(src: &Tick, decoded: &Tick) -> Tick {
+        let mut want = Tick::EMPTY;
+        want.token = src.token;
+        want.vendor = Vendor::Kite;
+        want.exchange = decoded.exchange;
+        want.is_index = decoded.is_index;
+        want.mode = decoded.mode;
+        want.fields = decoded.fields;
+        let f = decoded.fields;
+        macro_rules! keep {
+            ($bit:expr, $($field:ident).+) => {
+                if f.has($bit) {
+                    want.$($field).+ = src.$($field).+;
+                }
+            };
+        }
+        keep!(Fields::LTP, ltp);
+        keep!(Fields::LTQ, ltq);
+        keep!(Fields::ATP, atp);
+        keep!(Fields::VOLUME, volume);
+        keep!(Fields::TOTAL_BUY_QTY, total_buy_qty);
+        keep!(Fields::TOTAL_SELL_QTY, total_sell_qty);
+        keep!(Fields::OPEN, open);
+        keep!(Fields::HIGH, high);
+        keep!(Fields::LOW, low);
+        keep!(Fields::CLOSE, close);
+        keep!(Fields::OI, oi);
+        keep!(Fields::OI_DAY_HIGH, oi_day_high);
+        keep!(Fields::OI_DAY_LOW, oi_day_low);
+        keep!(Fields::LAST_TRADE_TIME, last_trade_time_ms);
+        keep!(Fields::EXCHANGE_TIME, exchange_time_ms);
+        keep!(Fields::DEPTH, depth);
+        want
+    }
+
+    #[test]
+    fn round_trip_every_mode_and_layout() {
+        // NSE equity, NFO, CDS (÷1e7), BCD (÷1e4), index.
+        for token in [
+            408065u32,
+            12_345 << 8 | 2,
+            777 << 8 | 3,
+            55 << 8 | 6,
+            256_265,
+        ] {
+            for mode in [KiteMode::Ltp, KiteMode::Quote, KiteMode::Full] {
+                let src = sample(token);
+                let mut pkt = Vec::new();
+                encode_packet(&src, mode, &mut pkt);
+                let index = token & 0xff == 9;
+                assert_eq!(pkt.len(), mode.packet_len(index));
+                let got = decode_packet(&pkt, &FrameMeta::default()).unwrap();
+                assert_eq!(got, project(&src, &got), "token {token} mode {mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn real_full_packet_matches_vendor_json() {
+        // /work/shared/vendor-samples/kite/ticker_full.packet, checked against ticker_full.json.
+        let pkt = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kite/real_full.bin"
+        ))
+        .unwrap();
+        let t = decode_packet(&pkt, &FrameMeta::default()).unwrap();
+        assert_eq!(t.token.as_str(), "408065");
+        assert_eq!(t.exchange, Exchange::Nse);
+        assert_eq!(t.mode, Mode::Full);
+        assert_eq!(t.ltp, 1573.7);
+        assert_eq!(t.depth.bids[0].price, 1573.4);
+        assert_eq!(t.depth.asks[4].orders, 5);
+        // The mock JSON's `change` is ltp - close; the schema's is percent of close.
+        assert_eq!(t.ltp - t.close, 5.900000000000091);
+        assert_eq!(t.change_percent(), Some((1573.7 - 1567.8) * 100.0 / 1567.8));
+    }
+
+    #[test]
+    fn malformed_frames_keep_valid_packets() {
+        let t = sample(408065);
+        let mut ltp = Vec::new();
+        encode_packet(&t, KiteMode::Ltp, &mut ltp);
+        let odd = [0u8; 64];
+        let mut frame = Vec::new();
+        encode_frame(&[&ltp, &odd, &ltp], &mut frame);
+        let (c, o) = collect(&frame);
+        assert_eq!((o.ticks, o.rejects), (2, 1));
+        assert_eq!(c.rejects[0].0, ParseError::KiteUnknownLength { len: 64 });
+        assert_eq!(c.rejects[0].1.len(), 64);
+
+        // Overrun: the last packet claims more than is left.
+        let mut cut = frame.clone();
+        cut.truncate(frame.len() - 3);
+        let (c, o) = collect(&cut);
+        assert_eq!((o.ticks, o.rejects), (1, 2));
+        assert!(matches!(
+            c.rejects[1].0,
+            ParseError::KitePacketOverrun {
+                declared: 8,
+                available: 5
+            }
+        ));
+
+        // Count larger than the packets present: truncated at a length prefix.
+        let mut more = frame.clone();
+        more[1] = 4;
+        let (c, o) = collect(&more);
+        assert_eq!((o.ticks, o.rejects), (2, 2));
+        assert_eq!(
+            c.rejects[1].0,
+            ParseError::KiteTruncated { at: frame.len() }
+        );
+
+        // Trailing bytes.
+        let mut trail = frame.clone();
+        trail.extend_from_slice(&[1, 2, 3]);
+        let (c, _) = collect(&trail);
+        assert_eq!(c.rejects[1].0, ParseError::KiteTrailingBytes { extra: 3 });
+
+        // Unknown segment.
+        let mut bad = Vec::new();
+        encode_packet(&sample(0x100), KiteMode::Ltp, &mut bad);
+        let mut f = Vec::new();
+        encode_frame(&[&bad], &mut f);
+        let (c, _) = collect(&f);
+        assert_eq!(
+            c.rejects[0].0,
+            ParseError::KiteUnknownSegment { token: 0x100 }
+        );
+    }
+
+    #[test]
+    fn heartbeat_and_tiny_frames() {
+        let (_, o) = collect(&[0]);
+        assert!(o.heartbeat);
+        let (c, o) = collect(&[]);
+        assert_eq!(o.rejects, 1);
+        assert_eq!(c.rejects[0].0, ParseError::KiteTruncated { at: 0 });
+        let (_, o) = collect(&[0, 0]);
+        assert_eq!(o, FrameOutcome::default());
+        let big = vec![0u8; MAX_FRAME_LEN + 1];
+        let (c, _) = collect(&big);
+        assert!(matches!(c.rejects[0].0, ParseError::FrameTooLarge { .. }));
+    }
+
+    #[test]
+    fn text_classification() {
+        assert_eq!(
+            classify_text(br#"{"type":"order","data":{"x":1}}"#),
+            TextKind::Order
+        );
+        assert_eq!(
+            classify_text(br#"{"data":"bad token","type":"error"}"#),
+            TextKind::Error
+        );
+        assert_eq!(
+            classify_text(br#"{"type":"message","data":"hi"}"#),
+            TextKind::Message
+        );
+        assert_eq!(classify_text(br#"{"type":"other"}"#), TextKind::Unknown);
+        assert_eq!(classify_text(b"not json"), TextKind::Unknown);
+    }
+}

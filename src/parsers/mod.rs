@@ -1,0 +1,371 @@
+//! Vendor frame parsers: WebSocket frame bytes in, [`Tick`]s, events and typed rejects out.
+//!
+//! Parsers borrow the frame (no copy), build each tick on the stack (no allocation), and hand it to
+//! a caller-supplied [`TickSink`]. They do no I/O, read no clock and log nothing: the frame's
+//! receive time comes in with [`FrameMeta`]. A malformed packet is reported to the sink with its
+//! bytes and the walk goes on wherever the framing still allows, so the valid packets of a bad
+//! frame still come through.
+//!
+//! Each vendor module also holds that vendor's *encoder* (the inverse of its parser), used by the
+//! vendor simulator, by fixtures and by the round-trip and differential tests.
+
+pub mod kite;
+pub mod protobuf;
+pub mod upstox;
+
+use crate::{tick::Tick, vendor::Vendor};
+
+/// The WebSocket frame kind, with the capture-format code as discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A binary message.
+    Binary = 1,
+    /// A text message.
+    Text = 2,
+}
+
+impl FrameKind {
+    /// The kind for a capture-format code, if any.
+    pub const fn from_code(code: u8) -> Option<FrameKind> {
+        match code {
+            1 => Some(FrameKind::Binary),
+            2 => Some(FrameKind::Text),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller knows about a frame besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameMeta {
+    /// Receive time, epoch nanoseconds; copied into every tick.
+    pub received_at_ns: u64,
+    /// The connection the frame came on; copied into every tick.
+    pub conn_id: u16,
+}
+
+/// A vendor text message's kind (Kite sends `{"type": ..., "data": ...}` text frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextKind {
+    /// An order postback.
+    Order,
+    /// An error string from the vendor.
+    Error,
+    /// A broker message or alert.
+    Message,
+    /// Anything else, including text that is not JSON.
+    Unknown,
+}
+
+impl TextKind {
+    /// A short lower-case label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TextKind::Order => "order",
+            TextKind::Error => "error",
+            TextKind::Message => "message",
+            TextKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// An exchange segment's trading status (Upstox `MarketStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MarketStatus {
+    /// Pre-open session started.
+    PreOpenStart,
+    /// Pre-open session ended.
+    PreOpenEnd,
+    /// Normal market open.
+    NormalOpen,
+    /// Normal market closed.
+    NormalClose,
+    /// Closing session started.
+    ClosingStart,
+    /// Closing session ended.
+    ClosingEnd,
+    /// A value this build does not know (proto3 enums are open).
+    Unknown(i32),
+}
+
+impl MarketStatus {
+    /// From the protobuf enum value.
+    pub const fn from_code(code: i32) -> MarketStatus {
+        match code {
+            0 => MarketStatus::PreOpenStart,
+            1 => MarketStatus::PreOpenEnd,
+            2 => MarketStatus::NormalOpen,
+            3 => MarketStatus::NormalClose,
+            4 => MarketStatus::ClosingStart,
+            5 => MarketStatus::ClosingEnd,
+            other => MarketStatus::Unknown(other),
+        }
+    }
+
+    /// The protobuf enum value.
+    pub const fn code(self) -> i32 {
+        match self {
+            MarketStatus::PreOpenStart => 0,
+            MarketStatus::PreOpenEnd => 1,
+            MarketStatus::NormalOpen => 2,
+            MarketStatus::NormalClose => 3,
+            MarketStatus::ClosingStart => 4,
+            MarketStatus::ClosingEnd => 5,
+            MarketStatus::Unknown(c) => c,
+        }
+    }
+
+    /// The vendor's name for the status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarketStatus::PreOpenStart => "PRE_OPEN_START",
+            MarketStatus::PreOpenEnd => "PRE_OPEN_END",
+            MarketStatus::NormalOpen => "NORMAL_OPEN",
+            MarketStatus::NormalClose => "NORMAL_CLOSE",
+            MarketStatus::ClosingStart => "CLOSING_START",
+            MarketStatus::ClosingEnd => "CLOSING_END",
+            MarketStatus::Unknown(_) => "UNKNOWN",
+        }
+    }
+}
+
+/// A non-tick message from a feed. Borrows from the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEvent<'a> {
+    /// A text frame, classified (Kite order/error/message JSON).
+    Text {
+        /// The vendor.
+        vendor: Vendor,
+        /// Its classification.
+        kind: TextKind,
+        /// The raw text.
+        raw: &'a [u8],
+    },
+    /// One segment's status from an Upstox `market_info` message.
+    MarketStatus {
+        /// The vendor.
+        vendor: Vendor,
+        /// Segment name as sent (`NSE_EQ`, `NSE_FO`, ...).
+        segment: &'a str,
+        /// The status.
+        status: MarketStatus,
+        /// The message's `currentTs`, epoch ms (0 when absent).
+        at_ms: i64,
+    },
+}
+
+/// Where a parser delivers its output.
+pub trait TickSink {
+    /// One valid tick. The reference is valid only for the call: copy the tick to keep it.
+    fn tick(&mut self, tick: &Tick);
+    /// One packet, map entry or frame remainder that could not be parsed, with its raw bytes.
+    fn reject(&mut self, err: &ParseError, raw: &[u8]);
+    /// A non-tick message (text frame, market status). Ignored unless overridden.
+    fn event(&mut self, event: &FeedEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// Counts of what one frame produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameOutcome {
+    /// Ticks delivered.
+    pub ticks: u32,
+    /// Rejects delivered.
+    pub rejects: u32,
+    /// Events delivered.
+    pub events: u32,
+    /// The frame was a Kite heartbeat.
+    pub heartbeat: bool,
+}
+
+/// Why bytes from a feed could not become a tick. Each variant has a stable [`code`](Self::code)
+/// (DLQ records, logs) and [`label`](Self::label) (the metric label `reason`).
+///
+/// None of these is fatal to a connection: the frame's other packets are still delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The frame is longer than the parser accepts; nothing of it was parsed.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    FrameTooLarge {
+        /// Frame length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The vendor has no parser here.
+    #[error("no parser for vendor code {code}")]
+    UnsupportedVendor {
+        /// The vendor code.
+        code: u8,
+    },
+    /// A Kite frame ends inside the packet count or a packet's length prefix.
+    #[error("kite frame truncated at byte {at}")]
+    KiteTruncated {
+        /// Offset in the frame.
+        at: usize,
+    },
+    /// A Kite packet's declared length runs past the end of the frame.
+    #[error("kite packet declares {declared} bytes but {available} remain")]
+    KitePacketOverrun {
+        /// Declared length.
+        declared: u16,
+        /// Bytes left in the frame.
+        available: usize,
+    },
+    /// A Kite packet length that no official client knows (8, 28, 32, 44, 184 are known).
+    #[error("kite packet of unknown length {len}")]
+    KiteUnknownLength {
+        /// The length.
+        len: u16,
+    },
+    /// A Kite token whose segment (`token & 0xff`) is not 1..=9 or 12.
+    #[error("kite token {token} has unknown segment {}", token & 0xff)]
+    KiteUnknownSegment {
+        /// The instrument token.
+        token: u32,
+    },
+    /// Bytes left after the packets a Kite frame declared.
+    #[error("{extra} bytes after the declared kite packets")]
+    KiteTrailingBytes {
+        /// Number of extra bytes.
+        extra: usize,
+    },
+    /// The protobuf framing is broken.
+    #[error("upstox protobuf: {0}")]
+    Protobuf(#[from] protobuf::PbError),
+    /// An Upstox instrument key longer than the inline token.
+    #[error("upstox instrument key of {len} bytes is too long")]
+    UpstoxKeyTooLong {
+        /// Key length.
+        len: usize,
+    },
+    /// An Upstox instrument key without `SEGMENT|ID` form.
+    #[error("upstox instrument key is not SEGMENT|ID")]
+    UpstoxBadKey,
+    /// An Upstox key whose segment this build does not map.
+    #[error("upstox instrument key has an unknown segment")]
+    UpstoxUnknownSegment,
+    /// An Upstox feed entry with none of ltpc, fullFeed, firstLevelWithGreeks.
+    #[error("upstox feed carries no ltpc, fullFeed or firstLevelWithGreeks")]
+    UpstoxEmptyFeed,
+}
+
+impl ParseError {
+    /// Stable upper-case code, e.g. `PARSE_KITE_TRUNCATED`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            ParseError::FrameTooLarge { .. } => "PARSE_FRAME_TOO_LARGE",
+            ParseError::UnsupportedVendor { .. } => "PARSE_UNSUPPORTED_VENDOR",
+            ParseError::KiteTruncated { .. } => "PARSE_KITE_TRUNCATED",
+            ParseError::KitePacketOverrun { .. } => "PARSE_KITE_PACKET_OVERRUN",
+            ParseError::KiteUnknownLength { .. } => "PARSE_KITE_UNKNOWN_LENGTH",
+            ParseError::KiteUnknownSegment { .. } => "PARSE_KITE_UNKNOWN_SEGMENT",
+            ParseError::KiteTrailingBytes { .. } => "PARSE_KITE_TRAILING_BYTES",
+            ParseError::Protobuf(e) => e.code(),
+            ParseError::UpstoxKeyTooLong { .. } => "PARSE_UPSTOX_KEY_TOO_LONG",
+            ParseError::UpstoxBadKey => "PARSE_UPSTOX_BAD_KEY",
+            ParseError::UpstoxUnknownSegment => "PARSE_UPSTOX_UNKNOWN_SEGMENT",
+            ParseError::UpstoxEmptyFeed => "PARSE_UPSTOX_EMPTY_FEED",
+        }
+    }
+
+    /// Stable lower-case label for the metric `reason` (the code without `PARSE_`, lower-cased).
+    pub const fn label(&self) -> &'static str {
+        match self {
+            ParseError::FrameTooLarge { .. } => "frame_too_large",
+            ParseError::UnsupportedVendor { .. } => "unsupported_vendor",
+            ParseError::KiteTruncated { .. } => "kite_truncated",
+            ParseError::KitePacketOverrun { .. } => "kite_packet_overrun",
+            ParseError::KiteUnknownLength { .. } => "kite_unknown_length",
+            ParseError::KiteUnknownSegment { .. } => "kite_unknown_segment",
+            ParseError::KiteTrailingBytes { .. } => "kite_trailing_bytes",
+            ParseError::Protobuf(e) => e.label(),
+            ParseError::UpstoxKeyTooLong { .. } => "upstox_key_too_long",
+            ParseError::UpstoxBadKey => "upstox_bad_key",
+            ParseError::UpstoxUnknownSegment => "upstox_unknown_segment",
+            ParseError::UpstoxEmptyFeed => "upstox_empty_feed",
+        }
+    }
+}
+
+/// Parses one frame of any supported vendor (the capture decoder and the engine's feed threads use
+/// this one entry point). Text frames become [`FeedEvent::Text`]; Upstox sends none, but one is
+/// still reported as an event rather than dropped.
+pub fn parse_frame<S: TickSink + ?Sized>(
+    vendor: Vendor,
+    kind: FrameKind,
+    payload: &[u8],
+    meta: &FrameMeta,
+    sink: &mut S,
+) -> FrameOutcome {
+    match (vendor, kind) {
+        (Vendor::Kite, FrameKind::Binary) => kite::parse_frame(payload, meta, sink),
+        (Vendor::Upstox, FrameKind::Binary) => upstox::parse_frame(payload, meta, sink),
+        (Vendor::Kite | Vendor::Upstox, FrameKind::Text) => {
+            let kind = if vendor == Vendor::Kite {
+                kite::classify_text(payload)
+            } else {
+                TextKind::Unknown
+            };
+            sink.event(&FeedEvent::Text {
+                vendor,
+                kind,
+                raw: payload,
+            });
+            FrameOutcome {
+                events: 1,
+                ..FrameOutcome::default()
+            }
+        }
+        (other, _) => {
+            sink.reject(
+                &ParseError::UnsupportedVendor { code: other.code() },
+                payload,
+            );
+            FrameOutcome {
+                rejects: 1,
+                ..FrameOutcome::default()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_labels_agree() {
+        let all = [
+            ParseError::FrameTooLarge { len: 1, max: 0 },
+            ParseError::UnsupportedVendor { code: 3 },
+            ParseError::KiteTruncated { at: 0 },
+            ParseError::KitePacketOverrun {
+                declared: 9,
+                available: 1,
+            },
+            ParseError::KiteUnknownLength { len: 64 },
+            ParseError::KiteUnknownSegment { token: 10 },
+            ParseError::KiteTrailingBytes { extra: 1 },
+            ParseError::Protobuf(protobuf::PbError::Truncated),
+            ParseError::Protobuf(protobuf::PbError::VarintTooLong),
+            ParseError::Protobuf(protobuf::PbError::LengthOverrun),
+            ParseError::Protobuf(protobuf::PbError::WireType(3)),
+            ParseError::Protobuf(protobuf::PbError::FieldZero),
+            ParseError::Protobuf(protobuf::PbError::InvalidUtf8),
+            ParseError::UpstoxKeyTooLong { len: 40 },
+            ParseError::UpstoxBadKey,
+            ParseError::UpstoxUnknownSegment,
+            ParseError::UpstoxEmptyFeed,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for e in all {
+            assert!(seen.insert(e.code()), "duplicate code {}", e.code());
+            let expect = e.code().trim_start_matches("PARSE_").to_ascii_lowercase();
+            assert_eq!(e.label(), expect);
+            assert!(!e.to_string().is_empty());
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The feed thread's frame handler: parse, validate, hand over. This is the per-tick hot path.
+//!
+//! For every frame: the raw frame goes to `market.raw` (a reference-counted `Bytes` clone, no
+//! copy), each packet is parsed into a stack `Tick`, validated, and moved into the feed thread's
+//! bounded queue to the producer; rejects (parse errors and validator refusals) go to the
+//! dead-letter topic with their bytes and reason and are counted in
+//! `ingestion_ticks_rejected_total{vendor,reason}`. Nothing here allocates per tick, locks,
+//! logs per tick above `debug`, or makes a syscall beyond one clock read per frame.
+//!
+//! Queue-full policy (never a silent drop): a full queue is retried for up to
+//! [`QUEUE_FULL_WAIT`]; if it is still full, the item is dropped, counted in
+//! `queue_full_total{queue="feed"}` and `ticks_dropped_total{vendor}`, logged (once per episode)
+//! and shown as degraded on `/health`; while the episode lasts, further items are tried once
+//! each without waiting, so a stuck producer cannot stall the socket loop.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use prometheus::IntCounter;
+
+use crate::{
+    feed::{ConnState, FeedEvent, FrameHandler, FrameMeta},
+    metrics::Metrics,
+    parsers::{self, FeedEvent as ParsedEvent, ParseError, TickSink},
+    producer::{Outbound, RawFrame, Reject},
+    tick::Tick,
+    validate::{validate, ValidationLimits},
+    vendor::Vendor,
+};
+
+/// How long a hand-off waits for space before the item is dropped and counted.
+pub const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
+
+/// Per-vendor counters, resolved once.
+struct VendorSlot {
+    ticks: IntCounter,
+    dropped: IntCounter,
+}
+
+/// The hand-off state that the parser's sink needs (split from [`Pipeline`] so the parser can
+/// borrow it mutably while the frame's bytes are borrowed too).
+struct Handoff {
+    tx: Sender<Outbound>,
+    limits: ValidationLimits,
+    metrics: &'static Metrics,
+    queue_full: IntCounter,
+    slots: [Option<VendorSlot>; 6],
+    overflowing: bool,
+    /// The frame being parsed, so rejects can share its bytes.
+    frame: Bytes,
+    vendor: Vendor,
+    conn: u16,
+    received_at_ns: u64,
+}
+
+impl Handoff {
+    fn slot(&mut self, v: Vendor) -> &VendorSlot {
+        let m = self.metrics;
+        let i = usize::from(v.code()).min(5);
+        let entry = &mut self.slots[i];
+        entry.get_or_insert_with(|| VendorSlot {
+            ticks: m.ticks_total.with_label_values(&[v.as_str()]),
+            dropped: m.ticks_dropped_total.with_label_values(&[v.as_str()]),
+        })
+    }
+
+    fn push(&mut self, item: Outbound) -> bool {
+        let item = match self.tx.try_send(item) {
+            Ok(()) => {
+                if self.overflowing {
+                    self.overflowing = false;
+                    log::warn!(event = "queue_recovered", vendor = self.vendor.as_str(); "hand-over queue has space again");
+                }
+                return true;
+            }
+            Err(TrySendError::Full(item)) if !self.overflowing => item,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped();
+                return false;
+            }
+        };
+        match self.tx.send_timeout(item, QUEUE_FULL_WAIT) {
+            Ok(()) => true,
+            Err(SendTimeoutError::Timeout(_)) | Err(SendTimeoutError::Disconnected(_)) => {
+                self.overflowing = true;
+                log::error!(event = "queue_full", vendor = self.vendor.as_str(), code = "PIPELINE_QUEUE_FULL"; "producer hand-over queue full; dropping and counting until it drains");
+                self.dropped();
+                false
+            }
+        }
+    }
+
+    fn dropped(&mut self) {
+        self.queue_full.inc();
+        let v = self.vendor;
+        self.slot(v).dropped.inc();
+    }
+
+    fn reject(
+        &mut self,
+        reason: &'static str,
+        code: &'static str,
+        detail: &'static str,
+        raw: &[u8],
+        received_at_ns: u64,
+        tick: Option<Tick>,
+    ) {
+        let v = self.vendor;
+        self.metrics
+            .ticks_rejected_total
+            .with_label_values(&[v.as_str(), reason])
+            .inc();
+        log::debug!(event = "tick_rejected", vendor = v.as_str(), reason = reason; "{detail}");
+        let raw = if raw.is_empty() {
+            Bytes::new()
+        } else {
+            self.frame.slice_ref(raw)
+        };
+        let r = Reject {
+            vendor: v,
+            conn_id: self.conn,
+            received_at_ns,
+            reason,
+            code,
+            detail,
+            raw,
+            tick,
+        };
+        self.push(Outbound::Reject(Box::new(r)));
+    }
+}
+
+impl TickSink for Handoff {
+    fn tick(&mut self, tick: &Tick) {
+        self.slot(tick.vendor).ticks.inc();
+        match validate(tick, tick.received_at_ns, &self.limits) {
+            Ok(()) => {
+                log::debug!(event = "tick", vendor = tick.vendor.as_str(), token = tick.token.as_str(), ltp = tick.ltp; "tick");
+                self.push(Outbound::Tick(*tick));
+            }
+            Err(rej) => {
+                let frame = self.frame.clone();
+                self.reject(
+                    rej.reason.label(),
+                    "VALIDATION_REJECTED",
+                    rej.field,
+                    &frame,
+                    tick.received_at_ns,
+                    Some(*tick),
+                );
+            }
+        }
+    }
+
+    fn reject(&mut self, err: &ParseError, raw: &[u8]) {
+        let received = self.received_at_ns;
+        Handoff::reject(self, err.label(), err.code(), "", raw, received, None);
+    }
+
+    fn event(&mut self, event: &ParsedEvent<'_>) {
+        match event {
+            ParsedEvent::Text { vendor, kind, raw } => {
+                let text = String::from_utf8_lossy(raw);
+                let text = crate::redact::redact(&text);
+                if *kind == parsers::TextKind::Error {
+                    log::error!(event = "vendor_error_message", vendor = vendor.as_str(); "{text}");
+                } else {
+                    log::info!(event = "vendor_text_message", vendor = vendor.as_str(), kind = kind.as_str(); "{text}");
+                }
+            }
+            ParsedEvent::MarketStatus {
+                vendor,
+                segment,
+                status,
+                at_ms,
+            } => {
+                log::info!(event = "market_status", vendor = vendor.as_str(), segment = *segment, status = status.as_str(), at_ms = *at_ms; "market status");
+            }
+        }
+    }
+}
+
+/// What a pipeline has seen, for tests and the status page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineCounts {
+    /// Frames handled.
+    pub frames: u64,
+    /// Ticks decoded (valid or not).
+    pub ticks: u64,
+    /// Rejects (parse errors and validator refusals).
+    pub rejects: u64,
+}
+
+/// The frame handler of one feed thread.
+pub struct Pipeline {
+    handoff: Handoff,
+    raw_enabled: bool,
+    counts: PipelineCounts,
+    /// Optional observer of connection events (the status registry).
+    on_event: Option<Box<dyn FnMut(&FeedEvent) + Send>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A handler that sends into `tx`, validating with `limits`; raw frames go to `market.raw`
+    /// when `raw_enabled`.
+    pub fn new(tx: Sender<Outbound>, limits: ValidationLimits, raw_enabled: bool) -> Self {
+        let metrics = crate::metrics::global();
+        Pipeline {
+            handoff: Handoff {
+                tx,
+                limits,
+                metrics,
+                queue_full: metrics.queue_full_total.with_label_values(&["feed"]),
+                slots: [None, None, None, None, None, None],
+                overflowing: false,
+                frame: Bytes::new(),
+                vendor: Vendor::Kite,
+                conn: 0,
+                received_at_ns: 0,
+            },
+            raw_enabled,
+            counts: PipelineCounts::default(),
+            on_event: None,
+        }
+    }
+
+    /// Also calls `f` for every connection event (after logging it).
+    pub fn with_event_observer(mut self, f: impl FnMut(&FeedEvent) + Send + 'static) -> Self {
+        self.on_event = Some(Box::new(f));
+        self
+    }
+
+    /// What this pipeline has handled.
+    pub fn counts(&self) -> PipelineCounts {
+        self.counts
+    }
+}
+
+impl FrameHandler for Pipeline {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+        let h = &mut self.handoff;
+        h.vendor = meta.vendor;
+        h.conn = meta.conn;
+        h.received_at_ns = meta.received_at_ns;
+        h.frame = payload.clone();
+        if self.raw_enabled {
+            h.push(Outbound::Raw(RawFrame {
+                vendor: meta.vendor,
+                conn_id: meta.conn,
+                kind: meta.kind,
+                received_at_ns: meta.received_at_ns,
+                payload: payload.clone(),
+            }));
+        }
+        let pmeta = parsers::FrameMeta {
+            received_at_ns: meta.received_at_ns,
+            conn_id: meta.conn,
+        };
+        let outcome = parsers::parse_frame(meta.vendor, meta.kind, payload, &pmeta, h);
+        // One clock read per frame: every tick of the frame shares its receive time.
+        let lat = crate::clock::now_unix_ns().saturating_sub(meta.received_at_ns);
+        if outcome.ticks > 0 {
+            crate::latency::handoff().record(lat);
+            h.metrics.handoff_latency.observe(lat as f64 * 1e-9);
+        }
+        // Drop our reference so the read buffer can be reused once the producer is done.
+        h.frame = Bytes::new();
+        self.counts.frames += 1;
+        self.counts.ticks += u64::from(outcome.ticks);
+        self.counts.rejects += u64::from(outcome.rejects);
+    }
+
+    fn on_event(&mut self, ev: &FeedEvent) {
+        match ev {
+            FeedEvent::State {
+                conn,
+                vendor,
+                state,
+            } => {
+                log::debug!(event = "pipeline_conn_state", conn = *conn, vendor = vendor.as_str(), state = format!("{state:?}"); "state");
+                let _ = matches!(state, ConnState::Open);
+            }
+            FeedEvent::CapacityExceeded { vendor, refused } => {
+                log::error!(event = "subscription_capacity_exceeded", vendor = vendor.as_str(), refused = *refused; "instruments refused: every connection is at its cap");
+            }
+            _ => {}
+        }
+        if let Some(f) = self.on_event.as_mut() {
+            f(ev);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Turns hand-over items into Kafka records (topic, key, headers, payload) in buffers the
+//! producer thread reuses, so encoding a tick allocates nothing once the buffers have grown.
+//!
+//! - ticks: key = instrument (`EXCHANGE:SYMBOL` once resolved, else `<vendor>:<token>`), payload
+//!   = the JSON form of `docs/tick-schema.md`, headers `vendor` and `schema`;
+//! - raw frames: key = `<vendor>:<connection id>`, payload = the frame bytes as received,
+//!   headers `vendor`, `kind` (`binary`/`text`), `receivedAt` (epoch ns);
+//! - rejects (DLQ): key = vendor, payload = JSON with the reason, code, vendor, connection,
+//!   receive time, the raw bytes in base64 and, for a tick refused by the validator, the tick.
+
+use std::io::Write as _;
+
+use super::{Outbound, Topic};
+use crate::{encode::json::encode_json, journal::RecordRef};
+
+/// Version of the tick payload schema, sent in the `schema` header.
+pub const TICK_SCHEMA_VERSION: &[u8] = b"1";
+
+/// Reused encoding buffers and the view of the last encoded record.
+#[derive(Debug, Default)]
+pub(super) struct Encoder {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    /// Header value scratch (receive time as decimal).
+    h_time: Vec<u8>,
+    topic: Option<Topic>,
+    vendor: &'static str,
+    kind: Kind,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    #[default]
+    Tick,
+    Raw(&'static str),
+    Dlq,
+    Record,
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sym = |shift: u32| {
+            B64.get(((n >> shift) & 63) as usize)
+                .copied()
+                .unwrap_or(b'A')
+        };
+        out.push(sym(18));
+        out.push(sym(12));
+        out.push(if chunk.len() > 1 { sym(6) } else { b'=' });
+        out.push(if chunk.len() > 2 { sym(0) } else { b'=' });
+    }
+}
+
+impl Encoder {
+    /// Encodes `item`, replacing the previous record. `record` items are borrowed as they are.
+    pub(super) fn encode(&mut self, item: &Outbound) {
+        self.key.clear();
+        self.payload.clear();
+        self.h_time.clear();
+        match item {
+            Outbound::Tick(t) => {
+                self.topic = Some(Topic::Ticks);
+                self.kind = Kind::Tick;
+                self.vendor = t.vendor.as_str();
+                // The canonical name arrives with the instrument master; until then the key is
+                // the same `<vendor>:<token>` string the JSON carries as `instrument`.
+                let _ = write!(self.key, "{}:{}", t.vendor.as_str(), t.token.as_str());
+                encode_json(t, None, &mut self.payload);
+            }
+            Outbound::Raw(r) => {
+                self.topic = Some(Topic::Raw);
+                self.kind = Kind::Raw(match r.kind {
+                    crate::parsers::FrameKind::Binary => "binary",
+                    crate::parsers::FrameKind::Text => "text",
+                });
+                self.vendor = r.vendor.as_str();
+                let _ = write!(self.key, "{}:{}", r.vendor.as_str(), r.conn_id);
+                let _ = write!(self.h_time, "{}", r.received_at_ns);
+                self.payload.extend_from_slice(&r.payload);
+            }
+            Outbound::Reject(r) => {
+                self.topic = Some(Topic::Dlq);
+                self.kind = Kind::Dlq;
+                self.vendor = r.vendor.as_str();
+                self.key.extend_from_slice(r.vendor.as_str().as_bytes());
+                let _ = write!(
+                    self.payload,
+                    "{{\"reason\":\"{}\",\"code\":\"{}\",\"vendor\":\"{}\",\"connId\":{},\"receivedAt\":{},\"detail\":\"{}\",\"rawBase64\":\"",
+                    r.reason,
+                    r.code,
+                    r.vendor.as_str(),
+                    r.conn_id,
+                    r.received_at_ns / 1_000_000,
+                    r.detail
+                );
+                base64(&mut self.payload, &r.raw);
+                self.payload.push(b'"');
+                if let Some(t) = &r.tick {
+                    self.payload.extend_from_slice(b",\"tick\":");
+                    encode_json(t, None, &mut self.payload);
+                }
+                self.payload.push(b'}');
+            }
+            Outbound::Record(r) => {
+                self.topic = Some(r.topic);
+                self.kind = Kind::Record;
+                self.vendor = "";
+                if let Some(k) = &r.key {
+                    self.key.extend_from_slice(k);
+                }
+                self.payload.extend_from_slice(&r.payload);
+            }
+        }
+    }
+
+    /// The topic of the last encoded record.
+    pub(super) fn topic(&self) -> Topic {
+        self.topic.unwrap_or(Topic::Ticks)
+    }
+
+    /// The last encoded record as a borrowed view, with its headers in `headers`.
+    pub(super) fn view<'a>(
+        &'a self,
+        item: &'a Outbound,
+        headers: &'a mut Vec<(&'a str, &'a [u8])>,
+    ) -> RecordRef<'a> {
+        headers.clear();
+        match (self.kind, item) {
+            (Kind::Tick, _) => {
+                headers.push(("vendor", self.vendor.as_bytes()));
+                headers.push(("schema", TICK_SCHEMA_VERSION));
+            }
+            (Kind::Raw(kind), _) => {
+                headers.push(("vendor", self.vendor.as_bytes()));
+                headers.push(("kind", kind.as_bytes()));
+                headers.push(("receivedAt", &self.h_time));
+            }
+            (Kind::Dlq, _) => {
+                headers.push(("vendor", self.vendor.as_bytes()));
+            }
+            (Kind::Record, Outbound::Record(r)) => {
+                for (k, v) in &r.headers {
+                    headers.push((k.as_str(), v.as_slice()));
+                }
+            }
+            (Kind::Record, _) => {}
+        }
+        RecordRef {
+            topic: self.topic() as u8,
+            key: &self.key,
+            headers,
+            payload: &self.payload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expect) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let mut out = Vec::new();
+            base64(&mut out, input.as_bytes());
+            assert_eq!(out, expect.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The engine's one tick type, [`Tick`], and the small enums it carries.
+//!
+//! A `Tick` is a fixed-layout value (`#[repr(C)]`, `Copy`, no heap fields) so it moves through the
+//! crossbeam queues by value and costs no allocation. Every vendor is normalised into it: prices in
+//! rupees as `f64`, quantities as `f64` holding whole numbers (Upstox sends some as doubles, and the
+//! validator must be able to see a non-integral one), times in epoch milliseconds. A field the
+//! vendor or mode does not carry is marked absent in [`Fields`]; a carried time of 0 means the
+//! vendor sent 0 (JSON `null`).
+
+use std::fmt;
+
+use crate::vendor::Vendor;
+
+/// Capacity of the inline token. Upstox keys such as `NSE_INDEX|Nifty 50` or
+/// `NSE_EQ|INE002A01018` fit with room to spare; a longer key is a typed parse error.
+pub const TOKEN_CAP: usize = 32;
+
+/// Depth levels kept per side. Kite full mode and Upstox `full` send 5; Upstox `full_d30` sends
+/// more, of which the best 5 are kept.
+pub const DEPTH_LEVELS: usize = 5;
+
+/// The vendor's instrument id as inline UTF-8 text (Kite: the decimal instrument token; Upstox:
+/// the instrument key). Bytes past `len` are always zero, so the derived equality is exact.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct Token {
+    bytes: [u8; TOKEN_CAP],
+    len: u8,
+}
+
+/// A token longer than [`TOKEN_CAP`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("token of {len} bytes exceeds the {TOKEN_CAP}-byte inline capacity")]
+pub struct TokenTooLong {
+    /// The length of the rejected token.
+    pub len: usize,
+}
+
+impl Token {
+    /// The empty token (an unset tick).
+    pub const EMPTY: Token = Token {
+        bytes: [0; TOKEN_CAP],
+        len: 0,
+    };
+
+    /// Copies `s` inline.
+    ///
+    /// # Errors
+    /// [`TokenTooLong`] when `s` has more than [`TOKEN_CAP`] bytes: truncating would silently merge
+    /// two instruments.
+    pub fn new(s: &str) -> Result<Token, TokenTooLong> {
+        let src = s.as_bytes();
+        let mut t = Token::EMPTY;
+        match t.bytes.get_mut(..src.len()) {
+            Some(dst) => dst.copy_from_slice(src),
+            None => return Err(TokenTooLong { len: src.len() }),
+        }
+        // TOKEN_CAP < 256, so the length fits in a u8 once the copy succeeded.
+        t.len = src.len() as u8;
+        Ok(t)
+    }
+
+    /// The decimal form of a numeric token (Kite's instrument_token).
+    pub fn from_u32(v: u32) -> Token {
+        let mut buf = itoa::Buffer::new();
+        // At most 10 digits: always fits.
+        Token::new(buf.format(v)).unwrap_or(Token::EMPTY)
+    }
+
+    /// The token text.
+    pub fn as_str(&self) -> &str {
+        // Constructors only ever store a whole `&str`, so this never falls back.
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    /// The token as a number, when it is one (Kite).
+    pub fn as_u32(&self) -> Option<u32> {
+        self.as_str().parse().ok()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// True for the empty token.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The exchange segment of an instrument, in Kite's segment numbering (`token & 0xff`), which
+/// Upstox segments map onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Exchange {
+    /// Not set; the validator rejects a tick that still has it.
+    Unknown = 0,
+    /// NSE cash market.
+    Nse = 1,
+    /// NSE futures and options.
+    Nfo = 2,
+    /// NSE currency derivatives.
+    Cds = 3,
+    /// BSE cash market.
+    Bse = 4,
+    /// BSE futures and options.
+    Bfo = 5,
+    /// BSE currency derivatives.
+    Bcd = 6,
+    /// MCX commodities.
+    Mcx = 7,
+    /// MCX-SX.
+    Mcxsx = 8,
+    /// Kite's indices segment.
+    Indices = 9,
+    /// NSE commodity derivatives (Kite segment 12; pykiteconnect 5.2 maps it, divisor 10,000).
+    Nco = 12,
+}
+
+impl Exchange {
+    /// The exchange for a Kite segment code (`token & 0xff`), if known.
+    pub const fn from_kite_segment(seg: u8) -> Option<Exchange> {
+        match seg {
+            1 => Some(Exchange::Nse),
+            2 => Some(Exchange::Nfo),
+            3 => Some(Exchange::Cds),
+            4 => Some(Exchange::Bse),
+            5 => Some(Exchange::Bfo),
+            6 => Some(Exchange::Bcd),
+            7 => Some(Exchange::Mcx),
+            8 => Some(Exchange::Mcxsx),
+            9 => Some(Exchange::Indices),
+            12 => Some(Exchange::Nco),
+            _ => None,
+        }
+    }
+
+    /// The exchange for an Upstox key segment (the part before `|`), if known, and whether the
+    /// segment is an index segment.
+    pub fn from_upstox_segment(seg: &str) -> Option<(Exchange, bool)> {
+        match seg {
+            "NSE_EQ" => Some((Exchange::Nse, false)),
+            "NSE_INDEX" => Some((Exchange::Nse, true)),
+            "NSE_FO" => Some((Exchange::Nfo, false)),
+            "BSE_EQ" => Some((Exchange::Bse, false)),
+            "BSE_INDEX" => Some((Exchange::Bse, true)),
+            "BSE_FO" => Some((Exchange::Bfo, false)),
+            "NCD_FO" => Some((Exchange::Cds, false)),
+            "BCD_FO" => Some((Exchange::Bcd, false)),
+            "MCX_FO" => Some((Exchange::Mcx, false)),
+            _ => None,
+        }
+    }
+
+    /// The upper-case name used in JSON (`NSE`, `NFO`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Exchange::Unknown => "UNKNOWN",
+            Exchange::Nse => "NSE",
+            Exchange::Nfo => "NFO",
+            Exchange::Cds => "CDS",
+            Exchange::Bse => "BSE",
+            Exchange::Bfo => "BFO",
+            Exchange::Bcd => "BCD",
+            Exchange::Mcx => "MCX",
+            Exchange::Mcxsx => "MCXSX",
+            Exchange::Indices => "INDICES",
+            Exchange::Nco => "NCO",
+        }
+    }
+}
+
+/// The subscription mode the tick came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Mode {
+    /// Last price only (Kite `ltp`, Upstox `ltpc`).
+    Ltp = 1,
+    /// Kite `quote`.
+    Quote = 2,
+    /// Kite `full`, Upstox `full` (market or index).
+    Full = 3,
+    /// Upstox `option_greeks` (first level with greeks).
+    Greeks = 4,
+}
+
+impl Mode {
+    /// The lower-case name used in JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Ltp => "ltp",
+            Mode::Quote => "quote",
+            Mode::Full => "full",
+            Mode::Greeks => "greeks",
+        }
+    }
+}
+
+/// Presence bitmask: which of a tick's fields the vendor and mode carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(transparent)]
+pub struct Fields(pub u32);
+
+impl Fields {
+    /// Last traded price.
+    pub const LTP: Fields = Fields(1 << 0);
+    /// Last traded quantity.
+    pub const LTQ: Fields = Fields(1 << 1);
+    /// Average traded price.
+    pub const ATP: Fields = Fields(1 << 2);
+    /// Volume traded today.
+    pub const VOLUME: Fields = Fields(1 << 3);
+    /// Total pending buy quantity.
+    pub const TOTAL_BUY_QTY: Fields = Fields(1 << 4);
+    /// Total pending sell quantity.
+    pub const TOTAL_SELL_QTY: Fields = Fields(1 << 5);
+    /// Day open.
+    pub const OPEN: Fields = Fields(1 << 6);
+    /// Day high.
+    pub const HIGH: Fields = Fields(1 << 7);
+    /// Day low.
+    pub const LOW: Fields = Fields(1 << 8);
+    /// Previous session's close.
+    pub const CLOSE: Fields = Fields(1 << 9);
+    /// Open interest.
+    pub const OI: Fields = Fields(1 << 10);
+    /// Open interest day high.
+    pub const OI_DAY_HIGH: Fields = Fields(1 << 11);
+    /// Open interest day low.
+    pub const OI_DAY_LOW: Fields = Fields(1 << 12);
+    /// Implied volatility.
+    pub const IV: Fields = Fields(1 << 13);
+    /// Option greeks.
+    pub const GREEKS: Fields = Fields(1 << 14);
+    /// Last trade time.
+    pub const LAST_TRADE_TIME: Fields = Fields(1 << 15);
+    /// Exchange time.
+    pub const EXCHANGE_TIME: Fields = Fields(1 << 16);
+    /// Market depth.
+    pub const DEPTH: Fields = Fields(1 << 17);
+    /// Depth levels carry an order count (Kite); Upstox does not.
+    pub const DEPTH_ORDERS: Fields = Fields(1 << 18);
+
+    /// No field.
+    pub const NONE: Fields = Fields(0);
+
+    /// True when every bit of `other` is set.
+    pub const fn has(self, other: Fields) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union.
+    pub const fn with(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    /// Sets the bits of `other`.
+    pub fn insert(&mut self, other: Fields) {
+        self.0 |= other.0;
+    }
+}
+
+impl std::ops::BitOr for Fields {
+    type Output = Fields;
+    fn bitor(self, rhs: Fields) -> Fields {
+        Fields(self.0 | rhs.0)
+    }
+}
+
+/// One depth level.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct Level {
+    /// Price in rupees.
+    pub price: f64,
+    /// Quantity (a whole number).
+    pub qty: f64,
+    /// Number of orders; meaningful only with [`Fields::DEPTH_ORDERS`].
+    pub orders: u32,
+}
+
+/// Up to [`DEPTH_LEVELS`] levels per side, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct Depth {
+    /// Bid levels; only the first `bid_len` are meaningful.
+    pub bids: [Level; DEPTH_LEVELS],
+    /// Ask levels; only the first `ask_len` are meaningful.
+    pub asks: [Level; DEPTH_LEVELS],
+    /// Number of bid levels carried.
+    pub bid_len: u8,
+    /// Number of ask levels carried.
+    pub ask_len: u8,
+}
+
+impl Depth {
+    /// The carried bid levels, best first.
+    pub fn bids(&self) -> &[Level] {
+        self.bids.get(..usize::from(self.bid_len)).unwrap_or(&[])
+    }
+
+    /// The carried ask levels, best first.
+    pub fn asks(&self) -> &[Level] {
+        self.asks.get(..usize::from(self.ask_len)).unwrap_or(&[])
+    }
+}
+
+/// Option greeks.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct Greeks {
+    /// Delta.
+    pub delta: f64,
+    /// Theta.
+    pub theta: f64,
+    /// Gamma.
+    pub gamma: f64,
+    /// Vega.
+    pub vega: f64,
+    /// Rho.
+    pub rho: f64,
+}
+
+/// One instrument update, normalised across vendors. See the module docs and
+/// `docs/tick-schema.md`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct Tick {
+    /// When the frame arrived, epoch nanoseconds (the engine's clock, not the vendor's).
+    pub received_at_ns: u64,
+    /// Last trade time, epoch ms; 0 where the vendor sent 0.
+    pub last_trade_time_ms: i64,
+    /// Exchange time, epoch ms (Kite's exchange timestamp, Upstox's `currentTs`); 0 where the
+    /// vendor sent 0.
+    pub exchange_time_ms: i64,
+    /// Last traded price.
+    pub ltp: f64,
+    /// Last traded quantity.
+    pub ltq: f64,
+    /// Average traded price.
+    pub atp: f64,
+    /// Volume traded today.
+    pub volume: f64,
+    /// Total pending buy quantity.
+    pub total_buy_qty: f64,
+    /// Total pending sell quantity.
+    pub total_sell_qty: f64,
+    /// Day open.
+    pub open: f64,
+    /// Day high.
+    pub high: f64,
+    /// Day low.
+    pub low: f64,
+    /// Previous session's close, as the vendors send it.
+    pub close: f64,
+    /// Open interest.
+    pub oi: f64,
+    /// Open interest day high.
+    pub oi_day_high: f64,
+    /// Open interest day low.
+    pub oi_day_low: f64,
+    /// Implied volatility.
+    pub iv: f64,
+    /// Option greeks.
+    pub greeks: Greeks,
+    /// Market depth.
+    pub depth: Depth,
+    /// Instrument-master id; 0 = unresolved.
+    pub instrument_id: u32,
+    /// Which fields are carried.
+    pub fields: Fields,
+    /// The connection the frame came on.
+    pub conn_id: u16,
+    /// The vendor.
+    pub vendor: Vendor,
+    /// The exchange segment.
+    pub exchange: Exchange,
+    /// The subscription mode.
+    pub mode: Mode,
+    /// True for an index (not tradable).
+    pub is_index: bool,
+    /// The vendor's instrument id.
+    pub token: Token,
+}
+
+impl Tick {
+    /// A tick with nothing carried, the starting point of every parser.
+    pub const EMPTY: Tick = Tick {
+        received_at_ns: 0,
+        last_trade_time_ms: 0,
+        exchange_time_ms: 0,
+        ltp: 0.0,
+        ltq: 0.0,
+        atp: 0.0,
+        volume: 0.0,
+        total_buy_qty: 0.0,
+        total_sell_qty: 0.0,
+        open: 0.0,
+        high: 0.0,
+        low: 0.0,
+        close: 0.0,
+        oi: 0.0,
+        oi_day_high: 0.0,
+        oi_day_low: 0.0,
+        iv: 0.0,
+        greeks: Greeks {
+            delta: 0.0,
+            theta: 0.0,
+            gamma: 0.0,
+            vega: 0.0,
+            rho: 0.0,
+        },
+        depth: Depth {
+            bids: [Level {
+                price: 0.0,
+                qty: 0.0,
+                orders: 0,
+            }; DEPTH_LEVELS],
+            asks: [Level {
+                price: 0.0,
+                qty: 0.0,
+                orders: 0,
+            }; DEPTH_LEVELS],
+            bid_len: 0,
+            ask_len: 0,
+        },
+        instrument_id: 0,
+        fields: Fields::NONE,
+        conn_id: 0,
+        vendor: Vendor::Kite,
+        exchange: Exchange::Unknown,
+        mode: Mode::Ltp,
+        is_index: false,
+        token: Token::EMPTY,
+    };
+
+    /// True when `f` is carried.
+    pub const fn has(&self, f: Fields) -> bool {
+        self.fields.has(f)
+    }
+
+    /// Percent change of `ltp` against `close` (the vendors' own formula,
+    /// `(ltp - close) * 100 / close`), 0 when `close` is 0; `None` unless both are carried.
+    pub fn change_percent(&self) -> Option<f64> {
+        if !self.has(Fields::LTP.with(Fields::CLOSE)) {
+            return None;
+        }
+        if self.close == 0.0 {
+            return Some(0.0);
+        }
+        Some((self.ltp - self.close) * 100.0 / self.close)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_fits_upstox_keys_and_rejects_longer() {
+        let t = Token::new("NSE_INDEX|Nifty 50").unwrap();
+        assert_eq!(t.as_str(), "NSE_INDEX|Nifty 50");
+        assert_eq!(t.len(), 18);
+        let long = "X".repeat(TOKEN_CAP + 1);
+        assert_eq!(Token::new(&long), Err(TokenTooLong { len: 33 }));
+        assert!(Token::new(&long[..TOKEN_CAP]).is_ok());
+        assert_eq!(Token::from_u32(408065).as_str(), "408065");
+        assert_eq!(Token::from_u32(408065).as_u32(), Some(408065));
+        assert_eq!(Token::from_u32(u32::MAX).as_u32(), Some(u32::MAX));
+    }
+
+    #[test]
+    fn change_follows_the_vendor_formula() {
+        let mut t = Tick::EMPTY;
+        t.ltp = 1573.7;
+        t.close = 1567.8;
+        assert_eq!(t.change_percent(), None);
+        t.fields = Fields::LTP | Fields::CLOSE;
+        assert_eq!(t.change_percent(), Some(0.3763235106518747));
+        t.close = 0.0;
+        assert_eq!(t.change_percent(), Some(0.0));
+    }
+
+    #[test]
+    fn segment_maps() {
+        for seg in (1..=9u8).chain([12]) {
+            assert_eq!(Exchange::from_kite_segment(seg).map(|e| e as u8), Some(seg));
+        }
+        assert_eq!(Exchange::from_kite_segment(0), None);
+        assert_eq!(Exchange::from_kite_segment(10), None);
+        assert_eq!(Exchange::from_kite_segment(11), None);
+        assert_eq!(
+            Exchange::from_upstox_segment("NSE_INDEX"),
+            Some((Exchange::Nse, true))
+        );
+        assert_eq!(
+            Exchange::from_upstox_segment("NCD_FO"),
+            Some((Exchange::Cds, false))
+        );
+        assert_eq!(Exchange::from_upstox_segment("XYZ"), None);
+    }
+}

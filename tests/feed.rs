@@ -1,0 +1,880 @@
+//! Feed threads against the vendor simulator, over real sockets on 127.0.0.1.
+//!
+//! Every simulator binds port 0; every wait is bounded; timings are shrunk (stale 300 ms,
+//! heartbeat 100 ms, backoff 20..200 ms) so the file runs in seconds.
+
+// Helpers outside `#[test]` functions: a poisoned lock or a simulator that cannot start is a
+// test failure, and a panic is how a test reports one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock, RwLockReadGuard},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use layer1::{
+    feed::{
+        kite::{KiteConnector, KiteSettings},
+        spawn_feed_thread,
+        upstox::{UpstoxConnector, UpstoxSettings},
+        ConnState, Credential, FeedEvent, FeedSettings, FeedSpec, FeedStats, FrameHandler,
+        FrameMeta, Instrument, Mode,
+    },
+    parsers::{self, ParseError, TickSink},
+    sim::{Fault, SimConfig, SimHandle, SimStats, Simulator, Target},
+    tick::Tick,
+    vendor::Vendor,
+};
+
+#[derive(Default)]
+struct Shared {
+    events: Vec<(Instant, FeedEvent)>,
+    frames: u64,
+    ticks: u64,
+    rejects: u64,
+    per_token: HashMap<String, u64>,
+}
+
+#[derive(Clone, Default)]
+struct TestHandler(Arc<Mutex<Shared>>);
+
+struct Sink<'a>(&'a mut Shared);
+
+impl TickSink for Sink<'_> {
+    fn tick(&mut self, tick: &Tick) {
+        self.0.ticks += 1;
+        *self
+            .0
+            .per_token
+            .entry(tick.token.as_str().to_owned())
+            .or_default() += 1;
+    }
+    fn reject(&mut self, _err: &ParseError, _raw: &[u8]) {
+        self.0.rejects += 1;
+    }
+}
+
+impl FrameHandler for TestHandler {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+        let mut s = self.0.lock().unwrap();
+        s.frames += 1;
+        let pm = parsers::FrameMeta {
+            received_at_ns: meta.received_at_ns,
+            conn_id: meta.conn,
+        };
+        parsers::parse_frame(meta.vendor, meta.kind, payload, &pm, &mut Sink(&mut s));
+    }
+    fn on_event(&mut self, ev: &FeedEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .events
+            .push((Instant::now(), ev.clone()));
+    }
+}
+
+impl TestHandler {
+    fn with<R>(&self, f: impl FnOnce(&Shared) -> R) -> R {
+        f(&self.0.lock().unwrap())
+    }
+    fn per_token(&self) -> HashMap<String, u64> {
+        self.with(|s| s.per_token.clone())
+    }
+    fn events(&self) -> Vec<(Instant, FeedEvent)> {
+        self.with(|s| s.events.clone())
+    }
+}
+
+/// The fd and RSS accounting test needs the process to itself: it takes this lock for writing,
+/// every other test for reading.
+static EXCLUSIVE: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    EXCLUSIVE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+fn settings(name: &str) -> FeedSettings {
+    FeedSettings {
+        name: name.to_owned(),
+        backoff_base_ms: 20,
+        backoff_cap_ms: 200,
+        stale_ms: 300,
+        heartbeat_ms: 100,
+        connect_timeout_ms: 2000,
+        jitter_seed: Some(7),
+        ..FeedSettings::default()
+    }
+}
+
+fn kite(sim: &SimHandle, token: Credential) -> KiteSettings {
+    KiteSettings {
+        base_url: sim.kite_url(),
+        api_key: Credential::Value("sim_api_key".into()),
+        access_token: token,
+        ..KiteSettings::default()
+    }
+}
+
+fn kite_spec(settings: KiteSettings, instruments: Vec<Instrument>) -> FeedSpec {
+    FeedSpec {
+        connector: Box::new(KiteConnector::new(settings)),
+        instruments,
+        ages: None,
+    }
+}
+
+/// NSE equities (segment 1), NFO (2) and indices (9).
+fn kite_tokens(n: u32) -> Vec<u32> {
+    (0..n)
+        .map(|i| {
+            let seg = match i % 3 {
+                0 => 1,
+                1 => 2,
+                _ => 9,
+            };
+            ((1000 + i) << 8) | seg
+        })
+        .collect()
+}
+
+fn sim(rate: u64) -> SimHandle {
+    Simulator::start(SimConfig {
+        ticks_per_sec: rate,
+        ..SimConfig::default()
+    })
+    .expect("simulator starts")
+}
+
+fn stats(sim: &SimHandle) -> SimStats {
+    sim.stats().expect("sim stats")
+}
+
+fn all_received(h: &TestHandler, tokens: &[u32], base: &HashMap<String, u64>) -> bool {
+    let now = h.per_token();
+    tokens.iter().all(|t| {
+        let k = t.to_string();
+        now.get(&k).copied().unwrap_or(0) > base.get(&k).copied().unwrap_or(0)
+    })
+}
+
+fn count_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn reconnect_after_abrupt_drop_replays_subscriptions_and_ticks_resume() {
+    let _shared = shared();
+    let sim = sim(5000);
+    let tokens = kite_tokens(60);
+    let instruments = tokens
+        .iter()
+        .map(|t| Instrument::kite(*t, Mode::Full))
+        .collect();
+    let h = TestHandler::default();
+    let feed = spawn_feed_thread(
+        settings("feed-drop"),
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            instruments,
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+
+    sim.inject(Fault::Drop(Target::all(Vendor::Kite)))
+        .expect("inject");
+    assert!(wait_until(Duration::from_secs(5), || {
+        let s = stats(&sim);
+        s.connections.len() == 2 && s.open(Vendor::Kite) == 1
+    }));
+    let before = h.per_token();
+    assert!(
+        wait_until(Duration::from_secs(5), || all_received(
+            &h, &tokens, &before
+        )),
+        "ticks resume for every instrument after the reconnect"
+    );
+
+    let s = stats(&sim);
+    let second = &s.connections[1];
+    let subscribed: Vec<String> = second
+        .requests
+        .iter()
+        .filter(|r| r.action == "subscribe")
+        .flat_map(|r| r.instruments.clone())
+        .collect();
+    let expected: Vec<String> = tokens.iter().map(u32::to_string).collect();
+    assert_eq!(subscribed, expected, "the same subscriptions are replayed");
+    assert!(second.requests.iter().any(|r| r.action == "mode"
+        && r.mode.as_deref() == Some("full")
+        && r.instruments.len() == 60));
+    assert!(h.events().iter().any(|(_, e)| matches!(
+        e,
+        FeedEvent::Disconnected {
+            reason: "CONN_CLOSED",
+            ..
+        }
+    )));
+    let stats = Arc::clone(feed.stats());
+    assert_eq!(FeedStats::get(&stats.reconnects), 1);
+    let t0 = Instant::now();
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn silent_stall_is_detected_within_stale_plus_heartbeat_and_recovered() {
+    let _shared = shared();
+    let sim = sim(2000);
+    let tokens = kite_tokens(10);
+    let h = TestHandler::default();
+    let st = settings("feed-stall");
+    let (stale, hb) = (st.stale_ms, st.heartbeat_ms);
+    let feed = spawn_feed_thread(
+        st,
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Quote))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+
+    let injected = Instant::now();
+    sim.inject(Fault::Stall {
+        target: Target::all(Vendor::Kite),
+        ms: 10_000,
+    })
+    .expect("inject");
+    assert!(wait_until(Duration::from_secs(3), || h
+        .events()
+        .iter()
+        .any(|(_, e)| matches!(e, FeedEvent::Stale { .. }))));
+    let (detected_at, silent_ms) = h
+        .events()
+        .iter()
+        .find_map(|(t, e)| match e {
+            FeedEvent::Stale { silent_ms, .. } => Some((*t, *silent_ms)),
+            _ => None,
+        })
+        .expect("stale event");
+    let took = detected_at.duration_since(injected);
+    assert!(
+        took <= Duration::from_millis(stale + hb),
+        "stall detected after {took:?}, limit {} ms",
+        stale + hb
+    );
+    assert!(silent_ms >= stale);
+
+    let before = h.per_token();
+    assert!(
+        wait_until(Duration::from_secs(5), || all_received(
+            &h, &tokens, &before
+        )),
+        "recovered on a new connection"
+    );
+    assert_eq!(
+        stats(&sim).open(Vendor::Kite),
+        2,
+        "the stalled socket is still open on the sim side"
+    );
+    assert!(FeedStats::get(&feed.stats().stale_events) >= 1);
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn hundred_consecutive_refusals_leak_no_sockets_timers_or_memory() {
+    let _exclusive = EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
+    let sim = sim(1000);
+    let h = TestHandler::default();
+    let tokens = kite_tokens(3);
+    // Warm up allocator and TLS roots once so the comparison measures the refusals only.
+    let fds_before = count_fds();
+    let rss_before = rss_kib();
+    sim.inject(Fault::Refuse {
+        vendor: Vendor::Kite,
+        status: 503,
+        retry_after_s: None,
+        count: 100,
+    })
+    .expect("inject");
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            backoff_base_ms: 1,
+            backoff_cap_ms: 4,
+            connect_timeout_ms: 300,
+            ..settings("feed-refuse")
+        },
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Ltp))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(
+        wait_until(Duration::from_secs(20), || all_received(
+            &h,
+            &tokens,
+            &HashMap::new()
+        )),
+        "connects after the refusals"
+    );
+    let s = stats(&sim);
+    assert_eq!(s.refused, 100);
+    let st = Arc::clone(feed.stats());
+    assert_eq!(FeedStats::get(&st.attempts), 101);
+    let failures = h
+        .events()
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                FeedEvent::Disconnected {
+                    reason: "CONN_HTTP",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(failures, 100);
+    assert_eq!(
+        FeedStats::get(&st.sockets),
+        1,
+        "only the open connection holds a socket"
+    );
+    // Cancelled connect timeouts surface and are dropped once their deadline passes; what
+    // remains is the open connection's heartbeat and watchdog.
+    assert!(
+        wait_until(Duration::from_secs(2), || FeedStats::get(
+            &st.timers_pending
+        ) <= 2),
+        "timers {}",
+        FeedStats::get(&st.timers_pending)
+    );
+    // One client socket, one sim-side socket, the feed thread's epoll and eventfd.
+    let fds_after = count_fds();
+    assert!(
+        fds_after <= fds_before + 6,
+        "fds {fds_before} -> {fds_after}"
+    );
+    let rss_after = rss_kib();
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "rss {rss_before} KiB -> {rss_after} KiB"
+    );
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn rate_limited_handshake_honours_retry_after() {
+    let _shared = shared();
+    let sim = sim(1000);
+    sim.inject(Fault::Refuse {
+        vendor: Vendor::Kite,
+        status: 429,
+        retry_after_s: Some(1),
+        count: 1,
+    })
+    .expect("inject");
+    let h = TestHandler::default();
+    let tokens = kite_tokens(3);
+    let feed = spawn_feed_thread(
+        settings("feed-429"),
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Ltp))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+    let ev = h.events();
+    let (refused_at, retry_in) = ev
+        .iter()
+        .find_map(|(t, e)| match e {
+            FeedEvent::Disconnected {
+                reason: "CONN_RATE_LIMITED",
+                retry_in_ms,
+                ..
+            } => Some((*t, *retry_in_ms)),
+            _ => None,
+        })
+        .expect("rate limited event");
+    assert!(retry_in >= 1000, "retry in {retry_in} ms");
+    let next_attempt = ev
+        .iter()
+        .find(|(t, e)| {
+            *t > refused_at
+                && matches!(
+                    e,
+                    FeedEvent::State {
+                        state: ConnState::Connecting,
+                        ..
+                    }
+                )
+        })
+        .map(|(t, _)| *t)
+        .expect("a later attempt");
+    assert!(next_attempt.duration_since(refused_at) >= Duration::from_millis(1000));
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn rotated_token_is_used_on_next_attempt_without_restart() {
+    let _shared = shared();
+    let sim = sim(1000);
+    let dir = std::env::temp_dir().join(format!("layer1-feed-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("kite_token");
+    std::fs::write(&file, "sim_access_token\n").expect("write token");
+    let h = TestHandler::default();
+    let tokens = kite_tokens(5);
+    let feed = spawn_feed_thread(
+        settings("feed-rotate"),
+        vec![kite_spec(
+            kite(&sim, Credential::File(file.clone())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Quote))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+
+    // The vendor expires the daily token; attempts with the old one are refused (403).
+    sim.inject(Fault::ExpireToken {
+        vendor: Vendor::Kite,
+        new_token: "rotated_token".into(),
+    })
+    .expect("inject");
+    assert!(wait_until(Duration::from_secs(5), || h
+        .events()
+        .iter()
+        .any(|(_, e)| matches!(
+            e,
+            FeedEvent::Disconnected {
+                reason: "CONN_UNAUTHORIZED",
+                ..
+            }
+        ))));
+    // The operator's token job writes the new token; no restart, no command.
+    std::fs::write(&file, "rotated_token\n").expect("rotate");
+    let before = h.per_token();
+    assert!(
+        wait_until(Duration::from_secs(5), || all_received(
+            &h, &tokens, &before
+        )),
+        "ticks resume with the rotated token"
+    );
+    assert_eq!(stats(&sim).open(Vendor::Kite), 1);
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn instruments_over_the_cap_open_a_second_connection_and_all_receive() {
+    let _shared = shared();
+    let sim = sim(100_000);
+    let tokens = kite_tokens(4500);
+    let h = TestHandler::default();
+    let feed = spawn_feed_thread(
+        settings("feed-cap"),
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Quote))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(
+        wait_until(Duration::from_secs(15), || all_received(
+            &h,
+            &tokens,
+            &HashMap::new()
+        )),
+        "every one of 4500 instruments ticks"
+    );
+    let s = stats(&sim);
+    let mut subscribed: Vec<usize> = s
+        .connections
+        .iter()
+        .filter(|c| c.open)
+        .map(|c| c.subscribed)
+        .collect();
+    subscribed.sort_unstable();
+    assert_eq!(subscribed, vec![1500, 3000]);
+    assert_eq!(FeedStats::get(&feed.stats().connections), 2);
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn two_feed_threads_with_several_connections_run_independently_and_shut_down_promptly() {
+    let _shared = shared();
+    let sim = sim(3000);
+    let a_tokens = kite_tokens(30);
+    let b_tokens: Vec<u32> = kite_tokens(50).split_off(30);
+    let capped = |cap| KiteSettings {
+        max_instruments_per_conn: cap,
+        max_connections: 4,
+        ..kite(&sim, Credential::Value("sim_access_token".into()))
+    };
+    let (ha, hb) = (TestHandler::default(), TestHandler::default());
+    let a = spawn_feed_thread(
+        FeedSettings {
+            thread_index: 0,
+            ..settings("feed-a")
+        },
+        vec![kite_spec(
+            capped(10),
+            a_tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Full))
+                .collect(),
+        )],
+        ha.clone(),
+        None,
+    )
+    .expect("spawn a");
+    let b = spawn_feed_thread(
+        FeedSettings {
+            thread_index: 1,
+            ..settings("feed-b")
+        },
+        vec![kite_spec(
+            capped(5),
+            b_tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Ltp))
+                .collect(),
+        )],
+        hb.clone(),
+        None,
+    )
+    .expect("spawn b");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &ha,
+        &a_tokens,
+        &HashMap::new()
+    )));
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &hb,
+        &b_tokens,
+        &HashMap::new()
+    )));
+    assert_eq!(FeedStats::get(&a.stats().open_connections), 3);
+    assert_eq!(FeedStats::get(&b.stats().open_connections), 4);
+    // Connection ids carry the thread index in the high byte.
+    let ids = |h: &TestHandler| -> Vec<u16> {
+        h.events()
+            .iter()
+            .filter_map(|(_, e)| match e {
+                FeedEvent::State {
+                    conn,
+                    state: ConnState::Open,
+                    ..
+                } => Some(*conn),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(ids(&ha).iter().all(|c| c >> 8 == 0));
+    assert!(ids(&hb).iter().all(|c| c >> 8 == 1));
+
+    let t0 = Instant::now();
+    a.shutdown(Duration::from_secs(2)).expect("a joins");
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "a stopped in {:?}",
+        t0.elapsed()
+    );
+    // B is unaffected by A's shutdown.
+    let before = hb.per_token();
+    assert!(wait_until(Duration::from_secs(3), || all_received(
+        &hb, &b_tokens, &before
+    )));
+    assert!(wait_until(Duration::from_secs(2), || stats(&sim)
+        .open(Vendor::Kite)
+        == 4));
+    let t0 = Instant::now();
+    b.shutdown(Duration::from_secs(2)).expect("b joins");
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "b stopped in {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn upstox_fetches_a_fresh_one_time_url_for_every_attempt() {
+    let _shared = shared();
+    let sim = sim(2000);
+    let keys = [
+        "NSE_EQ|INE002A01018",
+        "NSE_EQ|INE009A01021",
+        "NSE_INDEX|Nifty 50",
+        "NSE_FO|65629",
+    ];
+    let instruments: Vec<Instrument> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Instrument::upstox(i as u32 + 1, k, if i == 2 { Mode::Ltp } else { Mode::Full })
+        })
+        .collect();
+    let h = TestHandler::default();
+    let feed = spawn_feed_thread(
+        settings("feed-upstox"),
+        vec![FeedSpec {
+            connector: Box::new(UpstoxConnector::new(UpstoxSettings {
+                authorize_url: sim.upstox_authorize_url(),
+                access_token: Credential::Value("sim_upstox_token".into()),
+                ..UpstoxSettings::default()
+            })),
+            instruments,
+            ages: None,
+        }],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    let got_all = |base: &HashMap<String, u64>| {
+        let now = h.per_token();
+        keys.iter()
+            .all(|k| now.get(*k).copied().unwrap_or(0) > base.get(*k).copied().unwrap_or(0))
+    };
+    assert!(wait_until(Duration::from_secs(5), || got_all(
+        &HashMap::new()
+    )));
+    sim.inject(Fault::Drop(Target::all(Vendor::Upstox)))
+        .expect("inject");
+    assert!(wait_until(Duration::from_secs(5), || stats(&sim)
+        .connections
+        .len()
+        == 2));
+    let before = h.per_token();
+    assert!(wait_until(Duration::from_secs(5), || got_all(&before)));
+    let s = stats(&sim);
+    assert!(s.authorize_calls >= 2, "one authorize call per attempt");
+    let replayed: usize = s.connections[1]
+        .requests
+        .iter()
+        .filter(|r| r.action == "sub")
+        .map(|r| r.instruments.len())
+        .sum();
+    assert_eq!(replayed, keys.len());
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn wss_with_a_custom_root_ca_and_a_resolved_host_name() {
+    let _shared = shared();
+    let sim = Simulator::start(SimConfig {
+        tls: true,
+        ..SimConfig::default()
+    })
+    .expect("sim with tls");
+    let tokens = kite_tokens(5);
+    let h = TestHandler::default();
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            extra_root_certs_pem: sim.ca_pem.clone().expect("ca"),
+            ..settings("feed-tls")
+        },
+        vec![kite_spec(
+            KiteSettings {
+                base_url: sim.kite_tls_url().expect("tls url"),
+                ..kite(&sim, Credential::Value("sim_access_token".into()))
+            },
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Full))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn oversize_frames_are_refused_and_bad_frames_do_not_cost_the_connection() {
+    let _shared = shared();
+    let sim = sim(1000);
+    let tokens = kite_tokens(5);
+    let h = TestHandler::default();
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            max_message_bytes: 64 * 1024,
+            ..settings("feed-limits")
+        },
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Full))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+    sim.inject(Fault::Malformed(Target::all(Vendor::Kite)))
+        .expect("inject");
+    sim.inject(Fault::Truncated(Target::all(Vendor::Kite)))
+        .expect("inject");
+    assert!(wait_until(Duration::from_secs(3), || h.with(|s| s.rejects >= 2)));
+    assert_eq!(
+        stats(&sim).connections.len(),
+        1,
+        "parse errors never cost the connection"
+    );
+
+    sim.inject(Fault::Oversize {
+        target: Target::all(Vendor::Kite),
+        bytes: 1 << 20,
+    })
+    .expect("inject");
+    assert!(wait_until(Duration::from_secs(3), || FeedStats::get(
+        &feed.stats().refused_frames
+    ) == 1));
+    assert!(wait_until(Duration::from_secs(5), || stats(&sim)
+        .connections
+        .len()
+        == 2));
+    let before = h.per_token();
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h, &tokens, &before
+    )));
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+#[test]
+fn silence_outside_market_hours_causes_no_reconnect() {
+    let _shared = shared();
+    fn closed() -> bool {
+        false
+    }
+    let sim = sim(1000);
+    let tokens = kite_tokens(3);
+    let h = TestHandler::default();
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            market_open: closed,
+            ..settings("feed-closed")
+        },
+        vec![kite_spec(
+            kite(&sim, Credential::Value("sim_access_token".into())),
+            tokens
+                .iter()
+                .map(|t| Instrument::kite(*t, Mode::Ltp))
+                .collect(),
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(5), || all_received(
+        &h,
+        &tokens,
+        &HashMap::new()
+    )));
+    sim.inject(Fault::Stall {
+        target: Target::all(Vendor::Kite),
+        ms: 1500,
+    })
+    .expect("inject");
+    // Five times the open-market stale limit passes in silence.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!h
+        .events()
+        .iter()
+        .any(|(_, e)| matches!(e, FeedEvent::Stale { .. })));
+    assert_eq!(stats(&sim).connections.len(), 1);
+    let before = h.per_token();
+    assert!(wait_until(Duration::from_secs(3), || all_received(
+        &h, &tokens, &before
+    )));
+    assert_eq!(
+        stats(&sim).connections.len(),
+        1,
+        "the same connection carries on"
+    );
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+}

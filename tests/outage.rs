@@ -1,0 +1,199 @@
+//! Kafka outages against the real broker: SIGKILL mid-stream, and a producer stopped while the
+//! broker is down then restarted. These tests stop and start the shared local broker, so they
+//! run one at a time (a lock) and restart the broker before they end.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::Command,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use layer1::{
+    config::{Config, JournalConfig},
+    producer::{self, FlushReport, Outbound, ProducerSettings, Record, Topic},
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn script(name: &str, arg: Option<&str>) {
+    let path = layer1::services::repo_root()
+        .join("scripts/kafka")
+        .join(name);
+    let mut cmd = Command::new("bash");
+    cmd.arg(path);
+    if let Some(a) = arg {
+        cmd.arg(a);
+    }
+    let status = cmd.status().expect("run script");
+    assert!(status.success(), "{name} failed");
+}
+
+fn settings(topic: &str, journal: PathBuf) -> ProducerSettings {
+    let topic = topic.to_owned();
+    let brokers = common::brokers();
+    let cfg = Config::from_lookup(&move |k| match k {
+        "KAFKA_TOPIC_TICKS" => Some(topic.clone()),
+        "KAFKA_BROKERS" => Some(brokers.clone()),
+        "KAFKA_MESSAGE_TIMEOUT_MS" => Some("60000".into()),
+        _ => None,
+    })
+    .expect("config");
+    ProducerSettings {
+        kafka: cfg.kafka,
+        journal: JournalConfig {
+            dir: journal,
+            ..cfg.journal
+        },
+        core: None,
+        flush_timeout: Duration::from_secs(5),
+        batch: 512,
+    }
+}
+
+fn record(seq: u64) -> Outbound {
+    Outbound::Record(Record {
+        topic: Topic::Ticks,
+        key: Some(format!("NSE:SYM{}", seq % 11).into_bytes()),
+        payload: format!("{{\"seq\":{seq}}}").into_bytes(),
+        headers: vec![("vendor".into(), b"test".to_vec())],
+        received_at_ns: layer1::clock::now_unix_ns(),
+    })
+}
+
+/// Consumes `topic` and checks: exactly `expected` distinct sequence numbers 0..expected, none
+/// twice, increasing per key.
+fn assert_exactly_once_in_order(topic: &str, expected: u64) {
+    let got = common::consume_all(topic, expected as usize, Duration::from_secs(60));
+    let mut seen = vec![false; expected as usize];
+    let mut last: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut dupes = 0;
+    for (key, payload) in &got {
+        let v: serde_json::Value = serde_json::from_slice(payload).expect("json");
+        let seq = v["seq"].as_u64().expect("seq");
+        let key = key.clone().expect("key");
+        let prev = last.insert(key.clone(), seq as i64).unwrap_or(-1);
+        assert!(
+            seq as i64 > prev,
+            "order broken for {:?}: {seq} after {prev}",
+            String::from_utf8_lossy(&key)
+        );
+        if std::mem::replace(&mut seen[seq as usize], true) {
+            dupes += 1;
+        }
+    }
+    let missing = seen.iter().filter(|s| !**s).count();
+    assert_eq!(
+        (missing, dupes),
+        (0, 0),
+        "missing and duplicated records out of {expected}"
+    );
+    // Nothing beyond the expected count either.
+    let extra = common::consume_all(topic, expected as usize + 1, Duration::from_secs(3));
+    assert_eq!(extra.len(), expected as usize, "no extra records");
+}
+
+fn journal_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(common::unique(name))
+}
+
+fn dir_is_empty(p: &PathBuf) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
+#[test]
+fn broker_sigkill_mid_stream_loses_and_duplicates_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    common::services();
+    let topic = common::unique("test.outage.kill");
+    producer::ensure_topics(&common::brokers(), &[&topic], 3, Duration::from_secs(10))
+        .expect("topic");
+    let journal = journal_dir("journal-kill");
+    let (tx, rx) = producer::queue(65_536);
+    let handle = producer::spawn(settings(&topic, journal.clone()), vec![rx]).expect("producer");
+
+    // ~4,000 records/s for about 9 s; the broker is SIGKILLed after 2 s and back after ~5 s.
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut killed = false;
+    let mut restarted = false;
+    while start.elapsed() < Duration::from_secs(9) {
+        for _ in 0..40 {
+            tx.send(record(seq)).expect("queue");
+            seq += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        if !killed && start.elapsed() > Duration::from_secs(2) {
+            script("stop.sh", Some("--kill"));
+            killed = true;
+        }
+        if killed && !restarted && start.elapsed() > Duration::from_secs(5) {
+            // start.sh blocks until the broker serves again; records keep queueing meanwhile.
+            script("start.sh", None);
+            restarted = true;
+        }
+    }
+    assert!(restarted);
+    drop(tx);
+    let report: FlushReport = handle.join().expect("producer stops");
+    assert!(
+        report.journaled > 0,
+        "the outage went through the journal: {report:?}"
+    );
+    assert_eq!(report.dropped, 0);
+    assert_eq!(
+        report.left_in_journal_bytes, 0,
+        "journal drained: {report:?}"
+    );
+    assert!(dir_is_empty(&journal), "no segment left on disk");
+    assert_exactly_once_in_order(&topic, seq);
+    let _ = std::fs::remove_dir_all(&journal);
+}
+
+#[test]
+fn stopped_while_broker_down_then_restarted_drains_the_journal() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    common::services();
+    let topic = common::unique("test.outage.restart");
+    producer::ensure_topics(&common::brokers(), &[&topic], 3, Duration::from_secs(10))
+        .expect("topic");
+    let journal = journal_dir("journal-restart");
+
+    // Run 1: some records reach Kafka, then the broker dies and the producer is stopped.
+    let (tx, rx) = producer::queue(65_536);
+    let handle = producer::spawn(settings(&topic, journal.clone()), vec![rx]).expect("producer");
+    for s in 0..1_000 {
+        tx.send(record(s)).expect("queue");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    script("stop.sh", Some("--kill"));
+    for s in 1_000..3_000 {
+        tx.send(record(s)).expect("queue");
+    }
+    drop(tx);
+    let first = handle.join().expect("producer stops");
+    assert!(
+        first.left_in_journal_bytes > 0,
+        "records left in the journal: {first:?}"
+    );
+
+    // Run 2: broker back, a new producer on the same journal drains it first, then new records.
+    script("start.sh", None);
+    let (tx, rx) = producer::queue(65_536);
+    let handle =
+        producer::spawn(settings(&topic, journal.clone()), vec![rx]).expect("producer again");
+    for s in 3_000..4_000 {
+        tx.send(record(s)).expect("queue");
+    }
+    drop(tx);
+    let second = handle.join().expect("producer stops");
+    assert_eq!(second.left_in_journal_bytes, 0, "{second:?}");
+    assert!(dir_is_empty(&journal));
+    assert_exactly_once_in_order(&topic, 4_000);
+    let _ = std::fs::remove_dir_all(&journal);
+}
