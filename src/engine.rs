@@ -132,6 +132,7 @@ impl Engine {
                 core: plan.producer,
                 flush_timeout: config.shutdown_timeout,
                 batch: 4096,
+                capture_dir: config.capture_dir.clone(),
             },
             receivers,
         )?;
@@ -304,7 +305,8 @@ fn start_feeds(
     let mut threads = Vec::new();
     for (i, feeds) in per_thread.into_iter().enumerate() {
         let Some(tx) = senders.get(i).cloned() else { break };
-        let pipeline = Pipeline::new(tx, ValidationLimits::default(), config.kafka.raw_enabled);
+        let raw = config.kafka.raw_enabled || config.capture_dir.is_some();
+        let pipeline = Pipeline::new(tx, ValidationLimits::default(), raw);
         let settings = FeedSettings {
             name: format!("feed-{i}"),
             thread_index: u8::try_from(i).unwrap_or(u8::MAX),

@@ -41,6 +41,9 @@ pub enum Error {
     /// The development services (Kafka, Redis) could not be started.
     #[error("services: {0}")]
     Services(String),
+    /// `layer1 replay` failed.
+    #[error("replay: {0}")]
+    Replay(String),
     /// A command-line usage error.
     #[error("usage: {0}")]
     Usage(String),
@@ -55,6 +58,7 @@ impl ErrorCode for Error {
             Error::Spawn { .. } => "THREAD_SPAWN",
             Error::Services(_) => "SERVICES_START",
             Error::Usage(_) => "USAGE",
+            Error::Replay(_) => "REPLAY_FAILED",
         }
     }
 }

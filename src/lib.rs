@@ -32,6 +32,7 @@ pub mod parsers;
 pub mod pipeline;
 pub mod producer;
 pub mod redact;
+pub mod replay;
 pub mod services;
 pub mod shutdown;
 pub mod subscribe;

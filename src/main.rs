@@ -21,6 +21,8 @@ COMMANDS:
     sim [FLAGS]      run the vendor simulator alone (--seed --rate --frame-packets --kite-port
                      --upstox-port --http-port --tls --tls-port --fault-every-ms)
     decode [FILE]    print the ticks of a capture file (stdin without FILE) as JSON lines
+    replay FILE [--paced]
+                     feed a capture through the parsers, validator and producer into Kafka
     help             print this help
     version          print the version
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         "demo" => run(true),
         "sim" => layer1::sim::run_cli(rest).map_err(|e| Error::Usage(e.to_string())),
         "decode" => return decode(rest.first().map(Path::new)),
+        "replay" => replay(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -65,6 +68,22 @@ fn decode(file: Option<&Path>) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+fn replay(args: &[String]) -> Result<(), Error> {
+    let Some(file) = args.first() else {
+        return Err(Error::Usage("replay needs a capture file".into()));
+    };
+    let paced = args.iter().any(|a| a == "--paced");
+    let config = Config::from_env()?;
+    let _log = layer1::logging::init(config.log_level, config.log_file.clone())
+        .map_err(|e| Error::Usage(format!("cannot start logging: {e}")))?;
+    let s = layer1::replay::run(&config, Path::new(file), paced).map_err(|e| Error::Replay(e.to_string()))?;
+    println!(
+        "replayed {} frames: {} ticks, {} rejects; {} acknowledged by Kafka, {} left in the journal",
+        s.pipeline.frames, s.pipeline.ticks, s.pipeline.rejects, s.producer.acked, s.producer.journaled
+    );
+    Ok(())
 }
 
 fn run(demo: bool) -> Result<(), Error> {

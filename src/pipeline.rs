@@ -177,6 +177,9 @@ impl TickSink for Handoff {
             } => {
                 log::info!(event = "market_status", vendor = vendor.as_str(), segment = *segment, status = status.as_str(), at_ms = *at_ms; "market status");
             }
+            ParsedEvent::VendorDisconnect { vendor, reason } => {
+                crate::feed::auth::vendor_disconnect(*vendor, *reason);
+            }
         }
     }
 }

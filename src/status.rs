@@ -140,12 +140,7 @@ impl StatusRegistry {
         }
     }
 
-    fn entry<'a>(
-        inner: &'a mut Inner,
-        vendor: Vendor,
-        conn: u16,
-        now_ns: u64,
-    ) -> Option<&'a mut Entry> {
+    fn entry(inner: &mut Inner, vendor: Vendor, conn: u16, now_ns: u64) -> Option<&mut Entry> {
         let pos = inner
             .entries
             .iter()
@@ -310,6 +305,54 @@ impl StatusRegistry {
     }
 }
 
+/// A feed thread's throttle for [`StatusRegistry::last_message`]: call [`MessageClock::on_frame`]
+/// for every frame; it forwards at most once a second per connection, so the registry's lock is
+/// taken about once a second per connection whatever the tick rate. Allocates only when a
+/// connection is first seen.
+#[derive(Debug, Default)]
+pub struct MessageClock {
+    last: Vec<(Vendor, u16, u64)>,
+}
+
+/// How often [`MessageClock`] forwards a connection's last-message time.
+pub const MESSAGE_CLOCK_NS: u64 = 1_000_000_000;
+
+impl MessageClock {
+    /// An empty throttle.
+    pub fn new() -> MessageClock {
+        MessageClock::default()
+    }
+
+    /// Records a frame of `vendor`/`conn` received at `at_ns`; forwards to `registry` when a second
+    /// has passed since the last forward for that connection (or it is the first frame).
+    /// Returns whether it forwarded.
+    pub fn on_frame(
+        &mut self,
+        registry: &StatusRegistry,
+        vendor: Vendor,
+        conn: u16,
+        at_ns: u64,
+    ) -> bool {
+        match self
+            .last
+            .iter_mut()
+            .find(|(v, c, _)| *v == vendor && *c == conn)
+        {
+            Some((_, _, last)) if at_ns.saturating_sub(*last) < MESSAGE_CLOCK_NS => false,
+            Some((_, _, last)) => {
+                *last = at_ns;
+                registry.last_message(vendor, conn, at_ns);
+                true
+            }
+            None => {
+                self.last.push((vendor, conn, at_ns));
+                registry.last_message(vendor, conn, at_ns);
+                true
+            }
+        }
+    }
+}
+
 static GLOBAL: OnceLock<StatusRegistry> = OnceLock::new();
 
 /// The process-wide registry.
@@ -381,6 +424,22 @@ impl MarketSource {
     /// it knows no holidays (a holiday shows as pre-open/open).
     pub fn ist_hours_only() -> MarketSource {
         MarketSource::new("ist-hours-only (no holiday calendar)", ist_hours_only)
+    }
+
+    /// The exchange calendar (`crate::calendar`): holidays and special sessions included; its
+    /// closing session counts as closed, as the calendar itself says.
+    pub fn calendar(cal: crate::calendar::Calendar) -> MarketSource {
+        MarketSource::new("exchange calendar", move |now_ns| {
+            let now_ms = i64::try_from(now_ns / 1_000_000).unwrap_or(i64::MAX);
+            match cal.status(now_ms) {
+                crate::calendar::MarketStatus::PreOpen => MarketPhase::PreOpen,
+                crate::calendar::MarketStatus::Open => MarketPhase::Open,
+                crate::calendar::MarketStatus::Closing | crate::calendar::MarketStatus::Closed => {
+                    MarketPhase::Closed
+                }
+                crate::calendar::MarketStatus::Holiday => MarketPhase::Holiday,
+            }
+        })
     }
 
     /// The phase at `now_unix_ns`.
@@ -497,6 +556,35 @@ mod tests {
         assert!(!r.snapshot(now, Duration::from_secs(5))[0].stale);
         r.remove(Vendor::Kite, conn);
         assert!(r.snapshot(now, Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn message_clock_forwards_once_a_second() {
+        let r = StatusRegistry::new();
+        let mut c = MessageClock::new();
+        let t = 10 * S;
+        assert!(c.on_frame(&r, Vendor::Kite, 1, t));
+        assert!(!c.on_frame(&r, Vendor::Kite, 1, t + S / 2));
+        assert!(c.on_frame(&r, Vendor::Upstox, 1, t + S / 2));
+        assert!(c.on_frame(&r, Vendor::Kite, 1, t + S));
+        let v = r.snapshot(t + S, Duration::from_secs(5));
+        let kite = v.iter().find(|x| x.vendor == "kite").unwrap();
+        assert_eq!(kite.last_message_age_ms, Some(0));
+    }
+
+    #[test]
+    fn calendar_source_maps_the_calendar() {
+        let m = MarketSource::calendar(crate::calendar::Calendar::builtin());
+        // 2026-11-01 is a Sunday: closed whatever the hour.
+        let sunday = (crate::clock::days_from_date(crate::clock::Date {
+            year: 2026,
+            month: 11,
+            day: 1,
+        }) as u64)
+            * 86_400
+            * S;
+        assert_eq!(m.phase(sunday + 5 * 3600 * S), MarketPhase::Closed);
+        assert_eq!(m.name, "exchange calendar");
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn kafka_round_trip_through_the_producer_thread() {
             core: None,
             flush_timeout: Duration::from_secs(10),
             batch: 256,
+            capture_dir: None,
         },
         vec![rx],
     )

@@ -30,6 +30,10 @@ fn script(name: &str, arg: Option<&str>) {
     }
     let status = cmd.status().expect("run script");
     assert!(status.success(), "{name} failed");
+    if name == "stop.sh" {
+        let addr: std::net::SocketAddr = common::brokers().parse().expect("broker address");
+        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(), "broker still answering after stop");
+    }
 }
 
 fn settings(topic: &str, journal: PathBuf) -> ProducerSettings {
@@ -51,6 +55,7 @@ fn settings(topic: &str, journal: PathBuf) -> ProducerSettings {
         core: None,
         flush_timeout: Duration::from_secs(5),
         batch: 512,
+        capture_dir: None,
     }
 }
 
@@ -117,12 +122,13 @@ fn broker_sigkill_mid_stream_loses_and_duplicates_nothing() {
     let (tx, rx) = producer::queue(65_536);
     let handle = producer::spawn(settings(&topic, journal.clone()), vec![rx]).expect("producer");
 
-    // ~4,000 records/s for about 9 s; the broker is SIGKILLed after 2 s and back after ~5 s.
+    // ~4,000 records/s: the broker is SIGKILLed after 2 s, restarted after 5 s (start.sh blocks
+    // until it serves again while records keep queueing), and the stream goes on 5 s more.
     let start = Instant::now();
     let mut seq = 0u64;
     let mut killed = false;
-    let mut restarted = false;
-    while start.elapsed() < Duration::from_secs(9) {
+    let mut restarted_at: Option<Instant> = None;
+    while restarted_at.is_none_or(|t| t.elapsed() < Duration::from_secs(5)) {
         for _ in 0..40 {
             tx.send(record(seq)).expect("queue");
             seq += 1;
@@ -132,12 +138,18 @@ fn broker_sigkill_mid_stream_loses_and_duplicates_nothing() {
             script("stop.sh", Some("--kill"));
             killed = true;
         }
-        if killed && !restarted && start.elapsed() > Duration::from_secs(5) {
-            // start.sh blocks until the broker serves again; records keep queueing meanwhile.
+        if killed && restarted_at.is_none() && start.elapsed() > Duration::from_secs(5) {
             script("start.sh", None);
-            restarted = true;
+            restarted_at = Some(Instant::now());
         }
     }
+    let restarted = restarted_at.is_some();
+    // The journal drains while the producer runs; wait for it before stopping.
+    let stats = std::sync::Arc::clone(handle.stats());
+    let drained = common::wait_for(Duration::from_secs(60), || {
+        (layer1::metrics::global().journal_bytes.get() == 0 && stats.in_flight() == 0).then_some(())
+    });
+    assert!(drained.is_some(), "journal drained while running");
     assert!(restarted);
     drop(tx);
     let report: FlushReport = handle.join().expect("producer stops");

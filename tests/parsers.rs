@@ -79,6 +79,7 @@ impl TickSink for Checked<'_> {
             FeedEvent::MarketStatus {
                 segment, status, ..
             } => format!("{segment}:{}", status.as_str()),
+            FeedEvent::VendorDisconnect { reason, .. } => format!("disconnect:{reason}"),
         });
     }
 }

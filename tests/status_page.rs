@@ -533,19 +533,18 @@ fn status_page_shows_live_feeds_and_runs_a_backfill_in_chromium() {
         "Emulation.setDeviceMetricsOverride",
         json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
     );
-    let w = page.wait_for(
+    page.wait_for(
         "the phone layout",
         Duration::from_secs(5),
-        "window.innerWidth <= 400 && window.innerWidth",
+        "document.documentElement.clientWidth === 390",
     );
-    eprintln!("phone innerWidth {w}");
     std::thread::sleep(Duration::from_millis(300));
-    let fits = page.eval("document.documentElement.scrollWidth <= window.innerWidth + 1 && document.getElementById('trigger').getBoundingClientRect().right <= window.innerWidth");
+    let fits = page.eval("window.innerWidth === 390 && document.documentElement.scrollWidth <= 390 && document.getElementById('trigger').getBoundingClientRect().right <= 390");
     assert_eq!(
         fits,
         true,
         "page wider than a phone: {}",
-        page.eval("document.documentElement.scrollWidth")
+        page.eval("JSON.stringify([window.innerWidth, document.documentElement.scrollWidth])")
     );
     let charts_stacked = page.eval("(() => { const a = document.getElementById('chart-in').getBoundingClientRect(); const b = document.getElementById('chart-out').getBoundingClientRect(); return b.top >= a.bottom; })()");
     assert_eq!(charts_stacked, true);

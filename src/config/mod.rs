@@ -374,6 +374,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Outage journal.
     pub journal: JournalConfig,
+    /// Capture directory (`CAPTURE_DIR`); no capture when absent.
+    pub capture_dir: Option<PathBuf>,
     /// Instruments to subscribe (`SUBSCRIBE`).
     pub subscribe: Vec<String>,
     /// Kite, when both credentials are set.
@@ -797,6 +799,7 @@ impl Config {
                 "milliseconds 100..=600000",
             )?,
             journal,
+            capture_dir: r.raw("CAPTURE_DIR").map(PathBuf::from),
             subscribe: r.list("SUBSCRIBE"),
             kite,
             upstox,

@@ -16,7 +16,10 @@
 //! buffer (no copy, no allocation by this layer), with one receive timestamp per read batch.
 
 pub mod ages;
+pub mod angel;
+pub mod auth;
 pub mod backoff;
+pub mod dhan;
 mod event_loop;
 pub mod kite;
 pub mod metrics;

@@ -9,6 +9,8 @@
 //! Each vendor module also holds that vendor's *encoder* (the inverse of its parser), used by the
 //! vendor simulator, by fixtures and by the round-trip and differential tests.
 
+pub mod angel;
+pub mod dhan;
 pub mod kite;
 pub mod protobuf;
 pub mod upstox;
@@ -153,6 +155,14 @@ pub enum FeedEvent<'a> {
         /// The message's `currentTs`, epoch ms (0 when absent).
         at_ms: i64,
     },
+    /// The vendor announced it is closing the connection (Dhan response code 50), with its
+    /// reason code (Dhan: 805 too many connections ... 807 token expired, 809 auth failed).
+    VendorDisconnect {
+        /// The vendor.
+        vendor: Vendor,
+        /// The vendor's reason code.
+        reason: u16,
+    },
 }
 
 /// Where a parser delivers its output.
@@ -250,6 +260,61 @@ pub enum ParseError {
     /// An Upstox feed entry with none of ltpc, fullFeed, firstLevelWithGreeks.
     #[error("upstox feed carries no ltpc, fullFeed or firstLevelWithGreeks")]
     UpstoxEmptyFeed,
+    /// An Angel packet shorter than its mode's length.
+    #[error("angel packet of {len} bytes, mode needs {need}")]
+    AngelTruncated {
+        /// Bytes present.
+        len: usize,
+        /// Bytes the mode needs.
+        need: usize,
+    },
+    /// An Angel packet whose mode byte is not 1..=4.
+    #[error("angel packet of unknown mode {mode}")]
+    AngelUnknownMode {
+        /// The mode byte.
+        mode: u8,
+    },
+    /// An Angel exchange type this build does not map.
+    #[error("angel packet of unknown exchange type {code}")]
+    AngelUnknownExchange {
+        /// The exchange type byte.
+        code: u8,
+    },
+    /// An Angel token field that is empty or not printable ASCII.
+    #[error("angel token field is empty or not ascii")]
+    AngelBadToken,
+    /// Bytes after an Angel packet (one packet per frame).
+    #[error("{extra} bytes after the angel packet")]
+    AngelTrailingBytes {
+        /// Number of extra bytes.
+        extra: usize,
+    },
+    /// A Dhan frame ends inside a header or packet.
+    #[error("dhan frame truncated at byte {at}")]
+    DhanTruncated {
+        /// Offset in the frame (or the packet length).
+        at: usize,
+    },
+    /// A Dhan response code this build does not know.
+    #[error("dhan packet of unknown response code {code}")]
+    DhanUnknownCode {
+        /// The response code.
+        code: u8,
+    },
+    /// A Dhan packet whose declared length fits neither reading of its code's size.
+    #[error("dhan packet code {code} declares length {declared}")]
+    DhanLengthMismatch {
+        /// The response code.
+        code: u8,
+        /// The declared length.
+        declared: u16,
+    },
+    /// A Dhan exchange segment this build does not map.
+    #[error("dhan packet of unknown exchange segment {code}")]
+    DhanUnknownSegment {
+        /// The segment code.
+        code: u8,
+    },
 }
 
 impl ParseError {
@@ -268,6 +333,15 @@ impl ParseError {
             ParseError::UpstoxBadKey => "PARSE_UPSTOX_BAD_KEY",
             ParseError::UpstoxUnknownSegment => "PARSE_UPSTOX_UNKNOWN_SEGMENT",
             ParseError::UpstoxEmptyFeed => "PARSE_UPSTOX_EMPTY_FEED",
+            ParseError::AngelTruncated { .. } => "PARSE_ANGEL_TRUNCATED",
+            ParseError::AngelUnknownMode { .. } => "PARSE_ANGEL_UNKNOWN_MODE",
+            ParseError::AngelUnknownExchange { .. } => "PARSE_ANGEL_UNKNOWN_EXCHANGE",
+            ParseError::AngelBadToken => "PARSE_ANGEL_BAD_TOKEN",
+            ParseError::AngelTrailingBytes { .. } => "PARSE_ANGEL_TRAILING_BYTES",
+            ParseError::DhanTruncated { .. } => "PARSE_DHAN_TRUNCATED",
+            ParseError::DhanUnknownCode { .. } => "PARSE_DHAN_UNKNOWN_CODE",
+            ParseError::DhanLengthMismatch { .. } => "PARSE_DHAN_LENGTH_MISMATCH",
+            ParseError::DhanUnknownSegment { .. } => "PARSE_DHAN_UNKNOWN_SEGMENT",
         }
     }
 
@@ -286,6 +360,15 @@ impl ParseError {
             ParseError::UpstoxBadKey => "upstox_bad_key",
             ParseError::UpstoxUnknownSegment => "upstox_unknown_segment",
             ParseError::UpstoxEmptyFeed => "upstox_empty_feed",
+            ParseError::AngelTruncated { .. } => "angel_truncated",
+            ParseError::AngelUnknownMode { .. } => "angel_unknown_mode",
+            ParseError::AngelUnknownExchange { .. } => "angel_unknown_exchange",
+            ParseError::AngelBadToken => "angel_bad_token",
+            ParseError::AngelTrailingBytes { .. } => "angel_trailing_bytes",
+            ParseError::DhanTruncated { .. } => "dhan_truncated",
+            ParseError::DhanUnknownCode { .. } => "dhan_unknown_code",
+            ParseError::DhanLengthMismatch { .. } => "dhan_length_mismatch",
+            ParseError::DhanUnknownSegment { .. } => "dhan_unknown_segment",
         }
     }
 }
@@ -303,7 +386,10 @@ pub fn parse_frame<S: TickSink + ?Sized>(
     match (vendor, kind) {
         (Vendor::Kite, FrameKind::Binary) => kite::parse_frame(payload, meta, sink),
         (Vendor::Upstox, FrameKind::Binary) => upstox::parse_frame(payload, meta, sink),
-        (Vendor::Kite | Vendor::Upstox, FrameKind::Text) => {
+        (Vendor::Angel, FrameKind::Binary) => angel::parse_frame(payload, meta, sink),
+        (Vendor::Angel, FrameKind::Text) => angel::parse_text(payload, sink),
+        (Vendor::Dhan, FrameKind::Binary) => dhan::parse_frame(payload, meta, sink),
+        (Vendor::Kite | Vendor::Upstox | Vendor::Dhan, FrameKind::Text) => {
             let kind = if vendor == Vendor::Kite {
                 kite::classify_text(payload)
             } else {
@@ -359,6 +445,18 @@ mod tests {
             ParseError::UpstoxBadKey,
             ParseError::UpstoxUnknownSegment,
             ParseError::UpstoxEmptyFeed,
+            ParseError::AngelTruncated { len: 1, need: 51 },
+            ParseError::AngelUnknownMode { mode: 9 },
+            ParseError::AngelUnknownExchange { code: 7 },
+            ParseError::AngelBadToken,
+            ParseError::AngelTrailingBytes { extra: 1 },
+            ParseError::DhanTruncated { at: 0 },
+            ParseError::DhanUnknownCode { code: 99 },
+            ParseError::DhanLengthMismatch {
+                code: 2,
+                declared: 3,
+            },
+            ParseError::DhanUnknownSegment { code: 6 },
         ];
         let mut seen = std::collections::HashSet::new();
         for e in all {

@@ -27,6 +27,8 @@ mod encode;
 mod error;
 
 use std::{
+    fs::File,
+    io::BufWriter,
     sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -43,6 +45,7 @@ use rdkafka::{
 };
 
 use crate::{
+    capture::{CaptureWriter, Record as CaptureRecord},
     config::{JournalConfig, KafkaConfig},
     journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
     parsers::FrameKind,
@@ -208,6 +211,8 @@ pub struct ProducerSettings {
     pub flush_timeout: Duration,
     /// Records drained per queue per turn before a `poll`.
     pub batch: usize,
+    /// Directory to write raw frames to as a capture file (one file per run), if any.
+    pub capture_dir: Option<std::path::PathBuf>,
 }
 
 /// A configured topic: its name and `sent` counter, resolved once.
@@ -276,6 +281,12 @@ pub fn spawn(
     if start_mode == Mode::Spill {
         log::warn!(event = "journal_found", bytes = journal.bytes(); "journal holds records from an earlier run; they drain first");
     }
+    let capture = match &settings.capture_dir {
+        Some(dir) => Some(open_capture(dir).map_err(|e| {
+            ProducerError::Journal(format!("capture file in {}: {e}", dir.display()))
+        })?),
+        None => None,
+    };
     let thread_stats = Arc::clone(&stats);
     let join = std::thread::Builder::new()
         .name("producer".into())
@@ -299,6 +310,8 @@ pub fn spawn(
                 last_probe: None,
                 report: FlushReport::default(),
                 journal_full_logged: false,
+                raw_to_kafka: settings.kafka.raw_enabled,
+                capture,
             };
             w.run(&queues, settings.batch.max(1));
             w.finish(settings.flush_timeout)
@@ -348,6 +361,20 @@ struct Worker {
     last_probe: Option<Instant>,
     report: FlushReport,
     journal_full_logged: bool,
+    /// Whether raw frames go to `market.raw` (they may come only for the capture file).
+    raw_to_kafka: bool,
+    capture: Option<CaptureWriter<BufWriter<File>>>,
+}
+
+type CaptureFile = CaptureWriter<BufWriter<File>>;
+
+/// Creates `capture-<unix ms>.l1cap` in `dir`.
+fn open_capture(dir: &std::path::Path) -> std::io::Result<CaptureFile> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("capture-{}.l1cap", crate::clock::now_unix_ms()));
+    let file = std::fs::OpenOptions::new().create_new(true).write(true).open(&path)?;
+    log::info!(event = "capture_started", path = path.display().to_string(); "writing raw frames to a capture file");
+    CaptureWriter::new(BufWriter::with_capacity(1 << 20, file))
 }
 
 enum SendOutcome {
@@ -405,6 +432,9 @@ impl Worker {
             Mode::Spill => self.try_start_drain(),
             Mode::Drain => self.pump_drain(),
         }
+        if let Some(c) = self.capture.as_mut() {
+            let _ = c.flush();
+        }
         if self.mode != Mode::Direct {
             if let Err(e) = self.journal.sync() {
                 log::error!(event = "journal_sync_failed", code = crate::error::ErrorCode::code(&e); "{e}");
@@ -418,6 +448,18 @@ impl Worker {
     }
 
     fn handle(&mut self, item: Outbound) {
+        if let Outbound::Raw(r) = &item {
+            if let Some(c) = self.capture.as_mut() {
+                let rec = CaptureRecord { received_at_ns: r.received_at_ns, vendor: r.vendor, kind: r.kind, conn_id: r.conn_id };
+                if let Err(e) = c.write_record(&rec, &r.payload) {
+                    log::error!(event = "capture_write_failed"; "{e}; capture stopped");
+                    self.capture = None;
+                }
+            }
+            if !self.raw_to_kafka {
+                return;
+            }
+        }
         self.encoder.encode(&item);
         if self.mode != Mode::Direct {
             self.spill(&item);

@@ -1,0 +1,199 @@
+//! The whole path against real parts: the vendor simulator -> feed thread -> parser, validator
+//! -> hand-over queue -> producer thread -> the local Kafka broker, consumed back and compared.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use layer1::{
+    config::Config,
+    engine::Engine,
+    parsers::{self, FeedEvent, FrameKind, FrameMeta, ParseError, TickSink},
+    shutdown::Shutdown,
+    sim::{Fault, SimConfig, SimHandle, Simulator, Target},
+    tick::Tick,
+    vendor::Vendor,
+};
+
+const KITE_TOKENS: [u32; 8] = [408065, 738561, 779521, 2953217, 884737, 1270529, 341249, 12290];
+const UPSTOX_KEYS: [&str; 3] = ["NSE_EQ|INE002A01018", "NSE_EQ|INE009A01021", "NSE_EQ|INE040A01034"];
+
+struct Run {
+    sim: SimHandle,
+    topics: [String; 3],
+    journal: std::path::PathBuf,
+}
+
+fn config(sim: &SimHandle, topics: &[String; 3], journal: &std::path::Path) -> Config {
+    let sc = SimConfig::default();
+    let mut subscribe: Vec<String> = KITE_TOKENS.iter().map(|t| format!("kite:{t}@full")).collect();
+    subscribe.extend(UPSTOX_KEYS.iter().map(|k| format!("upstox:{k}@full")));
+    let vars: Vec<(&str, String)> = vec![
+        ("KAFKA_BROKERS", common::brokers()),
+        ("REDIS_URL", common::redis_url()),
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("KAFKA_TOPIC_TICKS", topics[0].clone()),
+        ("KAFKA_TOPIC_RAW", topics[1].clone()),
+        ("KAFKA_TOPIC_DLQ", topics[2].clone()),
+        ("KAFKA_PARTITIONS", "3".into()),
+        ("JOURNAL_DIR", journal.display().to_string()),
+        ("KITE_WS_URL", sim.kite_url()),
+        ("KITE_API_KEY", sc.kite_api_key.clone()),
+        ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
+        ("UPSTOX_AUTHORIZE_URL", sim.upstox_authorize_url()),
+        ("UPSTOX_ACCESS_TOKEN", sc.upstox_access_token.clone()),
+        ("SUBSCRIBE", subscribe.join(",")),
+        ("CORE_PINNING", "off".into()),
+        ("CAPTURE_DIR", journal.join("capture").display().to_string()),
+    ];
+    Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("config")
+}
+
+fn start(rate: u64) -> Run {
+    common::services();
+    let sim = Simulator::start(SimConfig { ticks_per_sec: rate, seed: 7, ..SimConfig::default() }).expect("sim");
+    let topics = [common::unique("test.e2e.ticks"), common::unique("test.e2e.raw"), common::unique("test.e2e.dlq")];
+    let journal = std::env::temp_dir().join(common::unique("journal-e2e"));
+    Run { sim, topics, journal }
+}
+
+/// Runs the engine against the simulator for `secs`, stops the simulator's generation, lets the
+/// last frames arrive, then stops the engine (which flushes).
+fn run_engine(run: &Run, secs: u64, during: impl FnOnce(&SimHandle)) -> HashMap<(Vendor, String), u64> {
+    let cfg = Arc::new(config(&run.sim, &run.topics, &run.journal));
+    let engine = Engine::start(cfg, Shutdown::new()).expect("engine");
+    std::thread::sleep(Duration::from_secs(1));
+    during(&run.sim);
+    std::thread::sleep(Duration::from_secs(secs));
+    run.sim.set_rate(0).expect("pause generation");
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = run.sim.stats().expect("sim stats").ticks_sent;
+    let report = engine.stop();
+    let p = report.producer.expect("producer report");
+    assert_eq!(p.dropped, 0);
+    assert_eq!(p.left_in_journal_bytes, 0);
+    sent
+}
+
+fn instrument_of(v: &serde_json::Value) -> (Vendor, String) {
+    let vendor = Vendor::from_name(v["vendor"].as_str().expect("vendor")).expect("known vendor");
+    (vendor, v["token"].as_str().expect("token").to_owned())
+}
+
+struct Collect(Vec<Vec<u8>>);
+
+impl TickSink for Collect {
+    fn tick(&mut self, t: &Tick) {
+        let mut out = Vec::new();
+        layer1::encode::encode_json(t, None, &mut out);
+        self.0.push(out);
+    }
+    fn reject(&mut self, _: &ParseError, _: &[u8]) {}
+    fn event(&mut self, _: &FeedEvent<'_>) {}
+}
+
+#[test]
+fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
+    let run = start(2_000);
+    let sent = run_engine(&run, 3, |_| {});
+    let total: u64 = sent.values().sum();
+    assert!(total > 1_000, "the simulator sent ticks: {total}");
+
+    let ticks = common::consume_all(&run.topics[0], total as usize, Duration::from_secs(60));
+    let mut per_instrument: HashMap<(Vendor, String), u64> = HashMap::new();
+    let mut last_volume: HashMap<(Vendor, String), f64> = HashMap::new();
+    for (key, payload) in &ticks {
+        let v: serde_json::Value = serde_json::from_slice(payload).expect("tick json");
+        let inst = instrument_of(&v);
+        assert_eq!(key.as_deref(), Some(format!("{}:{}", inst.0.as_str(), inst.1).as_bytes()), "keyed by instrument");
+        *per_instrument.entry(inst.clone()).or_default() += 1;
+        // Volume only grows in the simulator, so a decrease would mean reordering.
+        if let Some(vol) = v["volume"].as_f64() {
+            let prev = last_volume.insert(inst.clone(), vol).unwrap_or(0.0);
+            assert!(vol >= prev, "order kept for {inst:?}: volume {vol} after {prev}");
+        }
+    }
+    assert_eq!(per_instrument, sent, "every tick the simulator sent is in Kafka once");
+    assert!(common::consume_all(&run.topics[2], 1, Duration::from_secs(2)).is_empty(), "no rejects");
+
+    // Decoding market.raw reproduces market.ticks exactly.
+    let raw = common::consume_all(&run.topics[1], usize::MAX, Duration::from_secs(8));
+    assert!(!raw.is_empty());
+    let mut from_raw = Collect(Vec::new());
+    for (key, payload) in &raw {
+        let key = String::from_utf8(key.clone().expect("raw key")).expect("utf8");
+        let vendor = Vendor::from_name(key.split(':').next().unwrap_or("")).expect("vendor in key");
+        parsers::parse_frame(vendor, FrameKind::Binary, payload, &FrameMeta::default(), &mut from_raw);
+    }
+    let strip = |j: &[u8]| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(j).expect("json");
+        v.as_object_mut().expect("object").remove("receivedAt");
+        v
+    };
+    let mut a: Vec<String> = from_raw.0.iter().map(|j| strip(j).to_string()).collect();
+    let mut b: Vec<String> = ticks.iter().map(|(_, p)| strip(p).to_string()).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a.len(), b.len(), "raw frames carry every tick");
+    assert!(a == b, "raw frames decode to the same ticks");
+
+    // `layer1 replay` of the capture written during the run yields the same ticks.
+    let capture = std::fs::read_dir(run.journal.join("capture"))
+        .expect("capture dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "l1cap"))
+        .expect("a capture file");
+    let replay_topic = common::unique("test.e2e.replay");
+    let mut cfg = config(&run.sim, &run.topics, &run.journal);
+    cfg.kafka.topic_ticks = replay_topic.clone();
+    cfg.kafka.topic_raw = common::unique("test.e2e.replay-raw");
+    cfg.capture_dir = None;
+    let summary = layer1::replay::run(&cfg, &capture, false).expect("replay");
+    assert!(!summary.truncated);
+    assert_eq!(summary.producer.left_in_journal_bytes, 0);
+    let replayed = common::consume_all(&replay_topic, ticks.len(), Duration::from_secs(60));
+    let mut c: Vec<&[u8]> = replayed.iter().map(|(_, p)| p.as_slice()).collect();
+    let mut d: Vec<&[u8]> = ticks.iter().map(|(_, p)| p.as_slice()).collect();
+    c.sort();
+    d.sort();
+    assert!(c == d, "replay reproduces the live ticks byte for byte ({} vs {})", c.len(), d.len());
+    run.sim.shutdown();
+    let _ = std::fs::remove_dir_all(&run.journal);
+}
+
+#[test]
+fn malformed_frames_land_in_the_dlq_and_the_main_topic_stays_clean() {
+    let run = start(1_000);
+    run_engine(&run, 2, |sim| {
+        for _ in 0..3 {
+            sim.inject(Fault::Malformed(Target::all(Vendor::Kite))).expect("inject");
+            sim.inject(Fault::Truncated(Target::all(Vendor::Kite))).expect("inject");
+            sim.inject(Fault::Malformed(Target::all(Vendor::Upstox))).expect("inject");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let dlq = common::consume_all(&run.topics[2], 6, Duration::from_secs(20));
+    assert!(dlq.len() >= 6, "rejects reached the DLQ: {}", dlq.len());
+    let mut reasons = std::collections::BTreeSet::new();
+    for (key, payload) in &dlq {
+        let v: serde_json::Value = serde_json::from_slice(payload).expect("dlq json");
+        assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(v["code"].as_str().is_some_and(|c| c.starts_with("PARSE_") || c == "VALIDATION_REJECTED"));
+        assert!(v["receivedAt"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+        assert!(v["rawBase64"].is_string());
+        assert_eq!(key.as_deref(), v["vendor"].as_str().map(str::as_bytes));
+        reasons.insert(v["reason"].as_str().unwrap_or("").to_owned());
+    }
+    assert!(!reasons.is_empty());
+    // The main topic holds only valid ticks.
+    let ticks = common::consume_all(&run.topics[0], usize::MAX, Duration::from_secs(8));
+    assert!(!ticks.is_empty());
+    for (_, payload) in &ticks {
+        let v: serde_json::Value = serde_json::from_slice(payload).expect("tick json");
+        assert!(v["ltp"].as_f64().is_some_and(|p| p > 0.0 && p.is_finite()), "{v}");
+        assert!(v["token"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    run.sim.shutdown();
+    let _ = std::fs::remove_dir_all(&run.journal);
+}
