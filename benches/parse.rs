@@ -17,12 +17,14 @@ use criterion::{criterion_group, Criterion, Throughput};
 use gen::Rng;
 use layer1::{
     parsers::{
+        angel, dhan,
         kite::{self, KiteMode},
         upstox::{self, FeedType},
         FrameMeta, ParseError, TickSink,
     },
     tick::{Fields, Mode, Tick},
     validate::{validate, ValidationLimits},
+    vendor::Vendor,
 };
 
 /// Validates every tick, as the feed thread does before queueing it.
@@ -134,11 +136,34 @@ fn upstox_frame(n: u32) -> Vec<u8> {
     f
 }
 
+/// A realistic Angel tick (prices in rupees, NSE cash) for the given mode: one packet = one frame.
+fn angel_frame(mode: angel::AngelMode) -> Vec<u8> {
+    let mut rng = Rng(3);
+    let mut t = kite_tick(&mut rng, 0);
+    t.exchange_time_ms = 1_732_700_000_000;
+    t.last_trade_time_ms = 1_732_699_990_000;
+    let mut f = Vec::new();
+    angel::encode_packet(&t, mode, 1, "2885", 1, &mut f);
+    f
+}
+
+/// `n` Dhan packets of `code` back to back in one frame.
+fn dhan_frame(code: u8, n: u32) -> Vec<u8> {
+    let mut rng = Rng(4);
+    let mut f = Vec::new();
+    for i in 0..n {
+        let mut t = kite_tick(&mut rng, i);
+        t.last_trade_time_ms = 1_732_699_990_000;
+        dhan::encode_packet(&t, code, 1, 1000 + i, &mut f);
+    }
+    f
+}
+
 struct Case {
     name: &'static str,
     frame: Vec<u8>,
     ticks: u64,
-    upstox: bool,
+    vendor: Vendor,
 }
 
 fn cases() -> Vec<Case> {
@@ -147,25 +172,49 @@ fn cases() -> Vec<Case> {
             name: "kite_full_100",
             frame: kite_frame(KiteMode::Full, 100),
             ticks: 100,
-            upstox: false,
+            vendor: Vendor::Kite,
         },
         Case {
             name: "kite_quote_100",
             frame: kite_frame(KiteMode::Quote, 100),
             ticks: 100,
-            upstox: false,
+            vendor: Vendor::Kite,
         },
         Case {
             name: "kite_mixed_99",
             frame: kite_frame(KiteMode::Ltp, 99),
             ticks: 99,
-            upstox: false,
+            vendor: Vendor::Kite,
         },
         Case {
             name: "upstox_full_50",
             frame: upstox_frame(50),
             ticks: 50,
-            upstox: true,
+            vendor: Vendor::Upstox,
+        },
+        Case {
+            name: "angel_snapquote_1",
+            frame: angel_frame(angel::AngelMode::SnapQuote),
+            ticks: 1,
+            vendor: Vendor::Angel,
+        },
+        Case {
+            name: "angel_ltp_1",
+            frame: angel_frame(angel::AngelMode::Ltp),
+            ticks: 1,
+            vendor: Vendor::Angel,
+        },
+        Case {
+            name: "dhan_full_20",
+            frame: dhan_frame(dhan::code::FULL, 20),
+            ticks: 20,
+            vendor: Vendor::Dhan,
+        },
+        Case {
+            name: "dhan_ticker_50",
+            frame: dhan_frame(dhan::code::TICKER, 50),
+            ticks: 50,
+            vendor: Vendor::Dhan,
         },
     ]
 }
@@ -175,10 +224,19 @@ fn parse(c: &Case, sink: &mut Validating) {
         received_at_ns: NOW_NS,
         conn_id: 0,
     };
-    if c.upstox {
-        upstox::parse_frame(black_box(&c.frame), &meta, sink);
-    } else {
-        kite::parse_frame(black_box(&c.frame), &meta, sink);
+    match c.vendor {
+        Vendor::Upstox => {
+            upstox::parse_frame(black_box(&c.frame), &meta, sink);
+        }
+        Vendor::Angel => {
+            angel::parse_frame(black_box(&c.frame), &meta, sink);
+        }
+        Vendor::Dhan => {
+            dhan::parse_frame(black_box(&c.frame), &meta, sink);
+        }
+        _ => {
+            kite::parse_frame(black_box(&c.frame), &meta, sink);
+        }
     }
 }
 
@@ -249,10 +307,19 @@ fn summary(filter: Option<&str>) {
         };
         let cold_parse = time_per_call(Duration::from_millis(300), || {
             for f in ring.chunks_exact(n) {
-                if c.upstox {
-                    upstox::parse_frame(black_box(f), &meta, &mut s);
-                } else {
-                    kite::parse_frame(black_box(f), &meta, &mut s);
+                match c.vendor {
+                    Vendor::Upstox => {
+                        upstox::parse_frame(black_box(f), &meta, &mut s);
+                    }
+                    Vendor::Angel => {
+                        angel::parse_frame(black_box(f), &meta, &mut s);
+                    }
+                    Vendor::Dhan => {
+                        dhan::parse_frame(black_box(f), &meta, &mut s);
+                    }
+                    _ => {
+                        kite::parse_frame(black_box(f), &meta, &mut s);
+                    }
                 }
             }
         }) / copies as f64;

@@ -19,9 +19,16 @@ upstox:NSE_EQ|INE002A01018,upstox:NSE_EQ|INE009A01021,upstox:NSE_INDEX|Nifty 50"
 /// [`Error::Services`] when Kafka, Redis or the simulator cannot start.
 pub fn prepare() -> Result<SimHandle, Error> {
     crate::services::up()?;
-    let rate = std::env::var("DEMO_TICKS_PER_SEC").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
-    let cfg = SimConfig { ticks_per_sec: rate, ..SimConfig::default() };
-    let sim = Simulator::start(cfg.clone()).map_err(|e| Error::Services(format!("simulator: {e}")))?;
+    let rate = std::env::var("DEMO_TICKS_PER_SEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let cfg = SimConfig {
+        ticks_per_sec: rate,
+        ..SimConfig::default()
+    };
+    let sim =
+        Simulator::start(cfg.clone()).map_err(|e| Error::Services(format!("simulator: {e}")))?;
     let vars = [
         ("KITE_WS_URL", sim.kite_url()),
         ("KITE_API_KEY", cfg.kite_api_key.clone()),

@@ -16,6 +16,8 @@ use crate::{
     error::Error,
     feed::{
         self,
+        angel::{AngelConnector, AngelSettings},
+        dhan::{DhanConnector, DhanSettings},
         kite::{KiteConnector, KiteSettings},
         upstox::{UpstoxConnector, UpstoxSettings},
         Credential, FeedSettings, FeedSpec, FeedThread, MarketOpenFn,
@@ -25,6 +27,7 @@ use crate::{
     producer::{self, FlushReport, Outbound, ProducerHandle, ProducerSettings},
     shutdown::Shutdown,
     validate::ValidationLimits,
+    vendor::Vendor,
 };
 
 /// Start-up options that do not come from the environment.
@@ -38,7 +41,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { market_open: feed::always_open, extra_root_certs_pem: Vec::new() }
+        EngineOptions {
+            market_open: feed::always_open,
+            extra_root_certs_pem: Vec::new(),
+        }
     }
 }
 
@@ -81,7 +87,11 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error`] when a thread cannot be started or the HTTP address cannot be bound.
-    pub fn start_with(config: Arc<Config>, shutdown: Shutdown, options: EngineOptions) -> Result<Engine, Error> {
+    pub fn start_with(
+        config: Arc<Config>,
+        shutdown: Shutdown,
+        options: EngineOptions,
+    ) -> Result<Engine, Error> {
         let metrics = crate::metrics::global();
         let plan = affinity::plan(&config.threads, &affinity::available_cores());
         log::info!(
@@ -227,7 +237,9 @@ impl Engine {
                     log::info!(event = "thread_joined", thread = format!("feed-{i}"), frames = pipeline.counts().frames, ticks = pipeline.counts().ticks; "joined");
                     joined += 1;
                 }
-                Err(e) => log::error!(event = "feed_stop_error", thread = format!("feed-{i}"); "{e}"),
+                Err(e) => {
+                    log::error!(event = "feed_stop_error", thread = format!("feed-{i}"); "{e}")
+                }
             }
         }
         // Dropping the senders lets the producer see disconnection once the queues are drained.
@@ -265,30 +277,135 @@ fn start_feeds(
     options: &EngineOptions,
     senders: &mut [Sender<Outbound>],
 ) -> Result<Vec<FeedThread<Pipeline>>, Error> {
-    let subs = crate::subscribe::parse(&config.subscribe);
-    for name in &subs.unresolved {
-        log::error!(event = "subscription_unresolved", entry = name.as_str(); "cannot resolve `{name}`: give kite:<token> or upstox:<key> (EXCHANGE:SYMBOL needs the instrument master)");
+    let v = &config.vendors;
+    // Configured vendors in preference order (VENDOR_ORDER, then any configured but unlisted).
+    let configured = |x: Vendor| match x {
+        Vendor::Kite => config.kite.is_some(),
+        Vendor::Upstox => config.upstox.is_some(),
+        Vendor::Angel => v.angel.is_some(),
+        Vendor::Dhan => v.dhan.is_some(),
+        Vendor::Json => false,
+    };
+    let mut order: Vec<Vendor> = v.order.iter().copied().filter(|x| configured(*x)).collect();
+    for x in Vendor::ALL {
+        if configured(x) && !order.contains(&x) {
+            order.push(x);
+        }
     }
+    let mut entries = config.subscribe.clone();
+    if let Some(f) = &v.subscribe_file {
+        match crate::subscribe::read_file(f) {
+            Ok(more) => entries.extend(more),
+            Err(e) => {
+                log::error!(event = "subscribe_file_unreadable", path = f.display().to_string(), kind = e.kind().to_string(); "SUBSCRIBE_FILE cannot be read")
+            }
+        }
+    }
+    let needs_master = entries.iter().any(|e| {
+        e.split_once(':').is_none_or(|(p, _)| {
+            Vendor::from_name(p).is_none_or(|x| !p.eq_ignore_ascii_case(x.as_str()))
+        })
+    });
+    let mut masters = std::collections::HashMap::new();
+    if needs_master {
+        let now_s = crate::clock::now_unix_ms() / 1000;
+        for &vendor in &order {
+            let location = v
+                .instruments_url
+                .iter()
+                .find(|(x, _)| *x == vendor)
+                .map(|(_, u)| u.clone())
+                .unwrap_or_default();
+            let src = crate::instruments::MasterSource {
+                vendor,
+                location,
+                cache_dir: v.instruments_cache_dir.clone(),
+                timeout: Duration::from_secs(30),
+            };
+            match crate::instruments::load(&src, now_s) {
+                Ok((m, from)) => {
+                    log::info!(event = "instruments_loaded", vendor = vendor.as_str(), count = m.len(), from = format!("{from:?}"); "instrument list loaded");
+                    masters.insert(vendor, m);
+                }
+                Err(e) => {
+                    log::error!(event = "instruments_unavailable", vendor = vendor.as_str(), code = crate::error::ErrorCode::code(&e); "{e}")
+                }
+            }
+        }
+    }
+    let mut subs = crate::subscribe::plan(&entries, &masters, &order, v.standby);
+    for name in &subs.unresolved {
+        log::error!(event = "subscription_unresolved", entry = name.as_str(); "cannot resolve `{name}`: no configured vendor lists it (the other instruments still subscribe)");
+    }
+    let routing = Arc::new(subs.routing.build(
+        config.feed.stale.as_millis() as u64,
+        crate::clock::now_unix_ns(),
+    ));
+    let cred = |file: &Option<std::path::PathBuf>, value: Option<&crate::config::Secret>| match (
+        file, value,
+    ) {
+        (Some(f), _) => Credential::File(f.clone()),
+        (None, Some(s)) => Credential::Value(s.expose().to_owned()),
+        (None, None) => Credential::Value(String::new()),
+    };
+    let mut take = |x: Vendor| subs.per_vendor.remove(&x).unwrap_or_default();
     let mut specs: Vec<FeedSpec> = Vec::new();
     if let Some(k) = &config.kite {
-        if subs.kite.is_empty() {
-            log::warn!(event = "feed_without_instruments", vendor = "kite"; "Kite credentials set but no kite instruments in SUBSCRIBE");
+        let instruments = take(Vendor::Kite);
+        if instruments.is_empty() {
+            log::warn!(event = "feed_without_instruments", vendor = "kite"; "Kite credentials set but no instrument resolved to Kite");
         }
         let connector = KiteConnector::new(KiteSettings {
             base_url: k.ws_url.clone(),
             api_key: Credential::Value(k.api_key.expose().to_owned()),
-            access_token: Credential::Value(k.access_token.expose().to_owned()),
+            access_token: cred(&v.kite_token_file, Some(&k.access_token)),
             ..KiteSettings::default()
         });
-        specs.push(FeedSpec { connector: Box::new(connector), instruments: subs.kite, ages: None });
+        specs.push(FeedSpec {
+            connector: Box::new(connector),
+            instruments,
+            ages: None,
+        });
     }
     if let Some(u) = &config.upstox {
         let connector = UpstoxConnector::new(UpstoxSettings {
             authorize_url: u.authorize_url.clone(),
-            access_token: Credential::Value(u.access_token.expose().to_owned()),
+            access_token: cred(&v.upstox_token_file, Some(&u.access_token)),
             ..UpstoxSettings::default()
         });
-        specs.push(FeedSpec { connector: Box::new(connector), instruments: subs.upstox, ages: None });
+        specs.push(FeedSpec {
+            connector: Box::new(connector),
+            instruments: take(Vendor::Upstox),
+            ages: None,
+        });
+    }
+    if let Some(a) = &v.angel {
+        let connector = AngelConnector::new(AngelSettings {
+            url: a.ws_url.clone(),
+            api_key: Credential::Value(a.api_key.expose().to_owned()),
+            client_code: Credential::Value(a.client_code.expose().to_owned()),
+            jwt: cred(&a.jwt_file, a.jwt.as_ref()),
+            feed_token: cred(&a.feed_token_file, a.feed_token.as_ref()),
+            ..AngelSettings::default()
+        });
+        specs.push(FeedSpec {
+            connector: Box::new(connector),
+            instruments: take(Vendor::Angel),
+            ages: None,
+        });
+    }
+    if let Some(d) = &v.dhan {
+        let connector = DhanConnector::new(DhanSettings {
+            url: d.ws_url.clone(),
+            client_id: Credential::Value(d.client_id.expose().to_owned()),
+            access_token: cred(&d.access_token_file, d.access_token.as_ref()),
+            ..DhanSettings::default()
+        });
+        specs.push(FeedSpec {
+            connector: Box::new(connector),
+            instruments: take(Vendor::Dhan),
+            ages: None,
+        });
     }
     if specs.is_empty() {
         log::warn!(event = "no_feeds"; "no vendor credentials configured: the engine runs without feeds");
@@ -304,9 +421,12 @@ fn start_feeds(
     let metrics = feed::metrics::FeedMetrics::from_process(crate::metrics::global()).ok();
     let mut threads = Vec::new();
     for (i, feeds) in per_thread.into_iter().enumerate() {
-        let Some(tx) = senders.get(i).cloned() else { break };
+        let Some(tx) = senders.get(i).cloned() else {
+            break;
+        };
         let raw = config.kafka.raw_enabled || config.capture_dir.is_some();
-        let pipeline = Pipeline::new(tx, ValidationLimits::default(), raw);
+        let pipeline =
+            Pipeline::new(tx, ValidationLimits::default(), raw).with_routing(Arc::clone(&routing));
         let settings = FeedSettings {
             name: format!("feed-{i}"),
             thread_index: u8::try_from(i).unwrap_or(u8::MAX),

@@ -46,7 +46,9 @@ fn main() -> ExitCode {
             println!("layer1 {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        other => Err(Error::Usage(format!("unknown command `{other}`; try `layer1 help`"))),
+        other => Err(Error::Usage(format!(
+            "unknown command `{other}`; try `layer1 help`"
+        ))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,7 +80,8 @@ fn replay(args: &[String]) -> Result<(), Error> {
     let config = Config::from_env()?;
     let _log = layer1::logging::init(config.log_level, config.log_file.clone())
         .map_err(|e| Error::Usage(format!("cannot start logging: {e}")))?;
-    let s = layer1::replay::run(&config, Path::new(file), paced).map_err(|e| Error::Replay(e.to_string()))?;
+    let s = layer1::replay::run(&config, Path::new(file), paced)
+        .map_err(|e| Error::Replay(e.to_string()))?;
     println!(
         "replayed {} frames: {} ticks, {} rejects; {} acknowledged by Kafka, {} left in the journal",
         s.pipeline.frames, s.pipeline.ticks, s.pipeline.rejects, s.producer.acked, s.producer.journaled
@@ -89,19 +92,29 @@ fn replay(args: &[String]) -> Result<(), Error> {
 fn run(demo: bool) -> Result<(), Error> {
     // Install the provider before any TLS client is built (rustls panics without exactly one).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = if demo { Some(layer1::demo::prepare()?) } else { None };
+    let sim = if demo {
+        Some(layer1::demo::prepare()?)
+    } else {
+        None
+    };
     let config = Arc::new(Config::from_env()?);
     let _log = layer1::logging::init(config.log_level, config.log_file.clone())
         .map_err(|e| Error::Usage(format!("cannot start logging: {e}")))?;
     let shutdown = Shutdown::new();
     shutdown
         .install_signal_handlers()
-        .map_err(|e| Error::Spawn { name: "signals", kind: e.kind() })?;
+        .map_err(|e| Error::Spawn {
+            name: "signals",
+            kind: e.kind(),
+        })?;
     let engine = Engine::start(config, shutdown)?;
     if demo {
         println!("layer1 demo running (Ctrl-C to stop)");
         println!("  status page and API: http://{}/", engine.http_addr());
-        println!("  metrics:             http://{}/metrics", engine.http_addr());
+        println!(
+            "  metrics:             http://{}/metrics",
+            engine.http_addr()
+        );
         println!("  trigger a backfill:  redis-cli PUBLISH system:commands START_BACKFILL");
     }
     let report = engine.run_until_shutdown();

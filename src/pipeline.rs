@@ -7,11 +7,14 @@
 //! `ingestion_ticks_rejected_total{vendor,reason}`. Nothing here allocates per tick, locks,
 //! logs per tick above `debug`, or makes a syscall beyond one clock read per frame.
 //!
-//! Queue-full policy (never a silent drop): a full queue is retried for up to
-//! [`QUEUE_FULL_WAIT`]; if it is still full, the item is dropped, counted in
-//! `queue_full_total{queue="feed"}` and `ticks_dropped_total{vendor}`, logged (once per episode)
-//! and shown as degraded on `/health`; while the episode lasts, further items are tried once
-//! each without waiting, so a stuck producer cannot stall the socket loop.
+//! Queue-full policy (never a silent drop): back-pressure first. A full queue makes the feed
+//! thread wait for the producer (counted in `queue_full_total{queue="feed"}`, logged once), so
+//! the sockets are read no faster than Kafka takes the data and the vendor's TCP window closes.
+//! Only if the producer makes no room for [`QUEUE_FULL_WAIT`] (it is stuck, not slow: it never
+//! blocks on Kafka, it spills to the journal) is the item dropped, counted in
+//! `ticks_dropped_total{vendor}`, logged and shown as degraded on `/health`; until the queue
+//! accepts again, further items are tried once each without waiting, so a dead producer cannot
+//! freeze the socket loop and its heartbeats.
 
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ use crate::{
 };
 
 /// How long a hand-off waits for space before the item is dropped and counted.
-pub const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
+pub const QUEUE_FULL_WAIT: Duration = Duration::from_secs(5);
 
 /// Per-vendor counters, resolved once.
 struct VendorSlot {
@@ -47,8 +50,11 @@ struct Handoff {
     queue_full: IntCounter,
     slots: [Option<VendorSlot>; 6],
     overflowing: bool,
+    backpressure_logged: bool,
     /// The frame being parsed, so rejects can share its bytes.
     frame: Bytes,
+    /// Canonical ids and multi-vendor failover (issue 6); `None` produces every tick as parsed.
+    routing: Option<std::sync::Arc<crate::routing::Routing>>,
     vendor: Vendor,
     conn: u16,
     received_at_ns: u64,
@@ -70,7 +76,7 @@ impl Handoff {
             Ok(()) => {
                 if self.overflowing {
                     self.overflowing = false;
-                    log::warn!(event = "queue_recovered", vendor = self.vendor.as_str(); "hand-over queue has space again");
+                    log::warn!(event = "queue_recovered", vendor = self.vendor.as_str(); "hand-over queue accepts again");
                 }
                 return true;
             }
@@ -80,11 +86,18 @@ impl Handoff {
                 return false;
             }
         };
+        // Back-pressure: the feed thread waits for the producer, so its sockets stop being read
+        // and the vendor's TCP window closes, instead of dropping what was already received.
+        self.queue_full.inc();
+        if !self.backpressure_logged {
+            log::warn!(event = "queue_backpressure", vendor = self.vendor.as_str(); "producer hand-over queue full; the feed waits for the producer");
+            self.backpressure_logged = true;
+        }
         match self.tx.send_timeout(item, QUEUE_FULL_WAIT) {
             Ok(()) => true,
             Err(SendTimeoutError::Timeout(_)) | Err(SendTimeoutError::Disconnected(_)) => {
                 self.overflowing = true;
-                log::error!(event = "queue_full", vendor = self.vendor.as_str(), code = "PIPELINE_QUEUE_FULL"; "producer hand-over queue full; dropping and counting until it drains");
+                log::error!(event = "queue_full", vendor = self.vendor.as_str(), code = "PIPELINE_QUEUE_FULL"; "producer made no room for {} ms; dropping and counting until it does", QUEUE_FULL_WAIT.as_millis());
                 self.dropped();
                 false
             }
@@ -92,7 +105,6 @@ impl Handoff {
     }
 
     fn dropped(&mut self) {
-        self.queue_full.inc();
         let v = self.vendor;
         self.slot(v).dropped.inc();
     }
@@ -134,6 +146,17 @@ impl Handoff {
 impl TickSink for Handoff {
     fn tick(&mut self, tick: &Tick) {
         self.slot(tick.vendor).ticks.inc();
+        crate::feed::auth::note_data(tick.vendor);
+        // The copy is the one the queue needs anyway; routing sets its canonical id.
+        let mut routed = *tick;
+        if let Some(r) = &self.routing {
+            // A suppressed standby tick is not lost: its frame is on `market.raw` and the
+            // routing counts it.
+            if r.route(&mut routed, self.received_at_ns) == crate::routing::Verdict::Suppress {
+                return;
+            }
+        }
+        let tick = &routed;
         match validate(tick, tick.received_at_ns, &self.limits) {
             Ok(()) => {
                 log::debug!(event = "tick", vendor = tick.vendor.as_str(), token = tick.token.as_str(), ltp = tick.ltp; "tick");
@@ -225,7 +248,9 @@ impl Pipeline {
                 queue_full: metrics.queue_full_total.with_label_values(&["feed"]),
                 slots: [None, None, None, None, None, None],
                 overflowing: false,
+                backpressure_logged: false,
                 frame: Bytes::new(),
+                routing: None,
                 vendor: Vendor::Kite,
                 conn: 0,
                 received_at_ns: 0,
@@ -239,6 +264,12 @@ impl Pipeline {
     /// Also calls `f` for every connection event (after logging it).
     pub fn with_event_observer(mut self, f: impl FnMut(&FeedEvent) + Send + 'static) -> Self {
         self.on_event = Some(Box::new(f));
+        self
+    }
+
+    /// Routes every tick through `routing` (canonical instrument ids, failover).
+    pub fn with_routing(mut self, routing: std::sync::Arc<crate::routing::Routing>) -> Self {
+        self.handoff.routing = Some(routing);
         self
     }
 
@@ -291,6 +322,9 @@ impl FrameHandler for Pipeline {
             } => {
                 log::debug!(event = "pipeline_conn_state", conn = *conn, vendor = vendor.as_str(), state = format!("{state:?}"); "state");
                 let _ = matches!(state, ConnState::Open);
+            }
+            FeedEvent::Disconnected { vendor, reason, .. } if *reason == "CONN_UNAUTHORIZED" => {
+                crate::feed::auth::record_failure(*vendor, reason);
             }
             FeedEvent::CapacityExceeded { vendor, refused } => {
                 log::error!(event = "subscription_capacity_exceeded", vendor = vendor.as_str(), refused = *refused; "instruments refused: every connection is at its cap");

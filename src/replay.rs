@@ -75,9 +75,17 @@ impl crate::error::ErrorCode for ReplayError {
 /// [`ReplayError`] when the file is unreadable or not a capture, or the producer fails.
 pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, ReplayError> {
     let shown = path.display().to_string();
-    let file = File::open(path).map_err(|source| ReplayError::Open { path: shown.clone(), source })?;
-    let mut reader = CaptureReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|source| ReplayError::Capture { path: shown.clone(), source })?;
+    let file = File::open(path).map_err(|source| ReplayError::Open {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut reader =
+        CaptureReader::new(BufReader::with_capacity(1 << 20, file)).map_err(|source| {
+            ReplayError::Capture {
+                path: shown.clone(),
+                source,
+            }
+        })?;
     let (tx, rx) = producer::queue(config.threads.queue_capacity);
     let handle = producer::spawn(
         ProducerSettings {
@@ -116,12 +124,21 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
                 std::thread::sleep(wait);
             }
         }
-        let meta = FrameMeta { conn: rec.conn_id, vendor: rec.vendor, kind: rec.kind, received_at_ns: rec.received_at_ns };
+        let meta = FrameMeta {
+            conn: rec.conn_id,
+            vendor: rec.vendor,
+            kind: rec.kind,
+            received_at_ns: rec.received_at_ns,
+        };
         pipeline.on_frame(&meta, &Bytes::copy_from_slice(&buf));
     }
     let counts = pipeline.counts();
     drop(pipeline);
     let producer = handle.join()?;
     log::info!(event = "replay_done", frames = counts.frames, ticks = counts.ticks, rejects = counts.rejects; "replay finished");
-    Ok(ReplaySummary { pipeline: counts, producer, truncated })
+    Ok(ReplaySummary {
+        pipeline: counts,
+        producer,
+        truncated,
+    })
 }

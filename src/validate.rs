@@ -8,7 +8,7 @@
 //! Only carried fields are checked (see [`Fields`]); a time of 0 means "the vendor sent 0" and is
 //! not checked.
 
-use crate::tick::{Exchange, Fields, Mode, Tick};
+use crate::tick::{Depth, Exchange, Fields, Mode, Tick, DEPTH_LEVELS};
 
 /// Tolerances for the time checks. Defaults are in the field docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,102 @@ fn time(
 ///
 /// # Errors
 /// The first [`Rejection`] found, checking identity, then numbers, then times, then the book.
+#[inline]
 pub fn validate(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<(), Rejection> {
+    // Almost every tick is sane: one branch-free pass answers "all good" for it. Anything the
+    // fast pass does not accept (including the rare legal oddities it does not model, such as a
+    // -0.0 price or a zero ltp) goes through the detailed checks, which alone decide rejections.
+    if fast_ok(t, now_ns, lim) {
+        return Ok(());
+    }
+    validate_detailed(t, now_ns, lim)
+}
+
+/// Bits of +infinity: a non-negative finite f64 (not -0.0) has smaller bits, as an integer.
+const INF_BITS: u64 = 0x7ff0_0000_0000_0000;
+/// Bits of 2^53 ([`MAX_EXACT_QTY`]).
+const MAX_EXACT_QTY_BITS: u64 = 0x4340_0000_0000_0000;
+/// 2^52: adding and subtracting it rounds an f64 in [0, 2^52) to an integer.
+const TWO_52: f64 = 4_503_599_627_370_496.0;
+
+/// True only for finite, non-negative prices (one integer compare; -0.0 is left to
+/// [`price`], which accepts it).
+#[inline(always)]
+fn price_fast(v: f64) -> bool {
+    v.to_bits() < INF_BITS
+}
+
+/// True only for whole quantities in [0, 2^52) or exactly representable ones up to 2^53 that
+/// survive the rounding trick; never true for a value [`qty`] rejects.
+#[inline(always)]
+fn qty_fast(v: f64) -> bool {
+    (v.to_bits() <= MAX_EXACT_QTY_BITS) & ((v + TWO_52) - TWO_52 == v)
+}
+
+/// One field's failure as its presence bit.
+#[inline(always)]
+fn bad_bit(ok: bool, bit: Fields) -> u32 {
+    u32::from(!ok) * bit.0
+}
+
+/// True only when [`validate_detailed`] would return `Ok` (an exact mirror of each rule for the
+/// common case, evaluated without early exits). False sends the tick to the detailed checks.
+#[inline]
+fn fast_ok(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> bool {
+    let f = t.fields;
+    let mut bad = bad_bit(price_fast(t.ltp), Fields::LTP)
+        | bad_bit(price_fast(t.atp), Fields::ATP)
+        | bad_bit(price_fast(t.open), Fields::OPEN)
+        | bad_bit(price_fast(t.high), Fields::HIGH)
+        | bad_bit(price_fast(t.low), Fields::LOW)
+        | bad_bit(price_fast(t.close), Fields::CLOSE)
+        | bad_bit(price_fast(t.iv), Fields::IV)
+        | bad_bit(qty_fast(t.ltq), Fields::LTQ)
+        | bad_bit(qty_fast(t.volume), Fields::VOLUME)
+        | bad_bit(qty_fast(t.total_buy_qty), Fields::TOTAL_BUY_QTY)
+        | bad_bit(qty_fast(t.total_sell_qty), Fields::TOTAL_SELL_QTY)
+        | bad_bit(qty_fast(t.oi), Fields::OI)
+        | bad_bit(qty_fast(t.oi_day_high), Fields::OI_DAY_HIGH)
+        | bad_bit(qty_fast(t.oi_day_low), Fields::OI_DAY_LOW);
+    // ltp must be positive (a zero ltp is legal only in cases the detailed check sorts out).
+    bad |= bad_bit(t.ltp > 0.0, Fields::LTP);
+    let g = &t.greeks;
+    let finite = |v: f64| (v.to_bits() & !(1 << 63)) < INF_BITS;
+    let greeks_ok = finite(g.delta)
+        & finite(g.theta)
+        & finite(g.gamma)
+        & finite(g.vega)
+        & finite(g.rho)
+        & (g.delta >= -1.0)
+        & (g.delta <= 1.0);
+    bad |= bad_bit(greeks_ok, Fields::GREEKS);
+    let now_ms = i64::try_from(now_ns / 1_000_000).unwrap_or(i64::MAX);
+    let latest = now_ms.saturating_add(lim.max_future_ms);
+    let time_ok = |ms: i64, max_age: i64| {
+        (ms == 0)
+            | ((ms <= latest) & (ms >= EPOCH_FLOOR_MS) & (ms >= now_ms.saturating_sub(max_age)))
+    };
+    bad |= bad_bit(
+        time_ok(t.exchange_time_ms, lim.max_exchange_age_ms),
+        Fields::EXCHANGE_TIME,
+    );
+    bad |= bad_bit(
+        time_ok(t.last_trade_time_ms, lim.max_trade_age_ms),
+        Fields::LAST_TRADE_TIME,
+    );
+    // `bad` holds each failing check as the presence bit that makes it apply.
+    let high_low_ok = !f.has(Fields::HIGH.with(Fields::LOW)) | !((t.low > 0.0) & (t.high < t.low));
+    (bad & f.0) == 0
+        && high_low_ok
+        && !t.token.is_empty()
+        && t.exchange != Exchange::Unknown
+        && (!f.has(Fields::DEPTH) || depth_fast(&t.depth))
+}
+
+/// The detailed checks, in order; the first failure is the result.
+#[cold]
+#[inline(never)]
+fn validate_detailed(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<(), Rejection> {
     if t.token.is_empty() {
         return reject(RejectReason::EmptyToken, "token");
     }
@@ -265,6 +360,38 @@ pub fn validate(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<(), Rej
         depth(t)?;
     }
     Ok(())
+}
+
+/// True only when [`depth`] would return `Ok`: the same sanity, ordering and crossing rules,
+/// without early exits (more than [`DEPTH_LEVELS`] declared levels go to the detailed check).
+#[inline]
+fn depth_fast(d: &Depth) -> bool {
+    let (nb, na) = (usize::from(d.bid_len), usize::from(d.ask_len));
+    let mut ok = (nb <= DEPTH_LEVELS) & (na <= DEPTH_LEVELS);
+    let (mut prev_bid, mut best_bid) = (f64::INFINITY, 0.0);
+    let (mut prev_ask, mut best_ask) = (0.0, 0.0);
+    for (i, (b, a)) in d.bids.iter().zip(&d.asks).enumerate() {
+        let (has_b, has_a) = (i < nb, i < na);
+        ok &= !has_b | (price_fast(b.price) & qty_fast(b.qty));
+        ok &= !has_a | (price_fast(a.price) & qty_fast(a.qty));
+        // Only priced levels are ordered (empty levels are zeros).
+        let (pb, pa) = (has_b & (b.price > 0.0), has_a & (a.price > 0.0));
+        ok &= !pb | (b.price <= prev_bid);
+        ok &= !pa | (a.price >= prev_ask);
+        best_bid = if pb & (best_bid == 0.0) {
+            b.price
+        } else {
+            best_bid
+        };
+        best_ask = if pa & (best_ask == 0.0) {
+            a.price
+        } else {
+            best_ask
+        };
+        prev_bid = if pb { b.price } else { prev_bid };
+        prev_ask = if pa { a.price } else { prev_ask };
+    }
+    ok & !((best_bid > 0.0) & (best_ask > 0.0) & (best_bid > best_ask))
 }
 
 fn depth(t: &Tick) -> Result<(), Rejection> {
@@ -417,5 +544,105 @@ mod tests {
         d.depth.bids[0] = Default::default();
         d.depth.asks[0] = Default::default();
         assert_eq!(check(&d), Ok(()));
+    }
+
+    #[test]
+    fn fast_path_never_accepts_what_the_detailed_checks_reject() {
+        // A small xorshift generator: deterministic, no dependency.
+        fn next_u64(state: &mut u64) -> u64 {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            1573.7,
+            1573.75,
+            0.5,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            MAX_EXACT_QTY,
+            MAX_EXACT_QTY + 2.0,
+            TWO_52 + 1.0,
+            1e300,
+            f64::MIN_POSITIVE,
+        ];
+        let base = real_full();
+        let mut fast_accepted = 0;
+        for _ in 0..200_000 {
+            let mut t = base;
+            let mut r = next_u64(&mut state);
+            macro_rules! maybe {
+                ($($field:ident).+) => {
+                    if r & 3 == 0 {
+                        t.$($field).+ = values[(next_u64(&mut state) % values.len() as u64) as usize];
+                    }
+                    r = r.rotate_right(2);
+                };
+            }
+            maybe!(ltp);
+            maybe!(ltq);
+            maybe!(atp);
+            maybe!(volume);
+            maybe!(total_buy_qty);
+            maybe!(total_sell_qty);
+            maybe!(open);
+            maybe!(high);
+            maybe!(low);
+            maybe!(close);
+            maybe!(oi);
+            maybe!(oi_day_high);
+            maybe!(oi_day_low);
+            maybe!(iv);
+            maybe!(greeks.delta);
+            maybe!(greeks.rho);
+            let mut r = next_u64(&mut state);
+            for l in t.depth.bids.iter_mut().chain(t.depth.asks.iter_mut()) {
+                if r & 7 == 0 {
+                    l.price = values[(next_u64(&mut state) % values.len() as u64) as usize];
+                }
+                if r & 56 == 0 {
+                    l.qty = values[(next_u64(&mut state) % values.len() as u64) as usize];
+                }
+                if r & 448 == 0 {
+                    l.price = 1570.0 + (next_u64(&mut state) % 8) as f64 * 0.5;
+                }
+                r = r.rotate_right(9);
+            }
+            let r = next_u64(&mut state);
+            t.fields = Fields((r as u32) & ((1 << 19) - 1));
+            if r & (1 << 40) != 0 {
+                t.fields = base.fields;
+            }
+            t.depth.bid_len = ((r >> 20) % 7) as u8;
+            t.depth.ask_len = ((r >> 24) % 7) as u8;
+            if r & (1 << 41) != 0 {
+                t.exchange_time_ms += ((r >> 28) % 20_000) as i64 - 10_000;
+            }
+            if r & (1 << 42) != 0 {
+                t.last_trade_time_ms = [0, 5_000, t.exchange_time_ms][((r >> 43) % 3) as usize];
+            }
+            if r & (1 << 45) != 0 {
+                t.mode = Mode::Ltp;
+            }
+            if r & (1 << 46) != 0 {
+                t.is_index = true;
+            }
+            let lim = ValidationLimits::default();
+            let detailed = validate_detailed(&t, NOW_NS, &lim);
+            if fast_ok(&t, NOW_NS, &lim) {
+                fast_accepted += 1;
+                assert_eq!(detailed, Ok(()), "{t:?}");
+            }
+            assert_eq!(validate(&t, NOW_NS, &lim), detailed);
+        }
+        assert!(fast_accepted > 1000, "{fast_accepted}");
+        assert!(fast_ok(&base, NOW_NS, &ValidationLimits::default()));
     }
 }

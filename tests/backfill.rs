@@ -94,7 +94,8 @@ impl Fixture {
             ProducerSettings {
                 kafka: cfg.kafka.clone(),
                 journal: layer1::config::JournalConfig {
-                    dir: std::env::temp_dir().join(common::unique(&format!("journal-backfill-{name}"))),
+                    dir: std::env::temp_dir()
+                        .join(common::unique(&format!("journal-backfill-{name}"))),
                     ..cfg.journal.clone()
                 },
                 core: None,

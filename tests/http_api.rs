@@ -1,5 +1,12 @@
 //! The HTTP surface end to end over real sockets: every route, readiness, the backfill trigger
 //! through a real Redis, the token and cross-origin rules in remote mode, and hostile clients.
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 mod http_support;
@@ -600,11 +607,20 @@ fn elapsed_reply(
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     for p in parts {
+        // Stop sending once the server has answered or closed: writing into a closed connection
+        // draws a reset that can discard the answer before it is read.
+        s.set_read_timeout(Some(Duration::from_millis(1)))
+            .expect("timeout");
+        if s.peek(&mut [0u8; 1]).is_ok() {
+            break;
+        }
         if s.write_all(p).is_err() {
             break;
         }
         std::thread::sleep(gap);
     }
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     (http_support::parse(&buf), start.elapsed())
@@ -612,7 +628,7 @@ fn elapsed_reply(
 
 #[test]
 fn hostile_requests_are_bounded() {
-    let s = TestServer::start(|o| o.limits.read_timeout = Duration::from_millis(800));
+    let s = TestServer::start(|o| o.limits.read_timeout = Duration::from_secs(3));
     // Oversized head.
     let mut big = b"GET / HTTP/1.1\r\nX-Fill: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', 20_000));
@@ -665,7 +681,7 @@ fn hostile_requests_are_bounded() {
     let t = Instant::now();
     assert_eq!(get(s.addr, "/health/live").status, 200);
     assert!(
-        t.elapsed() < Duration::from_millis(500),
+        t.elapsed() < Duration::from_millis(1500),
         "a slow client held up others: {:?}",
         t.elapsed()
     );
@@ -675,13 +691,13 @@ fn hostile_requests_are_bounded() {
         (408, Some("HTTP_TIMEOUT"))
     );
     assert!(
-        took >= Duration::from_millis(700) && took < Duration::from_millis(3000),
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
         "{took:?}"
     );
     // A client that connects and sends nothing is dropped at the deadline too.
     let (r, took) = elapsed_reply(s.addr, &[], Duration::ZERO);
     assert_eq!(r.status, 408);
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
     // Still serving.
     assert_eq!(get(s.addr, "/health/live").status, 200);
 }
@@ -746,7 +762,7 @@ fn live_stream_paces_events_and_bounds_streams() {
         .collect();
     assert!(events.len() >= 3, "{text}");
     assert!(
-        took >= Duration::from_millis(1400),
+        took >= Duration::from_millis(950),
         "4 events in {took:?}: faster than one per 500 ms"
     );
     assert!(events

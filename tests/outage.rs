@@ -32,7 +32,10 @@ fn script(name: &str, arg: Option<&str>) {
     assert!(status.success(), "{name} failed");
     if name == "stop.sh" {
         let addr: std::net::SocketAddr = common::brokers().parse().expect("broker address");
-        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(), "broker still answering after stop");
+        assert!(
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+            "broker still answering after stop"
+        );
     }
 }
 

@@ -15,8 +15,14 @@ use layer1::{
     vendor::Vendor,
 };
 
-const KITE_TOKENS: [u32; 8] = [408065, 738561, 779521, 2953217, 884737, 1270529, 341249, 12290];
-const UPSTOX_KEYS: [&str; 3] = ["NSE_EQ|INE002A01018", "NSE_EQ|INE009A01021", "NSE_EQ|INE040A01034"];
+const KITE_TOKENS: [u32; 8] = [
+    408065, 738561, 779521, 2953217, 884737, 1270529, 341249, 12290,
+];
+const UPSTOX_KEYS: [&str; 3] = [
+    "NSE_EQ|INE002A01018",
+    "NSE_EQ|INE009A01021",
+    "NSE_EQ|INE040A01034",
+];
 
 struct Run {
     sim: SimHandle,
@@ -26,7 +32,10 @@ struct Run {
 
 fn config(sim: &SimHandle, topics: &[String; 3], journal: &std::path::Path) -> Config {
     let sc = SimConfig::default();
-    let mut subscribe: Vec<String> = KITE_TOKENS.iter().map(|t| format!("kite:{t}@full")).collect();
+    let mut subscribe: Vec<String> = KITE_TOKENS
+        .iter()
+        .map(|t| format!("kite:{t}@full"))
+        .collect();
     subscribe.extend(UPSTOX_KEYS.iter().map(|k| format!("upstox:{k}@full")));
     let vars: Vec<(&str, String)> = vec![
         ("KAFKA_BROKERS", common::brokers()),
@@ -46,20 +55,38 @@ fn config(sim: &SimHandle, topics: &[String; 3], journal: &std::path::Path) -> C
         ("CORE_PINNING", "off".into()),
         ("CAPTURE_DIR", journal.join("capture").display().to_string()),
     ];
-    Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("config")
+    Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .expect("config")
 }
 
 fn start(rate: u64) -> Run {
     common::services();
-    let sim = Simulator::start(SimConfig { ticks_per_sec: rate, seed: 7, ..SimConfig::default() }).expect("sim");
-    let topics = [common::unique("test.e2e.ticks"), common::unique("test.e2e.raw"), common::unique("test.e2e.dlq")];
+    let sim = Simulator::start(SimConfig {
+        ticks_per_sec: rate,
+        seed: 7,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let topics = [
+        common::unique("test.e2e.ticks"),
+        common::unique("test.e2e.raw"),
+        common::unique("test.e2e.dlq"),
+    ];
     let journal = std::env::temp_dir().join(common::unique("journal-e2e"));
-    Run { sim, topics, journal }
+    Run {
+        sim,
+        topics,
+        journal,
+    }
 }
 
 /// Runs the engine against the simulator for `secs`, stops the simulator's generation, lets the
 /// last frames arrive, then stops the engine (which flushes).
-fn run_engine(run: &Run, secs: u64, during: impl FnOnce(&SimHandle)) -> HashMap<(Vendor, String), u64> {
+fn run_engine(
+    run: &Run,
+    secs: u64,
+    during: impl FnOnce(&SimHandle),
+) -> HashMap<(Vendor, String), u64> {
     let cfg = Arc::new(config(&run.sim, &run.topics, &run.journal));
     let engine = Engine::start(cfg, Shutdown::new()).expect("engine");
     std::thread::sleep(Duration::from_secs(1));
@@ -105,16 +132,29 @@ fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
     for (key, payload) in &ticks {
         let v: serde_json::Value = serde_json::from_slice(payload).expect("tick json");
         let inst = instrument_of(&v);
-        assert_eq!(key.as_deref(), Some(format!("{}:{}", inst.0.as_str(), inst.1).as_bytes()), "keyed by instrument");
+        assert_eq!(
+            key.as_deref(),
+            Some(format!("{}:{}", inst.0.as_str(), inst.1).as_bytes()),
+            "keyed by instrument"
+        );
         *per_instrument.entry(inst.clone()).or_default() += 1;
         // Volume only grows in the simulator, so a decrease would mean reordering.
         if let Some(vol) = v["volume"].as_f64() {
             let prev = last_volume.insert(inst.clone(), vol).unwrap_or(0.0);
-            assert!(vol >= prev, "order kept for {inst:?}: volume {vol} after {prev}");
+            assert!(
+                vol >= prev,
+                "order kept for {inst:?}: volume {vol} after {prev}"
+            );
         }
     }
-    assert_eq!(per_instrument, sent, "every tick the simulator sent is in Kafka once");
-    assert!(common::consume_all(&run.topics[2], 1, Duration::from_secs(2)).is_empty(), "no rejects");
+    assert_eq!(
+        per_instrument, sent,
+        "every tick the simulator sent is in Kafka once"
+    );
+    assert!(
+        common::consume_all(&run.topics[2], 1, Duration::from_secs(2)).is_empty(),
+        "no rejects"
+    );
 
     // Decoding market.raw reproduces market.ticks exactly.
     let raw = common::consume_all(&run.topics[1], usize::MAX, Duration::from_secs(8));
@@ -123,7 +163,13 @@ fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
     for (key, payload) in &raw {
         let key = String::from_utf8(key.clone().expect("raw key")).expect("utf8");
         let vendor = Vendor::from_name(key.split(':').next().unwrap_or("")).expect("vendor in key");
-        parsers::parse_frame(vendor, FrameKind::Binary, payload, &FrameMeta::default(), &mut from_raw);
+        parsers::parse_frame(
+            vendor,
+            FrameKind::Binary,
+            payload,
+            &FrameMeta::default(),
+            &mut from_raw,
+        );
     }
     let strip = |j: &[u8]| -> serde_json::Value {
         let mut v: serde_json::Value = serde_json::from_slice(j).expect("json");
@@ -157,7 +203,12 @@ fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
     let mut d: Vec<&[u8]> = ticks.iter().map(|(_, p)| p.as_slice()).collect();
     c.sort();
     d.sort();
-    assert!(c == d, "replay reproduces the live ticks byte for byte ({} vs {})", c.len(), d.len());
+    assert!(
+        c == d,
+        "replay reproduces the live ticks byte for byte ({} vs {})",
+        c.len(),
+        d.len()
+    );
     run.sim.shutdown();
     let _ = std::fs::remove_dir_all(&run.journal);
 }
@@ -167,9 +218,12 @@ fn malformed_frames_land_in_the_dlq_and_the_main_topic_stays_clean() {
     let run = start(1_000);
     run_engine(&run, 2, |sim| {
         for _ in 0..3 {
-            sim.inject(Fault::Malformed(Target::all(Vendor::Kite))).expect("inject");
-            sim.inject(Fault::Truncated(Target::all(Vendor::Kite))).expect("inject");
-            sim.inject(Fault::Malformed(Target::all(Vendor::Upstox))).expect("inject");
+            sim.inject(Fault::Malformed(Target::all(Vendor::Kite)))
+                .expect("inject");
+            sim.inject(Fault::Truncated(Target::all(Vendor::Kite)))
+                .expect("inject");
+            sim.inject(Fault::Malformed(Target::all(Vendor::Upstox)))
+                .expect("inject");
             std::thread::sleep(Duration::from_millis(200));
         }
     });
@@ -179,8 +233,12 @@ fn malformed_frames_land_in_the_dlq_and_the_main_topic_stays_clean() {
     for (key, payload) in &dlq {
         let v: serde_json::Value = serde_json::from_slice(payload).expect("dlq json");
         assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()));
-        assert!(v["code"].as_str().is_some_and(|c| c.starts_with("PARSE_") || c == "VALIDATION_REJECTED"));
-        assert!(v["receivedAt"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+        assert!(v["code"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("PARSE_") || c == "VALIDATION_REJECTED"));
+        assert!(v["receivedAt"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000_000));
         assert!(v["rawBase64"].is_string());
         assert_eq!(key.as_deref(), v["vendor"].as_str().map(str::as_bytes));
         reasons.insert(v["reason"].as_str().unwrap_or("").to_owned());
@@ -191,7 +249,10 @@ fn malformed_frames_land_in_the_dlq_and_the_main_topic_stays_clean() {
     assert!(!ticks.is_empty());
     for (_, payload) in &ticks {
         let v: serde_json::Value = serde_json::from_slice(payload).expect("tick json");
-        assert!(v["ltp"].as_f64().is_some_and(|p| p > 0.0 && p.is_finite()), "{v}");
+        assert!(
+            v["ltp"].as_f64().is_some_and(|p| p > 0.0 && p.is_finite()),
+            "{v}"
+        );
         assert!(v["token"].as_str().is_some_and(|t| !t.is_empty()));
     }
     run.sim.shutdown();

@@ -10,6 +10,13 @@
 //! 1000 ticks/s, a real Redis status key written by a stand-in backfill job that reacts to the
 //! published command) until the engine wires the simulator, feed threads and backfill into the
 //! status registry; then the same checks run against `layer1 demo`'s engine.
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 mod http_support;

@@ -1,6 +1,13 @@
 //! `tuning/`: the read-only `check` runs here without root and reports every section, its
 //! thread map follows the engine's own placement rule (`affinity::plan`), and the apply scripts
 //! change and restore values (exercised against a copy of the /proc and /sys files they touch).
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::{
     io::Write,

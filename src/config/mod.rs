@@ -8,12 +8,14 @@
 mod backfill;
 mod error;
 mod secret;
+mod vendors;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use backfill::BackfillConfig;
 pub use error::ConfigError;
 pub use secret::Secret;
+pub use vendors::{AngelConfig, DhanConfig, VendorsConfig};
 
 /// One documented environment variable.
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +189,87 @@ pub const VARIABLES: &[VarDoc] = &[
         "SUBSCRIBE",
         "",
         "instruments to subscribe, comma-separated (EXCHANGE:SYMBOL or vendor tokens)",
+    ),
+    var(
+        "SUBSCRIBE_FILE",
+        "",
+        "file of further subscriptions, one per line (# comments), added to SUBSCRIBE",
+    ),
+    var(
+        "VENDOR_ORDER",
+        "kite,upstox,angel,dhan",
+        "preference order: a symbol's primary is the first configured vendor that lists it",
+    ),
+    var(
+        "STANDBY_VENDOR",
+        "",
+        "vendor that also subscribes every symbol it lists, as the failover standby",
+    ),
+    var(
+        "INSTRUMENTS_CACHE_DIR",
+        ".state/instruments",
+        "instrument lists cached here, refreshed daily after 08:00 IST, reused when offline",
+    ),
+    var(
+        "KITE_INSTRUMENTS_URL",
+        "https://api.kite.trade/instruments",
+        "Kite instrument dump (CSV) URL or local path",
+    ),
+    var(
+        "UPSTOX_INSTRUMENTS_URL",
+        "",
+        "Upstox instrument list (plain JSON: decompress the published .json.gz) URL or path",
+    ),
+    var(
+        "ANGEL_INSTRUMENTS_URL",
+        "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json",
+        "Angel scrip master (JSON) URL or local path",
+    ),
+    var(
+        "DHAN_INSTRUMENTS_URL",
+        "https://images.dhan.co/api-data/api-scrip-master.csv",
+        "Dhan scrip master (CSV) URL or local path",
+    ),
+    var(
+        "KITE_ACCESS_TOKEN_FILE",
+        "",
+        "file with the Kite access token, re-read before every reconnect (daily login job)",
+    ),
+    var(
+        "UPSTOX_ACCESS_TOKEN_FILE",
+        "",
+        "file with the Upstox access token, re-read before every reconnect",
+    ),
+    var(
+        "ANGEL_WS_URL",
+        "wss://smartapisocket.angelone.in/smart-stream",
+        "Angel One SmartAPI WebSocket 2.0 URL",
+    ),
+    secret("ANGEL_API_KEY", "Angel One SmartAPI key (x-api-key)"),
+    secret("ANGEL_CLIENT_CODE", "Angel One client code (x-client-code)"),
+    secret("ANGEL_JWT", "Angel One login JWT (rotates daily)"),
+    var(
+        "ANGEL_JWT_FILE",
+        "",
+        "file with the Angel JWT, re-read before every reconnect (overrides ANGEL_JWT)",
+    ),
+    secret("ANGEL_FEED_TOKEN", "Angel One feed token (rotates daily)"),
+    var(
+        "ANGEL_FEED_TOKEN_FILE",
+        "",
+        "file with the Angel feed token, re-read before every reconnect",
+    ),
+    var(
+        "DHAN_WS_URL",
+        "wss://api-feed.dhan.co",
+        "Dhan v2 live market feed URL",
+    ),
+    secret("DHAN_CLIENT_ID", "Dhan client id"),
+    secret("DHAN_ACCESS_TOKEN", "Dhan access token (rotates daily)"),
+    var(
+        "DHAN_ACCESS_TOKEN_FILE",
+        "",
+        "file with the Dhan access token, re-read before every reconnect",
     ),
     var(
         "KITE_WS_URL",
@@ -384,6 +467,8 @@ pub struct Config {
     pub upstox: Option<UpstoxConfig>,
     /// Historical backfill.
     pub backfill: BackfillConfig,
+    /// Angel, Dhan, token files, instrument lists, failover (issue 6).
+    pub vendors: VendorsConfig,
 }
 
 /// Reads raw values by variable name.
@@ -804,6 +889,7 @@ impl Config {
             kite,
             upstox,
             backfill: backfill::read(&r)?,
+            vendors: vendors::read(&r)?,
         })
     }
 }

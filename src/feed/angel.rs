@@ -211,12 +211,17 @@ mod tests {
         let Ok(Prepare::Ready(r)) = c.connect_request() else {
             panic!("ready expected")
         };
-        assert!(r.headers.contains(&("Authorization".into(), "Bearer jwt123".into())));
+        assert!(r
+            .headers
+            .contains(&("Authorization".into(), "Bearer jwt123".into())));
         assert!(!format!("{r:?}").contains("jwt123"));
         let mut c = AngelConnector::new(AngelSettings {
             jwt: Credential::File("/nonexistent/jwt".into()),
             ..AngelSettings::default()
         });
-        assert!(matches!(c.connect_request(), Err(ConnectError::Credentials(_))));
+        assert!(matches!(
+            c.connect_request(),
+            Err(ConnectError::Credentials(_))
+        ));
     }
 }

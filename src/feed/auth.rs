@@ -10,7 +10,7 @@
 //! Lock-free: one atomic per vendor, so the feed threads can update it from their hot path.
 
 use std::sync::{
-    atomic::{AtomicU8, AtomicU64, Ordering},
+    atomic::{AtomicU64, AtomicU8, Ordering},
     OnceLock,
 };
 
@@ -132,7 +132,9 @@ pub fn state(vendor: Vendor) -> AuthState {
     table()
         .state
         .get(slot(vendor))
-        .map_or(AuthState::Unknown, |s| AuthState::from_u8(s.load(Ordering::Acquire)))
+        .map_or(AuthState::Unknown, |s| {
+            AuthState::from_u8(s.load(Ordering::Acquire))
+        })
 }
 
 /// Refusals of `vendor`'s credentials since start.
@@ -166,6 +168,8 @@ mod tests {
         assert_eq!(failures(v), before + 1);
         note_data(v);
         assert_eq!(state(v), AuthState::Ok);
-        assert!(snapshot().iter().any(|(x, s, _)| *x == v && *s == AuthState::Ok));
+        assert!(snapshot()
+            .iter()
+            .any(|(x, s, _)| *x == v && *s == AuthState::Ok));
     }
 }

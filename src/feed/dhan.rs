@@ -197,7 +197,10 @@ mod tests {
         let Ok(Prepare::Ready(r)) = c.connect_request() else {
             panic!("ready expected")
         };
-        assert_eq!(r.url, "ws://127.0.0.1:1/?version=2&token=a%2Fb&clientId=1000&authType=2");
+        assert_eq!(
+            r.url,
+            "ws://127.0.0.1:1/?version=2&token=a%2Fb&clientId=1000&authType=2"
+        );
         assert!(!c.is_data(FrameKind::Binary, &[50, 10, 0, 1, 0, 0, 0, 0, 0x27, 0x03]));
         assert!(c.is_data(FrameKind::Binary, &[2, 16, 0, 1, 0, 0, 0, 0, 0, 0]));
     }

@@ -64,6 +64,29 @@ fn serve(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, buf: &mut [u8
         Err(e) => {
             log::debug!(event = "http_refused", code = e.code(), peer = peer.to_string(); "{e}");
             wire::write_response(&mut stream, &Response::error(&e));
+            linger(&mut stream);
+        }
+    }
+}
+
+/// After refusing a request that may not have been read whole (too large, malformed), half-close
+/// and drain what the client is still sending for a moment: closing with unread data makes the
+/// kernel send a reset, which can destroy the refusal before the client reads it. Bounded to
+/// 64 KiB and 200 ms, so a refused client cannot hold the worker.
+fn linger(stream: &mut TcpStream) {
+    use std::io::Read;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    while drained < 64 * 1024 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }

@@ -163,10 +163,14 @@ pub fn read_request(
     deadline: Instant,
 ) -> Result<Request, HttpError> {
     let mut len = 0usize;
+    // Where the search for the blank line resumes: a client sending one byte per read must not
+    // make each read rescan everything received so far.
+    let mut scanned = 0usize;
     let head_end = loop {
-        if let Some(end) = buf.get(..len).and_then(find_head_end) {
-            break end;
+        if let Some(end) = buf.get(scanned..len).and_then(find_head_end) {
+            break scanned + end;
         }
+        scanned = len.saturating_sub(3);
         if len >= MAX_HEAD_BYTES {
             return Err(HttpError::TooLarge);
         }

@@ -46,9 +46,10 @@ pub fn intern(name: &str) -> Option<u32> {
     if i >= CAPACITY {
         return None;
     }
-    let chunk = t.chunks.get(i >> CHUNK_BITS)?.get_or_init(|| {
-        (0..CHUNK).map(|_| OnceLock::new()).collect()
-    });
+    let chunk = t
+        .chunks
+        .get(i >> CHUNK_BITS)?
+        .get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect());
     chunk.get(i & (CHUNK - 1))?.set(Box::from(name)).ok()?;
     map.insert(Box::from(name), id);
     *last = id;

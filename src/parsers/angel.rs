@@ -218,7 +218,11 @@ const QUOTE_FIELDS: Fields = Fields(
         | Fields::EXCHANGE_TIME.0,
 );
 const SNAP_FIELDS: Fields = Fields(
-    QUOTE_FIELDS.0 | Fields::LAST_TRADE_TIME.0 | Fields::OI.0 | Fields::DEPTH.0 | Fields::DEPTH_ORDERS.0,
+    QUOTE_FIELDS.0
+        | Fields::LAST_TRADE_TIME.0
+        | Fields::OI.0
+        | Fields::DEPTH.0
+        | Fields::DEPTH_ORDERS.0,
 );
 
 /// The token text: ASCII up to the first NUL, non-empty.
@@ -256,7 +260,8 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
     let (&mode_code, rest) = packet
         .split_first()
         .ok_or(ParseError::AngelTruncated { len: 0, need: 1 })?;
-    let mode = AngelMode::from_code(mode_code).ok_or(ParseError::AngelUnknownMode { mode: mode_code })?;
+    let mode =
+        AngelMode::from_code(mode_code).ok_or(ParseError::AngelUnknownMode { mode: mode_code })?;
     let need = mode.packet_len();
     if packet.len() < need {
         return Err(ParseError::AngelTruncated {
@@ -266,8 +271,9 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
     }
     let _ = rest;
     let exchange_type = packet.get(1).copied().unwrap_or(0);
-    let exchange =
-        exchange_of(exchange_type).ok_or(ParseError::AngelUnknownExchange { code: exchange_type })?;
+    let exchange = exchange_of(exchange_type).ok_or(ParseError::AngelUnknownExchange {
+        code: exchange_type,
+    })?;
     let div = divisor(exchange_type);
     let price = |v: I64| v.get() as f64 / div;
     let truncated = ParseError::AngelTruncated {
@@ -282,7 +288,9 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
     t.mode = mode.tick_mode();
     match mode {
         AngelMode::Depth20 => {
-            let p = Depth20Packet::ref_from_prefix(packet).map_err(|_| truncated)?.0;
+            let p = Depth20Packet::ref_from_prefix(packet)
+                .map_err(|_| truncated)?
+                .0;
             t.token = token_of(&p.token)?;
             t.exchange_time_ms = p.exchange_ts_ms.get();
             t.fields = Fields::EXCHANGE_TIME | Fields::DEPTH | Fields::DEPTH_ORDERS;
@@ -292,8 +300,16 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
                 qty: f64::from(e.qty.get()),
                 orders: u32::try_from(e.orders.get()).unwrap_or(0),
             };
-            fill_side(&mut t.depth.bids, &mut t.depth.bid_len, p.buys.iter().map(lvl));
-            fill_side(&mut t.depth.asks, &mut t.depth.ask_len, p.sells.iter().map(lvl));
+            fill_side(
+                &mut t.depth.bids,
+                &mut t.depth.bid_len,
+                p.buys.iter().map(lvl),
+            );
+            fill_side(
+                &mut t.depth.asks,
+                &mut t.depth.ask_len,
+                p.sells.iter().map(lvl),
+            );
             return Ok(());
         }
         AngelMode::Ltp => {
@@ -304,7 +320,9 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
             t.fields = Fields::LTP | Fields::EXCHANGE_TIME;
         }
         AngelMode::Quote | AngelMode::SnapQuote => {
-            let q = QuotePacket::ref_from_prefix(packet).map_err(|_| truncated)?.0;
+            let q = QuotePacket::ref_from_prefix(packet)
+                .map_err(|_| truncated)?
+                .0;
             t.token = token_of(&q.head.token)?;
             t.exchange_time_ms = q.head.exchange_ts_ms.get();
             t.ltp = price(q.head.ltp);
@@ -319,7 +337,9 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
             t.close = price(q.close);
             t.fields = QUOTE_FIELDS;
             if mode == AngelMode::SnapQuote {
-                let s = SnapQuotePacket::ref_from_prefix(packet).map_err(|_| truncated)?.0;
+                let s = SnapQuotePacket::ref_from_prefix(packet)
+                    .map_err(|_| truncated)?
+                    .0;
                 t.last_trade_time_ms = last_trade_ms(s.last_trade_ts.get());
                 t.oi = qty(s.oi);
                 t.fields = SNAP_FIELDS;
@@ -415,7 +435,10 @@ pub fn parse_frame<S: TickSink + ?Sized>(
                 .and_then(|&m| AngelMode::from_code(m))
                 .map_or(frame.len(), AngelMode::packet_len);
             if let Some(extra) = frame.get(used..).filter(|r| !r.is_empty()) {
-                sink.reject(&ParseError::AngelTrailingBytes { extra: extra.len() }, extra);
+                sink.reject(
+                    &ParseError::AngelTrailingBytes { extra: extra.len() },
+                    extra,
+                );
                 out.rejects += 1;
             }
         }
@@ -645,7 +668,12 @@ mod tests {
     #[test]
     fn every_mode_round_trips() {
         let src = sample();
-        for mode in [AngelMode::Ltp, AngelMode::Quote, AngelMode::SnapQuote, AngelMode::Depth20] {
+        for mode in [
+            AngelMode::Ltp,
+            AngelMode::Quote,
+            AngelMode::SnapQuote,
+            AngelMode::Depth20,
+        ] {
             let mut pkt = Vec::new();
             encode_packet(&src, mode, 1, "2885", 7, &mut pkt);
             assert_eq!(pkt.len(), mode.packet_len());
@@ -660,7 +688,10 @@ mod tests {
                 assert_eq!(t.ltp, 2885.35);
             }
             if matches!(mode, AngelMode::Quote | AngelMode::SnapQuote) {
-                assert_eq!((t.open, t.high, t.low, t.close), (2870.0, 2890.55, 2865.2, 2860.0));
+                assert_eq!(
+                    (t.open, t.high, t.low, t.close),
+                    (2870.0, 2890.55, 2865.2, 2860.0)
+                );
                 assert_eq!((t.total_buy_qty, t.total_sell_qty), (40_000.0, 50_500.0));
                 assert_eq!(t.volume, 1_234_567.0);
             }
@@ -707,7 +738,10 @@ mod tests {
         assert_eq!(t.exchange, Exchange::Cds);
         assert_eq!(t.ltp, 83.1225);
         // The raw wire value is ltp × 10^7.
-        assert_eq!(i64::from_le_bytes(pkt[43..51].try_into().unwrap()), 831_225_000);
+        assert_eq!(
+            i64::from_le_bytes(pkt[43..51].try_into().unwrap()),
+            831_225_000
+        );
     }
 
     #[test]
@@ -716,13 +750,28 @@ mod tests {
         let mut pkt = Vec::new();
         encode_packet(&src, AngelMode::Quote, 1, "2885", 1, &mut pkt);
         let c = collect(&pkt[..100]);
-        assert_eq!(c.rejects, vec![(ParseError::AngelTruncated { len: 100, need: 123 }, 100)]);
+        assert_eq!(
+            c.rejects,
+            vec![(
+                ParseError::AngelTruncated {
+                    len: 100,
+                    need: 123
+                },
+                100
+            )]
+        );
         let mut bad = pkt.clone();
         bad[0] = 9;
-        assert_eq!(collect(&bad).rejects[0].0, ParseError::AngelUnknownMode { mode: 9 });
+        assert_eq!(
+            collect(&bad).rejects[0].0,
+            ParseError::AngelUnknownMode { mode: 9 }
+        );
         let mut bad = pkt.clone();
         bad[1] = 7;
-        assert_eq!(collect(&bad).rejects[0].0, ParseError::AngelUnknownExchange { code: 7 });
+        assert_eq!(
+            collect(&bad).rejects[0].0,
+            ParseError::AngelUnknownExchange { code: 7 }
+        );
         let mut bad = pkt.clone();
         bad[2] = 0;
         assert_eq!(collect(&bad).rejects[0].0, ParseError::AngelBadToken);
@@ -730,10 +779,19 @@ mod tests {
         long.extend_from_slice(&[1, 2, 3]);
         let c = collect(&long);
         assert_eq!(c.ticks.len(), 1);
-        assert_eq!(c.rejects, vec![(ParseError::AngelTrailingBytes { extra: 3 }, 3)]);
-        assert_eq!(collect(&[]).rejects[0].0, ParseError::AngelTruncated { len: 0, need: 1 });
+        assert_eq!(
+            c.rejects,
+            vec![(ParseError::AngelTrailingBytes { extra: 3 }, 3)]
+        );
+        assert_eq!(
+            collect(&[]).rejects[0].0,
+            ParseError::AngelTruncated { len: 0, need: 1 }
+        );
         let big = vec![1u8; MAX_FRAME_LEN + 1];
-        assert!(matches!(collect(&big).rejects[0].0, ParseError::FrameTooLarge { .. }));
+        assert!(matches!(
+            collect(&big).rejects[0].0,
+            ParseError::FrameTooLarge { .. }
+        ));
     }
 
     #[test]
@@ -745,9 +803,15 @@ mod tests {
         };
         assert!(parse_text(b"pong", &mut c).heartbeat);
         assert_eq!(c.events, 0);
-        assert_eq!(parse_text(br#"{"errorCode":"E1002","errorMessage":"limit"}"#, &mut c).events, 1);
+        assert_eq!(
+            parse_text(br#"{"errorCode":"E1002","errorMessage":"limit"}"#, &mut c).events,
+            1
+        );
         assert_eq!(classify_text(br#"{"errorCode":"E1001"}"#), TextKind::Error);
-        assert_eq!(classify_text(br#"{"correlationID":"x"}"#), TextKind::Message);
+        assert_eq!(
+            classify_text(br#"{"correlationID":"x"}"#),
+            TextKind::Message
+        );
         assert_eq!(classify_text(b"garbage"), TextKind::Unknown);
     }
 }

@@ -331,8 +331,13 @@ pub enum Packet {
 /// # Errors
 /// [`ParseError::DhanTruncated`], [`ParseError::DhanUnknownCode`],
 /// [`ParseError::DhanUnknownSegment`].
-pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Result<Packet, ParseError> {
-    let (h, _) = Header::read_from_prefix(packet).map_err(|_| ParseError::DhanTruncated { at: 0 })?;
+pub fn decode_packet_into(
+    packet: &[u8],
+    meta: &FrameMeta,
+    t: &mut Tick,
+) -> Result<Packet, ParseError> {
+    let (h, _) =
+        Header::read_from_prefix(packet).map_err(|_| ParseError::DhanTruncated { at: 0 })?;
     let need = packet_len(h.code).ok_or(ParseError::DhanUnknownCode { code: h.code })?;
     if packet.len() < need {
         return Err(ParseError::DhanTruncated { at: packet.len() });
@@ -476,7 +481,10 @@ pub fn parse_frame<S: TickSink + ?Sized>(
                 // frame; otherwise the rest cannot be located.
                 let ok = declared >= HEADER_LEN && declared <= rest.len();
                 let len = if ok { declared } else { rest.len() };
-                sink.reject(&ParseError::DhanUnknownCode { code: h.code }, rest.get(..len).unwrap_or(rest));
+                sink.reject(
+                    &ParseError::DhanUnknownCode { code: h.code },
+                    rest.get(..len).unwrap_or(rest),
+                );
                 out.rejects += 1;
                 if !ok {
                     return out;
@@ -617,7 +625,13 @@ pub fn encode_packet(tick: &Tick, code: u8, segment: u8, security_id: u32, out: 
             }
             .as_bytes(),
         ),
-        code::OI => out.extend_from_slice(Oi { h, oi: u32q(tick.oi) }.as_bytes()),
+        code::OI => out.extend_from_slice(
+            Oi {
+                h,
+                oi: u32q(tick.oi),
+            }
+            .as_bytes(),
+        ),
         code::PREV_CLOSE => out.extend_from_slice(
             PrevClose {
                 h,
@@ -673,9 +687,9 @@ mod tests {
         }
         fn event(&mut self, e: &FeedEvent<'_>) {
             match e {
-                FeedEvent::MarketStatus { segment, status, .. } => {
-                    self.statuses.push(((*segment).to_owned(), status.code()))
-                }
+                FeedEvent::MarketStatus {
+                    segment, status, ..
+                } => self.statuses.push(((*segment).to_owned(), status.code())),
                 FeedEvent::VendorDisconnect { reason, .. } => self.disconnects.push(*reason),
                 _ => {}
             }
@@ -727,7 +741,14 @@ mod tests {
     fn every_packet_type_decodes() {
         let src = sample();
         let mut f = Vec::new();
-        for c in [code::TICKER, code::DEPTH, code::QUOTE, code::OI, code::PREV_CLOSE, code::FULL] {
+        for c in [
+            code::TICKER,
+            code::DEPTH,
+            code::QUOTE,
+            code::OI,
+            code::PREV_CLOSE,
+            code::FULL,
+        ] {
             let start = f.len();
             encode_packet(&src, c, 1, 1333, &mut f);
             assert_eq!(f.len() - start, packet_len(c).unwrap());
@@ -737,14 +758,20 @@ mod tests {
         let c = collect(&f);
         assert!(c.rejects.is_empty(), "{:?}", c.rejects);
         assert_eq!(c.ticks.len(), 6);
-        assert!(c.ticks.iter().all(|t| t.token.as_str() == "1333" && t.exchange == Exchange::Nse));
+        assert!(c
+            .ticks
+            .iter()
+            .all(|t| t.token.as_str() == "1333" && t.exchange == Exchange::Nse));
         let [tk, dp, qt, oi, pc, full] = [0, 1, 2, 3, 4, 5].map(|i| c.ticks[i]);
         assert_eq!((tk.ltp, tk.last_trade_time_ms), (1573.7, 1_732_700_000_000));
         assert_eq!(dp.depth.bid_len, 5);
         assert_eq!(dp.depth.ask_len, 2);
         assert_eq!(qt.total_buy_qty, 111.0, "buy and sell are not swapped");
         assert_eq!(qt.total_sell_qty, 222.0);
-        assert_eq!((qt.open, qt.high, qt.low, qt.atp), (1560.0, 1580.5, 1555.25, 1570.05));
+        assert_eq!(
+            (qt.open, qt.high, qt.low, qt.atp),
+            (1560.0, 1580.5, 1555.25, 1570.05)
+        );
         assert!(!qt.has(Fields::CLOSE));
         assert_eq!((oi.oi, oi.fields), (3000.0, Fields::OI));
         assert_eq!((pc.close, pc.fields), (1567.8, Fields::CLOSE));
@@ -813,18 +840,27 @@ mod tests {
             errs,
             [
                 ParseError::DhanUnknownCode { code: 99 },
-                ParseError::DhanLengthMismatch { code: 2, declared: 77 },
+                ParseError::DhanLengthMismatch {
+                    code: 2,
+                    declared: 77
+                },
                 ParseError::DhanUnknownSegment { code: 6 },
                 ParseError::DhanTruncated { at: f.len() },
             ]
         );
         // A header cut short.
-        assert_eq!(collect(&[2, 16, 0]).rejects[0].0, ParseError::DhanTruncated { at: 0 });
+        assert_eq!(
+            collect(&[2, 16, 0]).rejects[0].0,
+            ParseError::DhanTruncated { at: 0 }
+        );
         // Unknown code with a runaway length ends the walk.
         let c = collect(&[99, 255, 255, 1, 0, 0, 0, 0, 1]);
         assert_eq!(c.rejects.len(), 1);
         assert!(collect(&[]).rejects.is_empty());
         let big = vec![2u8; MAX_FRAME_LEN + 1];
-        assert!(matches!(collect(&big).rejects[0].0, ParseError::FrameTooLarge { .. }));
+        assert!(matches!(
+            collect(&big).rejects[0].0,
+            ParseError::FrameTooLarge { .. }
+        ));
     }
 }

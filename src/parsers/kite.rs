@@ -136,8 +136,59 @@ pub const fn divisor(segment: u8) -> f64 {
     }
 }
 
+#[inline(always)]
 fn ts_ms(secs: U32) -> i64 {
     i64::from(secs.get()) * 1000
+}
+
+/// Converts raw wire prices to rupees: `raw as f64 / div` for each, exactly as the SDKs do (IEEE
+/// division, correctly rounded). Written as one loop over an array so the divisions are issued
+/// together (packed `divpd`, two per instruction) instead of one dependent-looking chain.
+#[inline(always)]
+fn prices<const N: usize>(raw: [u32; N], div: f64) -> [f64; N] {
+    let mut out = [0.0; N];
+    for (o, r) in out.iter_mut().zip(raw) {
+        *o = f64::from(r) / div;
+    }
+    out
+}
+
+/// The decimal token text, as `Token::from_u32` makes it, without the general formatter.
+#[inline]
+fn token_text(v: u32) -> Token {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut buf = [0u8; 10];
+    let mut at = buf.len();
+    let mut n = v;
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        if let (Some(dst), Some(src)) = (buf.get_mut(at..at + 2), PAIRS.get(pair..pair + 2)) {
+            dst.copy_from_slice(src);
+        }
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        if let (Some(dst), Some(src)) = (buf.get_mut(at..at + 2), PAIRS.get(pair..pair + 2)) {
+            dst.copy_from_slice(src);
+        }
+    } else {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            *d = b'0' + n as u8;
+        }
+    }
+    // Only ASCII digits were written, so this never falls back.
+    std::str::from_utf8(buf.get(at..).unwrap_or(&[]))
+        .ok()
+        .and_then(|s| Token::new(s).ok())
+        .unwrap_or(Token::EMPTY)
 }
 
 const QUOTE_FIELDS: Fields = Fields(
@@ -165,32 +216,12 @@ const FULL_FIELDS: Fields = Fields(
 const INDEX_QUOTE_FIELDS: Fields =
     Fields(Fields::LTP.0 | Fields::HIGH.0 | Fields::LOW.0 | Fields::OPEN.0 | Fields::CLOSE.0);
 
-fn fill_quote(q: &QuotePacket, div: f64, t: &mut Tick) {
-    t.ltp = f64::from(q.ltp.get()) / div;
-    t.ltq = f64::from(q.ltq.get());
-    t.atp = f64::from(q.atp.get()) / div;
-    t.volume = f64::from(q.volume.get());
-    t.total_buy_qty = f64::from(q.total_buy_qty.get());
-    t.total_sell_qty = f64::from(q.total_sell_qty.get());
-    t.open = f64::from(q.open.get()) / div;
-    t.high = f64::from(q.high.get()) / div;
-    t.low = f64::from(q.low.get()) / div;
-    t.close = f64::from(q.close.get()) / div;
-}
-
-fn fill_index(q: &IndexQuotePacket, div: f64, t: &mut Tick) {
-    t.ltp = f64::from(q.ltp.get()) / div;
-    t.high = f64::from(q.high.get()) / div;
-    t.low = f64::from(q.low.get()) / div;
-    t.open = f64::from(q.open.get()) / div;
-    t.close = f64::from(q.close.get()) / div;
-}
-
 /// Decodes one packet (without its length prefix) into `t`, overwriting all of it.
 ///
 /// # Errors
 /// [`ParseError::KiteUnknownLength`] for a length other than 8, 28, 32, 44, 184;
 /// [`ParseError::KiteUnknownSegment`] for a token whose segment is not 1..=9 or 12.
+#[inline]
 pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Result<(), ParseError> {
     let len = packet.len();
     let bad_len = ParseError::KiteUnknownLength {
@@ -207,87 +238,144 @@ pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Resu
     let exchange =
         Exchange::from_kite_segment(segment).ok_or(ParseError::KiteUnknownSegment { token })?;
     let div = divisor(segment);
-    if len == 184 {
-        // The full packet sets every field, so the tick is written in one literal instead of
-        // copying `Tick::EMPTY` first (a 500-byte memcpy per tick on the hot path).
-        let p = FullPacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
-        let level = |e: &DepthEntry| Level {
-            price: f64::from(e.price.get()) / div,
-            qty: f64::from(e.qty.get()),
-            orders: u32::from(e.orders.get()),
-        };
-        let [b0, b1, b2, b3, b4, a0, a1, a2, a3, a4] = &p.depth;
-        let q = &p.quote;
-        *t = Tick {
-            received_at_ns: meta.received_at_ns,
-            last_trade_time_ms: ts_ms(p.last_trade_time),
-            exchange_time_ms: ts_ms(p.exchange_ts),
-            ltp: f64::from(q.ltp.get()) / div,
-            ltq: f64::from(q.ltq.get()),
-            atp: f64::from(q.atp.get()) / div,
-            volume: f64::from(q.volume.get()),
-            total_buy_qty: f64::from(q.total_buy_qty.get()),
-            total_sell_qty: f64::from(q.total_sell_qty.get()),
-            open: f64::from(q.open.get()) / div,
-            high: f64::from(q.high.get()) / div,
-            low: f64::from(q.low.get()) / div,
-            close: f64::from(q.close.get()) / div,
-            oi: f64::from(p.oi.get()),
-            oi_day_high: f64::from(p.oi_day_high.get()),
-            oi_day_low: f64::from(p.oi_day_low.get()),
-            iv: 0.0,
-            greeks: Greeks::default(),
-            depth: Depth {
-                bids: [level(b0), level(b1), level(b2), level(b3), level(b4)],
-                asks: [level(a0), level(a1), level(a2), level(a3), level(a4)],
-                bid_len: DEPTH_LEVELS as u8,
-                ask_len: DEPTH_LEVELS as u8,
-            },
-            instrument_id: 0,
-            fields: FULL_FIELDS,
-            conn_id: meta.conn_id,
-            vendor: Vendor::Kite,
-            exchange,
-            mode: Mode::Full,
-            is_index: segment == SEGMENT_INDICES,
-            token: Token::from_u32(token),
-        };
-        return Ok(());
-    }
-    *t = Tick::EMPTY;
-    t.received_at_ns = meta.received_at_ns;
-    t.conn_id = meta.conn_id;
-    t.vendor = Vendor::Kite;
-    t.exchange = exchange;
-    t.is_index = segment == SEGMENT_INDICES;
-    t.token = Token::from_u32(token);
+    // Every layout writes the whole tick in one literal (no copy of `Tick::EMPTY` first, which
+    // would be a 500-byte memcpy per tick), with the fields the mode does not carry zeroed.
+    let mut out = Tick {
+        received_at_ns: meta.received_at_ns,
+        conn_id: meta.conn_id,
+        vendor: Vendor::Kite,
+        exchange,
+        is_index: segment == SEGMENT_INDICES,
+        token: token_text(token),
+        ..Tick::EMPTY
+    };
     match len {
+        184 => {
+            let p = FullPacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
+            let q = &p.quote;
+            let [b0, b1, b2, b3, b4, a0, a1, a2, a3, a4] = &p.depth;
+            let [ltp, atp, open, high, low, close, bp0, bp1, bp2, bp3, bp4, ap0, ap1, ap2, ap3, ap4] =
+                prices(
+                    [
+                        q.ltp.get(),
+                        q.atp.get(),
+                        q.open.get(),
+                        q.high.get(),
+                        q.low.get(),
+                        q.close.get(),
+                        b0.price.get(),
+                        b1.price.get(),
+                        b2.price.get(),
+                        b3.price.get(),
+                        b4.price.get(),
+                        a0.price.get(),
+                        a1.price.get(),
+                        a2.price.get(),
+                        a3.price.get(),
+                        a4.price.get(),
+                    ],
+                    div,
+                );
+            let level = |e: &DepthEntry, price: f64| Level {
+                price,
+                qty: f64::from(e.qty.get()),
+                orders: u32::from(e.orders.get()),
+            };
+            *t = Tick {
+                last_trade_time_ms: ts_ms(p.last_trade_time),
+                exchange_time_ms: ts_ms(p.exchange_ts),
+                ltp,
+                ltq: f64::from(q.ltq.get()),
+                atp,
+                volume: f64::from(q.volume.get()),
+                total_buy_qty: f64::from(q.total_buy_qty.get()),
+                total_sell_qty: f64::from(q.total_sell_qty.get()),
+                open,
+                high,
+                low,
+                close,
+                oi: f64::from(p.oi.get()),
+                oi_day_high: f64::from(p.oi_day_high.get()),
+                oi_day_low: f64::from(p.oi_day_low.get()),
+                iv: 0.0,
+                greeks: Greeks::default(),
+                depth: Depth {
+                    bids: [
+                        level(b0, bp0),
+                        level(b1, bp1),
+                        level(b2, bp2),
+                        level(b3, bp3),
+                        level(b4, bp4),
+                    ],
+                    asks: [
+                        level(a0, ap0),
+                        level(a1, ap1),
+                        level(a2, ap2),
+                        level(a3, ap3),
+                        level(a4, ap4),
+                    ],
+                    bid_len: DEPTH_LEVELS as u8,
+                    ask_len: DEPTH_LEVELS as u8,
+                },
+                fields: FULL_FIELDS,
+                mode: Mode::Full,
+                ..out
+            };
+            return Ok(());
+        }
         8 => {
-            t.mode = Mode::Ltp;
-            t.fields = Fields::LTP;
-            t.ltp = f64::from(head.ltp.get()) / div;
+            out.mode = Mode::Ltp;
+            out.fields = Fields::LTP;
+            out.ltp = f64::from(head.ltp.get()) / div;
         }
-        28 => {
-            let p = IndexQuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
-            t.mode = Mode::Quote;
-            t.fields = INDEX_QUOTE_FIELDS;
-            fill_index(p, div, t);
-        }
-        32 => {
-            let p = IndexFullPacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
-            t.mode = Mode::Full;
-            t.fields = INDEX_QUOTE_FIELDS.with(Fields::EXCHANGE_TIME);
-            fill_index(&p.quote, div, t);
-            t.exchange_time_ms = ts_ms(p.exchange_ts);
+        28 | 32 => {
+            // Index layouts: 32 is the 28-byte quote plus the exchange timestamp.
+            let (q, rest) = IndexQuotePacket::ref_from_prefix(packet).map_err(|_| bad_len)?;
+            let [ltp, high, low, open, close] = prices(
+                [
+                    q.ltp.get(),
+                    q.high.get(),
+                    q.low.get(),
+                    q.open.get(),
+                    q.close.get(),
+                ],
+                div,
+            );
+            (out.ltp, out.high, out.low, out.open, out.close) = (ltp, high, low, open, close);
+            out.mode = Mode::Quote;
+            out.fields = INDEX_QUOTE_FIELDS;
+            if len == 32 {
+                let ts = U32::ref_from_bytes(rest).map_err(|_| bad_len)?;
+                out.mode = Mode::Full;
+                out.fields = INDEX_QUOTE_FIELDS.with(Fields::EXCHANGE_TIME);
+                out.exchange_time_ms = ts_ms(*ts);
+            }
         }
         44 => {
-            let p = QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
-            t.mode = Mode::Quote;
-            t.fields = QUOTE_FIELDS;
-            fill_quote(p, div, t);
+            let q = QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?;
+            let [ltp, atp, open, high, low, close] = prices(
+                [
+                    q.ltp.get(),
+                    q.atp.get(),
+                    q.open.get(),
+                    q.high.get(),
+                    q.low.get(),
+                    q.close.get(),
+                ],
+                div,
+            );
+            out.mode = Mode::Quote;
+            out.fields = QUOTE_FIELDS;
+            (out.ltp, out.atp, out.open, out.high, out.low, out.close) =
+                (ltp, atp, open, high, low, close);
+            out.ltq = f64::from(q.ltq.get());
+            out.volume = f64::from(q.volume.get());
+            out.total_buy_qty = f64::from(q.total_buy_qty.get());
+            out.total_sell_qty = f64::from(q.total_sell_qty.get());
         }
         _ => return Err(bad_len),
     }
+    *t = out;
     Ok(())
 }
 
@@ -736,5 +824,32 @@ mod tests {
         );
         assert_eq!(classify_text(br#"{"type":"other"}"#), TextKind::Unknown);
         assert_eq!(classify_text(b"not json"), TextKind::Unknown);
+    }
+
+    #[test]
+    fn token_text_matches_from_u32() {
+        let mut v = 1u64;
+        for x in [
+            0u32,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            408_065,
+            u32::MAX,
+            u32::MAX - 1,
+        ] {
+            assert_eq!(token_text(x), Token::from_u32(x), "{x}");
+        }
+        for _ in 0..200_000 {
+            v = v.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let x = (v >> 32) as u32 >> (v % 32);
+            assert_eq!(token_text(x), Token::from_u32(x), "{x}");
+        }
     }
 }

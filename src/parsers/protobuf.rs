@@ -97,6 +97,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader over one message's bytes.
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
         Reader {
             buf,
@@ -116,7 +117,20 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    /// A varint; the one-byte form (every tag and small length in this schema) inline.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, PbError> {
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, PbError> {
         let mut v = 0u64;
         // 10 bytes carry 70 bits; the bits past 64 are dropped, as every protobuf runtime does.
         for i in 0..10 {
@@ -129,6 +143,7 @@ impl<'a> Reader<'a> {
         Err(PbError::VarintTooLong)
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], PbError> {
         let end = self.pos.checked_add(n).ok_or(PbError::LengthOverrun)?;
         let s = self.buf.get(self.pos..end).ok_or(PbError::LengthOverrun)?;
@@ -136,17 +151,18 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline(always)]
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N], PbError> {
-        let s = self
+        let a = *self
             .buf
-            .get(self.pos..self.pos.saturating_add(N))
+            .get(self.pos..)
+            .and_then(<[u8]>::first_chunk::<N>)
             .ok_or(PbError::Truncated)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
         self.pos += N;
         Ok(a)
     }
 
+    #[inline(always)]
     fn field(&mut self) -> Result<(u32, Value<'a>), PbError> {
         let tag = self.varint()?;
         let num = tag >> 3;
@@ -175,6 +191,7 @@ impl<'a> Reader<'a> {
 impl<'a> Iterator for Reader<'a> {
     type Item = Result<(u32, Value<'a>), PbError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.buf.len() {
             return None;

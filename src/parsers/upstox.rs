@@ -186,6 +186,7 @@ fn market_info<S: TickSink + ?Sized>(
 }
 
 /// Walks a message's fields, calling `f` for each; stops at the first framing error.
+#[inline(always)]
 fn each<'a>(
     msg: &'a [u8],
     mut f: impl FnMut(u32, Value<'a>) -> Result<(), ParseError>,
@@ -210,7 +211,114 @@ fn last_member(msg: &[u8], members: std::ops::RangeInclusive<u32>) -> Result<u32
 }
 
 /// Decodes one `feeds` map entry into `t` (overwritten).
+///
+/// The common entry (one key, one feed value holding one oneof member, and for a full feed one
+/// FullFeed member) is decoded in a single pass. Anything else — a repeated value or member
+/// that protobuf would merge, or any error — is decoded again by [`decode_entry_exact`], which
+/// applies every merge rule and alone decides which error an entry gets.
+#[inline]
 fn decode_entry(
+    entry: &[u8],
+    current_ts: i64,
+    meta: &FrameMeta,
+    t: &mut Tick,
+) -> Result<(), ParseError> {
+    match decode_entry_single(entry, current_ts, meta, t) {
+        Some(()) => Ok(()),
+        None => decode_entry_exact(entry, current_ts, meta, t),
+    }
+}
+
+/// The only `Bytes` field among `members` in `msg`, with its number; `None` when there is
+/// none, more than one (a merge), or a framing error.
+#[inline(always)]
+fn sole_member(msg: &[u8], members: std::ops::RangeInclusive<u32>) -> Option<(u32, &[u8])> {
+    let mut found = None;
+    for field in Reader::new(msg) {
+        match field.ok()? {
+            (n, Value::Bytes(b)) if members.contains(&n) => {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some((n, b));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// [`decode_entry_exact`] for the unmerged common case; `None` means "use the exact path".
+#[inline]
+fn decode_entry_single(
+    entry: &[u8],
+    current_ts: i64,
+    meta: &FrameMeta,
+    t: &mut Tick,
+) -> Option<()> {
+    let mut key: &[u8] = &[];
+    let mut feed = None;
+    for field in Reader::new(entry) {
+        match field.ok()? {
+            (1, Value::Bytes(b)) => key = b,
+            (2, Value::Bytes(b)) => {
+                if feed.is_some() {
+                    return None;
+                }
+                feed = Some(b);
+            }
+            _ => {}
+        }
+    }
+    let (case, member) = sole_member(feed?, 1..=3)?;
+    let key = protobuf::as_str(key).ok()?;
+    let (segment, id) = key.split_once('|')?;
+    let (exchange, is_index) = Exchange::from_upstox_segment(segment)?;
+    if id.is_empty() {
+        return None;
+    }
+    *t = Tick {
+        received_at_ns: meta.received_at_ns,
+        exchange_time_ms: current_ts,
+        conn_id: meta.conn_id,
+        vendor: Vendor::Upstox,
+        exchange,
+        is_index,
+        token: Token::new(key).ok()?,
+        ..Tick::EMPTY
+    };
+    let mut ohlc_found = false;
+    let done = match case {
+        1 => {
+            t.mode = Mode::Ltp;
+            t.fields = LTPC_FIELDS;
+            ltpc(member, t)
+        }
+        2 => match sole_member(member, 1..=2)? {
+            (1, ff) => {
+                t.mode = Mode::Full;
+                t.fields = MARKET_FF_FIELDS;
+                market_ff(ff, t, &mut ohlc_found)
+            }
+            (_, ff) => {
+                t.mode = Mode::Full;
+                t.fields = LTPC_FIELDS;
+                index_ff(ff, t, &mut ohlc_found)
+            }
+        },
+        _ => {
+            t.mode = Mode::Greeks;
+            t.fields = GREEKS_FEED_FIELDS;
+            greeks_feed(member, t)
+        }
+    };
+    done.ok()
+}
+
+/// Decodes one `feeds` map entry into `t` (overwritten), applying protobuf's merge rules.
+#[cold]
+#[inline(never)]
+fn decode_entry_exact(
     entry: &[u8],
     current_ts: i64,
     meta: &FrameMeta,
@@ -309,6 +417,7 @@ fn decode_entry(
     Ok(())
 }
 
+#[inline]
 fn ltpc(m: &[u8], t: &mut Tick) -> Result<(), ParseError> {
     each(m, |n, v| {
         match (n, v) {
@@ -322,6 +431,7 @@ fn ltpc(m: &[u8], t: &mut Tick) -> Result<(), ParseError> {
     })
 }
 
+#[inline]
 fn greeks(m: &[u8], t: &mut Tick) -> Result<(), ParseError> {
     t.fields.insert(Fields::GREEKS);
     each(m, |n, v| {
@@ -341,6 +451,7 @@ fn greeks(m: &[u8], t: &mut Tick) -> Result<(), ParseError> {
 }
 
 /// One `Quote` as depth level `i` on both sides (levels past [`DEPTH_LEVELS`] are dropped).
+#[inline]
 fn quote(m: &[u8], t: &mut Tick, i: usize) -> Result<(), ParseError> {
     let (mut bq, mut bp, mut aq, mut ap) = (0i64, 0.0, 0i64, 0.0);
     each(m, |n, v| {
@@ -366,6 +477,7 @@ fn quote(m: &[u8], t: &mut Tick, i: usize) -> Result<(), ParseError> {
 }
 
 /// `MarketOHLC`: open/high/low from the first entry whose interval is `1d`.
+#[inline]
 fn market_ohlc(m: &[u8], t: &mut Tick, found: &mut bool) -> Result<(), ParseError> {
     each(m, |n, v| {
         let (1, Value::Bytes(o)) = (n, v) else {
@@ -395,6 +507,7 @@ fn market_ohlc(m: &[u8], t: &mut Tick, found: &mut bool) -> Result<(), ParseErro
     })
 }
 
+#[inline]
 fn market_ff(m: &[u8], t: &mut Tick, ohlc_found: &mut bool) -> Result<(), ParseError> {
     let mut level = usize::from(t.depth.bid_len);
     each(m, |n, v| {
@@ -424,6 +537,7 @@ fn market_ff(m: &[u8], t: &mut Tick, ohlc_found: &mut bool) -> Result<(), ParseE
     })
 }
 
+#[inline]
 fn index_ff(m: &[u8], t: &mut Tick, ohlc_found: &mut bool) -> Result<(), ParseError> {
     each(m, |n, v| match (n, v) {
         (1, Value::Bytes(b)) => ltpc(b, t),
@@ -432,6 +546,7 @@ fn index_ff(m: &[u8], t: &mut Tick, ohlc_found: &mut bool) -> Result<(), ParseEr
     })
 }
 
+#[inline]
 fn greeks_feed(m: &[u8], t: &mut Tick) -> Result<(), ParseError> {
     each(m, |n, v| {
         match (n, v) {
@@ -599,7 +714,7 @@ pub fn encode_market_info(
 
 #[cfg(test)]
 mod tests {
-    use super::super::protobuf::PbError;
+    use super::super::protobuf::{PbError, Reader, Value};
     use super::*;
     use crate::tick::Level;
 
@@ -820,5 +935,87 @@ mod tests {
         assert_eq!((got.open, got.high, got.low), (2.0, 3.0, 1.5));
         assert_eq!(got.exchange_time_ms, 99);
         assert!(!got.has(Fields::GREEKS));
+    }
+
+    #[test]
+    fn single_pass_agrees_with_the_exact_path() {
+        // Entries from the encoder, then mutated (bit flips, truncation, duplicated fields,
+        // which protobuf merges): wherever the single pass answers, it must equal the exact one.
+        let mut idx = base("NSE_INDEX|Nifty 50", Mode::Full);
+        idx.fields = LTPC_FIELDS | OHLC_FIELDS;
+        idx.open = 1.0;
+        let mut gr = full("NSE_FO|45000");
+        gr.mode = Mode::Greeks;
+        let ticks = [
+            base("NSE_EQ|INE002A01018", Mode::Ltp),
+            full("NSE_FO|65629"),
+            idx,
+            gr,
+        ];
+        let mut entries: Vec<Vec<u8>> = Vec::new();
+        for t in &ticks {
+            let mut f = Vec::new();
+            encode_feed_response(std::slice::from_ref(t), FeedType::LiveFeed, 7, &mut f);
+            for field in Reader::new(&f) {
+                if let Ok((2, Value::Bytes(e))) = field {
+                    entries.push(e.to_vec());
+                }
+            }
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let meta = FrameMeta::default();
+        let (mut agreed, mut fell_back) = (0, 0);
+        for round in 0..60_000 {
+            let mut e = entries[round % entries.len()].clone();
+            match next() % 4 {
+                0 => {}
+                1 => {
+                    for _ in 0..1 + next() % 3 {
+                        let at = (next() as usize) % e.len();
+                        e[at] ^= 1 << (next() % 8);
+                    }
+                }
+                2 => {
+                    let cut = (next() as usize) % e.len();
+                    e.truncate(cut);
+                }
+                _ => {
+                    // Append a copy of another entry's fields: duplicate key and feed (a merge).
+                    let other = &entries[(next() as usize) % entries.len()];
+                    let from = (next() as usize) % other.len();
+                    e.extend_from_slice(if next() % 2 == 0 {
+                        other
+                    } else {
+                        &other[from..]
+                    });
+                }
+            }
+            let mut exact = Tick::EMPTY;
+            let want = decode_entry_exact(&e, 7, &meta, &mut exact);
+            let mut single = Tick::EMPTY;
+            if decode_entry_single(&e, 7, &meta, &mut single).is_some() {
+                assert_eq!(want, Ok(()), "{e:?}");
+                // Debug form, so a NaN from the wire compares equal to itself.
+                assert_eq!(format!("{single:?}"), format!("{exact:?}"), "{e:?}");
+                agreed += 1;
+            } else {
+                fell_back += 1;
+            }
+            let mut via = Tick::EMPTY;
+            assert_eq!(decode_entry(&e, 7, &meta, &mut via), want);
+            if want.is_ok() {
+                assert_eq!(format!("{via:?}"), format!("{exact:?}"));
+            }
+        }
+        assert!(
+            agreed > 10_000 && fell_back > 10_000,
+            "{agreed} {fell_back}"
+        );
     }
 }

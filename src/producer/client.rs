@@ -117,13 +117,31 @@ pub(super) struct DeliveryContext {
 
 impl DeliveryContext {
     /// A context that counts into `stats` and hands failed records to `failed_tx`.
-    pub(super) fn new(stats: Arc<DeliveryStats>, failed_tx: Sender<FailedRecord>, cfg: &KafkaConfig) -> Self {
+    pub(super) fn new(
+        stats: Arc<DeliveryStats>,
+        failed_tx: Sender<FailedRecord>,
+        cfg: &KafkaConfig,
+    ) -> Self {
         let m = crate::metrics::global();
-        let acked = [&cfg.topic_ticks, &cfg.topic_dlq, &cfg.topic_raw, &cfg.topic_ohlc]
-            .into_iter()
-            .map(|t| (t.clone(), m.kafka_acked_total.with_label_values(&[t.as_str()])))
-            .collect();
-        DeliveryContext { stats, failed_tx, acked }
+        let acked = [
+            &cfg.topic_ticks,
+            &cfg.topic_dlq,
+            &cfg.topic_raw,
+            &cfg.topic_ohlc,
+        ]
+        .into_iter()
+        .map(|t| {
+            (
+                t.clone(),
+                m.kafka_acked_total.with_label_values(&[t.as_str()]),
+            )
+        })
+        .collect();
+        DeliveryContext {
+            stats,
+            failed_tx,
+            acked,
+        }
     }
 }
 

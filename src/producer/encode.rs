@@ -13,6 +13,40 @@ use std::io::Write as _;
 use super::{Outbound, Topic};
 use crate::{encode::json::encode_json, journal::RecordRef};
 
+/// A record's headers on the stack (no allocation per record); at most [`MAX_HEADERS`].
+#[derive(Debug)]
+pub(super) struct HeaderList<'a> {
+    items: [(&'a str, &'a [u8]); MAX_HEADERS],
+    len: usize,
+}
+
+/// Most headers a record carries; further ones are ignored.
+pub(super) const MAX_HEADERS: usize = 8;
+
+impl<'a> HeaderList<'a> {
+    pub(super) fn new() -> Self {
+        HeaderList {
+            items: [("", &[]); MAX_HEADERS],
+            len: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn push(&mut self, h: (&'a str, &'a [u8])) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = h;
+            self.len += 1;
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[(&'a str, &'a [u8])] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+}
+
 /// Version of the tick payload schema, sent in the `schema` header.
 pub const TICK_SCHEMA_VERSION: &[u8] = b"1";
 
@@ -70,10 +104,17 @@ impl Encoder {
                 self.topic = Some(Topic::Ticks);
                 self.kind = Kind::Tick;
                 self.vendor = t.vendor.as_str();
-                // The canonical name arrives with the instrument master; until then the key is
-                // the same `<vendor>:<token>` string the JSON carries as `instrument`.
-                let _ = write!(self.key, "{}:{}", t.vendor.as_str(), t.token.as_str());
-                encode_json(t, None, &mut self.payload);
+                // The canonical `EXCHANGE:SYMBOL` when the instrument master resolved the tick
+                // (a lock-free, allocation-free lookup); else `<vendor>:<token>`, the same string
+                // the JSON carries as `instrument`.
+                let name = crate::instruments::names::name_of(t.instrument_id);
+                match name {
+                    Some(n) => self.key.extend_from_slice(n.as_bytes()),
+                    None => {
+                        let _ = write!(self.key, "{}:{}", t.vendor.as_str(), t.token.as_str());
+                    }
+                }
+                encode_json(t, name, &mut self.payload);
             }
             Outbound::Raw(r) => {
                 self.topic = Some(Topic::Raw);
@@ -130,7 +171,7 @@ impl Encoder {
     pub(super) fn view<'a>(
         &'a self,
         item: &'a Outbound,
-        headers: &'a mut Vec<(&'a str, &'a [u8])>,
+        headers: &'a mut HeaderList<'a>,
     ) -> RecordRef<'a> {
         headers.clear();
         match (self.kind, item) {
@@ -156,7 +197,7 @@ impl Encoder {
         RecordRef {
             topic: self.topic() as u8,
             key: &self.key,
-            headers,
+            headers: headers.as_slice(),
             payload: &self.payload,
         }
     }

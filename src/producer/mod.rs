@@ -41,6 +41,7 @@ pub use encode::TICK_SCHEMA_VERSION;
 pub use error::ProducerError;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
+    message::OwnedHeaders,
     producer::{BaseProducer, BaseRecord, Producer, PurgeConfig},
 };
 
@@ -312,6 +313,7 @@ pub fn spawn(
                 journal_full_logged: false,
                 raw_to_kafka: settings.kafka.raw_enabled,
                 capture,
+                tick_headers: Default::default(),
             };
             w.run(&queues, settings.batch.max(1));
             w.finish(settings.flush_timeout)
@@ -343,8 +345,11 @@ struct DrainState {
 
 /// At most this many journal records are in flight at once while draining.
 const DRAIN_WINDOW: usize = 20_000;
-/// librdkafka's queue staying full this long sends the producer to the journal.
-const QUEUE_FULL_SPILL: Duration = Duration::from_millis(200);
+/// librdkafka's queue staying full this long sends the producer to the journal. A full queue with
+/// a live broker is saturation, answered by back-pressure (this thread polls and waits, the feed
+/// queues fill, the feeds wait); spilling then would only add disk I/O to an overloaded host.
+/// The journal is for a broker that is gone (all brokers down, failed deliveries) or stuck.
+const QUEUE_FULL_SPILL: Duration = Duration::from_secs(5);
 
 struct Worker {
     producer: BaseProducer<client::DeliveryContext>,
@@ -364,6 +369,8 @@ struct Worker {
     /// Whether raw frames go to `market.raw` (they may come only for the capture file).
     raw_to_kafka: bool,
     capture: Option<CaptureWriter<BufWriter<File>>>,
+    /// Tick headers per vendor code, built on first use.
+    tick_headers: [Option<OwnedHeaders>; 8],
 }
 
 type CaptureFile = CaptureWriter<BufWriter<File>>;
@@ -372,7 +379,10 @@ type CaptureFile = CaptureWriter<BufWriter<File>>;
 fn open_capture(dir: &std::path::Path) -> std::io::Result<CaptureFile> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("capture-{}.l1cap", crate::clock::now_unix_ms()));
-    let file = std::fs::OpenOptions::new().create_new(true).write(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)?;
     log::info!(event = "capture_started", path = path.display().to_string(); "writing raw frames to a capture file");
     CaptureWriter::new(BufWriter::with_capacity(1 << 20, file))
 }
@@ -450,7 +460,12 @@ impl Worker {
     fn handle(&mut self, item: Outbound) {
         if let Outbound::Raw(r) = &item {
             if let Some(c) = self.capture.as_mut() {
-                let rec = CaptureRecord { received_at_ns: r.received_at_ns, vendor: r.vendor, kind: r.kind, conn_id: r.conn_id };
+                let rec = CaptureRecord {
+                    received_at_ns: r.received_at_ns,
+                    vendor: r.vendor,
+                    kind: r.kind,
+                    conn_id: r.conn_id,
+                };
                 if let Err(e) = c.write_record(&rec, &r.payload) {
                     log::error!(event = "capture_write_failed"; "{e}; capture stopped");
                     self.capture = None;
@@ -467,10 +482,34 @@ impl Worker {
         }
         let seq = self.take_seq();
         self.stats.note_received(seq, item.received_at_ns());
-        let mut headers = Vec::with_capacity(3);
+        let mut headers = encode::HeaderList::new();
         let view = self.encoder.view(&item, &mut headers);
         let topic = self.encoder.topic();
-        match send(&self.producer, &self.stats, &self.topics, topic, &view, seq) {
+        // Tick headers depend only on the vendor: build them once and copy the C list per record
+        // (no Rust allocation, no CString per header).
+        let prebuilt = match &item {
+            Outbound::Tick(t) => {
+                let cached = self
+                    .tick_headers
+                    .get_mut(usize::from(t.vendor.code()))
+                    .and_then(|slot| {
+                        slot.get_or_insert_with(|| build_headers(view.headers))
+                            .clone()
+                            .into()
+                    });
+                cached
+            }
+            _ => None,
+        };
+        match send(
+            &self.producer,
+            &self.stats,
+            &self.topics,
+            topic,
+            &view,
+            seq,
+            prebuilt,
+        ) {
             SendOutcome::Sent | SendOutcome::Refused => {}
             SendOutcome::Full => {
                 self.enter_spill("librdkafka queue full");
@@ -487,7 +526,7 @@ impl Worker {
 
     /// Appends the encoded `item` to the journal.
     fn spill(&mut self, item: &Outbound) {
-        let mut headers = Vec::with_capacity(3);
+        let mut headers = encode::HeaderList::new();
         let view = self.encoder.view(item, &mut headers);
         match self.journal.append(&view) {
             Ok(()) => self.report.journaled += 1,
@@ -697,6 +736,7 @@ impl Worker {
                     topic,
                     &view,
                     d.base + i as u64,
+                    None,
                 ) {
                     SendOutcome::Sent => in_window += 1,
                     SendOutcome::Refused => {
@@ -786,6 +826,18 @@ impl Worker {
 
 /// Sends one record, polling and retrying while librdkafka's queue is full, for at most
 /// [`QUEUE_FULL_SPILL`].
+/// Kafka headers from (name, value) pairs (rdkafka copies names through a `CString` each).
+fn build_headers(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
+    pairs
+        .iter()
+        .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
+            h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(*v),
+            })
+        })
+}
+
 fn send(
     producer: &BaseProducer<client::DeliveryContext>,
     stats: &DeliveryStats,
@@ -793,17 +845,10 @@ fn send(
     topic: Topic,
     view: &RecordRef<'_>,
     seq: u64,
+    prebuilt: Option<OwnedHeaders>,
 ) -> SendOutcome {
     let slot = topics.slot(topic);
-    let headers = view.headers.iter().fold(
-        rdkafka::message::OwnedHeaders::new_with_capacity(view.headers.len()),
-        |h, (k, v)| {
-            h.insert(rdkafka::message::Header {
-                key: k,
-                value: Some(*v),
-            })
-        },
-    );
+    let headers = prebuilt.unwrap_or_else(|| build_headers(view.headers));
     let mut record =
         BaseRecord::with_opaque_to(&slot.name, usize::try_from(seq).unwrap_or(usize::MAX))
             .payload(view.payload)
@@ -825,7 +870,7 @@ fn send(
                     .with_label_values(&["librdkafka"])
                     .inc();
                 let since = *full_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= QUEUE_FULL_SPILL {
+                if since.elapsed() >= QUEUE_FULL_SPILL || stats.outage.load(Ordering::Acquire) {
                     return SendOutcome::Full;
                 }
                 record = back;

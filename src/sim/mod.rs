@@ -21,6 +21,7 @@
 pub mod historical;
 mod market;
 mod server;
+pub mod vendors;
 
 use std::{
     collections::HashMap,
@@ -69,6 +70,22 @@ pub struct SimConfig {
     pub tls_port: u16,
     /// Faults injected on a schedule. Default none.
     pub fault_schedule: Option<FaultSchedule>,
+    /// Angel listener port (0 = any). Default 0.
+    pub angel_port: u16,
+    /// Dhan listener port (0 = any). Default 0.
+    pub dhan_port: u16,
+    /// The Angel `x-api-key` accepted. Default `sim_angel_key`.
+    pub angel_api_key: String,
+    /// The Angel `x-client-code` accepted. Default `SIM1`.
+    pub angel_client_code: String,
+    /// The Angel JWT accepted (`Authorization: Bearer <jwt>`). Default `sim_angel_jwt`.
+    pub angel_jwt: String,
+    /// The Angel `x-feed-token` accepted. Default `sim_angel_feed`.
+    pub angel_feed_token: String,
+    /// The Dhan client id accepted. Default `1000000001`.
+    pub dhan_client_id: String,
+    /// The Dhan access token accepted. Default `sim_dhan_token`.
+    pub dhan_access_token: String,
 }
 
 impl Default for SimConfig {
@@ -88,6 +105,14 @@ impl Default for SimConfig {
             tls: false,
             tls_port: 0,
             fault_schedule: None,
+            angel_port: 0,
+            dhan_port: 0,
+            angel_api_key: "sim_angel_key".to_owned(),
+            angel_client_code: "SIM1".to_owned(),
+            angel_jwt: "sim_angel_jwt".to_owned(),
+            angel_feed_token: "sim_angel_feed".to_owned(),
+            dhan_client_id: "1000000001".to_owned(),
+            dhan_access_token: "sim_dhan_token".to_owned(),
         }
     }
 }
@@ -305,6 +330,10 @@ pub struct SimHandle {
     pub kite_tls_addr: Option<SocketAddr>,
     /// The self-signed certificate (PEM) to trust for the TLS listener.
     pub ca_pem: Option<Vec<u8>>,
+    /// Angel SmartAPI stream address.
+    pub angel_addr: SocketAddr,
+    /// Dhan feed address.
+    pub dhan_addr: SocketAddr,
     pub(crate) tx: Sender<SimCommand>,
     pub(crate) waker: Arc<mio::Waker>,
     pub(crate) join: Option<JoinHandle<()>>,
@@ -344,6 +373,21 @@ impl SimHandle {
             "http://{}/v3/feed/market-data-feed/authorize",
             self.http_addr
         )
+    }
+
+    /// The Angel stream URL (`ws://127.0.0.1:port/smart-stream`).
+    pub fn angel_url(&self) -> String {
+        format!("ws://{}/smart-stream", self.angel_addr)
+    }
+
+    /// The Dhan feed base URL (`ws://127.0.0.1:port/`).
+    pub fn dhan_url(&self) -> String {
+        format!("ws://{}/", self.dhan_addr)
+    }
+
+    /// The URL of `vendor`'s instrument list, served in the vendor's own format.
+    pub fn instruments_url(&self, vendor: Vendor) -> String {
+        format!("http://{}/instruments/{}", self.http_addr, vendor.as_str())
     }
 
     /// Injects a fault now.

@@ -46,6 +46,8 @@ const KITE_L: Token = Token(1);
 const UPSTOX_L: Token = Token(2);
 const HTTP_L: Token = Token(3);
 const TLS_L: Token = Token(4);
+const ANGEL_L: Token = Token(5);
+const DHAN_L: Token = Token(6);
 const FIRST_CONN: usize = 16;
 
 /// A server-side stream: plain TCP or rustls over TCP (both non-blocking; rustls surfaces the
@@ -99,6 +101,12 @@ struct Auth {
     kite_key: String,
     kite_token: String,
     upstox_token: String,
+    angel: [String; 4],
+    dhan_client: String,
+    dhan_token: String,
+    /// Whether the last Dhan upgrade carried valid credentials (Dhan accepts the upgrade and
+    /// then sends a disconnect packet, as the vendor does for a bad token).
+    dhan_last_ok: bool,
     upstox_codes: HashSet<String>,
     refusals: HashMap<Vendor, Refusal>,
     refused: u64,
@@ -146,8 +154,8 @@ impl Callback for Gate {
     fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
         let mut a = self.auth.borrow_mut();
         // Upstox refusals apply at the authorize endpoint, where its clients are turned away.
-        if self.vendor == Vendor::Kite {
-            if let Some((status, ra)) = a.take_refusal(Vendor::Kite) {
+        if self.vendor != Vendor::Upstox {
+            if let Some((status, ra)) = a.take_refusal(self.vendor) {
                 return Err(error_response(status, ra, "refused by fault injection"));
             }
         }
@@ -157,10 +165,42 @@ impl Callback for Gate {
                 query_param(query, "api_key") == Some(a.kite_key.as_str())
                     && query_param(query, "access_token") == Some(a.kite_token.as_str())
             }
+            Vendor::Angel => {
+                let h = |n: &str| {
+                    request
+                        .headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let jwt = h("authorization");
+                let jwt = jwt.strip_prefix("Bearer ").unwrap_or(&jwt);
+                [
+                    jwt,
+                    &h("x-api-key"),
+                    &h("x-client-code"),
+                    &h("x-feed-token"),
+                ] == [&a.angel[0], &a.angel[1], &a.angel[2], &a.angel[3]].map(String::as_str)
+            }
+            Vendor::Dhan => {
+                a.dhan_last_ok = query_param(query, "token") == Some(a.dhan_token.as_str())
+                    && query_param(query, "clientId") == Some(a.dhan_client.as_str())
+                    && query_param(query, "version") == Some("2");
+                // Accepted at the upgrade either way: Dhan reports a bad token in-band.
+                true
+            }
             _ => query_param(query, "code").is_some_and(|c| a.upstox_codes.remove(c)),
         };
         if ok {
             Ok(response)
+        } else if self.vendor == Vendor::Angel {
+            a.refused += 1;
+            let mut r = error_response(401, None, "Unauthorized");
+            if let Ok(v) = "Invalid Headers".parse() {
+                r.headers_mut().insert("x-error-message", v);
+            }
+            Err(r)
         } else {
             a.refused += 1;
             Err(error_response(
@@ -208,6 +248,8 @@ struct Sim {
     upstox_l: TcpListener,
     http_l: TcpListener,
     tls_l: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    angel_l: TcpListener,
+    dhan_l: TcpListener,
     upstox_addr: SocketAddr,
     auth: Rc<RefCell<Auth>>,
     market: Market,
@@ -270,6 +312,14 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     } else {
         (None, None)
     };
+    let mut angel_l = bind(cfg.angel_port)?;
+    let mut dhan_l = bind(cfg.dhan_port)?;
+    poll.registry()
+        .register(&mut angel_l, ANGEL_L, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut dhan_l, DHAN_L, Interest::READABLE)?;
+    let angel_addr = angel_l.local_addr()?;
+    let dhan_addr = dhan_l.local_addr()?;
     let kite_addr = kite_l.local_addr()?;
     let upstox_addr = upstox_l.local_addr()?;
     let http_addr = http_l.local_addr()?;
@@ -285,6 +335,15 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                 kite_key: cfg.kite_api_key.clone(),
                 kite_token: cfg.kite_access_token.clone(),
                 upstox_token: cfg.upstox_access_token.clone(),
+                angel: [
+                    cfg.angel_jwt.clone(),
+                    cfg.angel_api_key.clone(),
+                    cfg.angel_client_code.clone(),
+                    cfg.angel_feed_token.clone(),
+                ],
+                dhan_client: cfg.dhan_client_id.clone(),
+                dhan_token: cfg.dhan_access_token.clone(),
+                dhan_last_ok: false,
                 upstox_codes: HashSet::new(),
                 refusals: HashMap::new(),
                 refused: 0,
@@ -305,6 +364,8 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                 upstox_l,
                 http_l,
                 tls_l,
+                angel_l,
+                dhan_l,
                 upstox_addr,
                 auth,
                 ws: HashMap::new(),
@@ -328,6 +389,8 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         http_addr,
         kite_tls_addr,
         ca_pem,
+        angel_addr,
+        dhan_addr,
         tx,
         waker,
         join: Some(join),
@@ -367,6 +430,8 @@ impl Sim {
                     KITE_L => self.accept(Vendor::Kite, false),
                     UPSTOX_L => self.accept(Vendor::Upstox, false),
                     TLS_L => self.accept(Vendor::Kite, true),
+                    ANGEL_L => self.accept(Vendor::Angel, false),
+                    DHAN_L => self.accept(Vendor::Dhan, false),
                     HTTP_L => self.accept_http(),
                     Token(t) => {
                         let id = (t - FIRST_CONN) as u64;
@@ -399,6 +464,8 @@ impl Sim {
                     None => return,
                 },
                 (Vendor::Kite, false) => &self.kite_l,
+                (Vendor::Angel, false) => &self.angel_l,
+                (Vendor::Dhan, false) => &self.dhan_l,
                 _ => &self.upstox_l,
             };
             let (mut stream, _) = match listener.accept() {
@@ -470,11 +537,19 @@ impl Sim {
             ticks_sent: 0,
             frames_sent: 0,
         });
-        // Greeting: Kite clients see a JSON text message; Upstox clients get market_info first.
+        // Greeting: Kite clients see a JSON text message; Upstox clients get market_info first;
+        // a Dhan client with bad credentials gets the disconnect packet (809) and is closed.
+        let dhan_refused = vendor == Vendor::Dhan && !self.auth.borrow().dhan_last_ok;
         let greeting = match vendor {
             Vendor::Kite => {
                 Message::text(r#"{"type":"message","data":"layer1 simulator: connected"}"#)
             }
+            Vendor::Angel => Message::Pong(Bytes::new()),
+            Vendor::Dhan if dhan_refused => {
+                self.auth.borrow_mut().refused += 1;
+                Message::binary(super::vendors::dhan_disconnect(809))
+            }
+            Vendor::Dhan => Message::Pong(Bytes::new()),
             _ => {
                 let mut buf = Vec::new();
                 encode_market_info(
@@ -491,6 +566,14 @@ impl Sim {
             }
         };
         let _ = ws.write(greeting);
+        if dhan_refused {
+            let _ = ws.flush();
+            let _ = ws.close(Some(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "authentication failed".into(),
+            }));
+            let _ = ws.flush();
+        }
         let backlogged =
             matches!(ws.flush(), Err(WsError::Io(ref e)) if e.kind() == ErrorKind::WouldBlock);
         let now = Instant::now();
@@ -513,6 +596,9 @@ impl Sim {
             },
         );
         log::info!(event = "sim_conn_open", vendor = vendor.as_str(), conn = id; "client connected");
+        if dhan_refused {
+            self.close(id);
+        }
     }
 
     fn close(&mut self, id: u64) {
@@ -630,11 +716,17 @@ impl Sim {
         raw: &[u8],
         replies: &mut Vec<Message>,
     ) {
+        if vendor == Vendor::Angel && raw.trim_ascii() == b"ping" {
+            replies.push(Message::text("pong"));
+            return;
+        }
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else {
             replies.push(Message::text(r#"{"type":"error","data":"invalid json"}"#));
             return;
         };
         let now = now_ms();
+        let mut forced_mode: Option<Mode> = None;
+        let mut vendor_keys: Option<Vec<String>> = None;
         let (action, mode, keys): (String, Option<String>, Vec<String>) = match vendor {
             Vendor::Kite => {
                 let action = v.get("a").and_then(|a| a.as_str()).unwrap_or("").to_owned();
@@ -658,6 +750,24 @@ impl Sim {
                     })
                     .unwrap_or_default();
                 (action, mode, keys)
+            }
+            Vendor::Angel | Vendor::Dhan => {
+                let req = if vendor == Vendor::Angel {
+                    super::vendors::angel_request(&v)
+                } else {
+                    super::vendors::dhan_request(&v)
+                };
+                let Some(r) = req else {
+                    if vendor == Vendor::Angel {
+                        replies.push(Message::text(
+                            r#"{"correlationID":"","errorCode":"E1001","errorMessage":"Invalid Request Payload."}"#,
+                        ));
+                    }
+                    return;
+                };
+                forced_mode = Some(r.mode_value);
+                vendor_keys = Some(r.keys.iter().map(|k| k.0.clone()).collect());
+                (r.action, r.mode, r.keys.into_iter().map(|k| k.1).collect())
             }
             _ => {
                 let action = v
@@ -683,14 +793,17 @@ impl Sim {
                 (action, mode, keys)
             }
         };
-        let tick_mode = |m: Option<&str>| match m {
-            Some("ltp" | "ltpc") => Mode::Ltp,
-            Some("quote") => Mode::Quote,
-            Some("option_greeks") => Mode::Greeks,
-            Some(_) => Mode::Full,
-            // Kite's default after subscribe is quote; Upstox's is ltpc.
-            None if vendor == Vendor::Kite => Mode::Quote,
-            None => Mode::Ltp,
+        let tick_mode = |m: Option<&str>| match (forced_mode, m) {
+            (Some(f), _) => f,
+            (None, m) => match m {
+                Some("ltp" | "ltpc") => Mode::Ltp,
+                Some("quote") => Mode::Quote,
+                Some("option_greeks") => Mode::Greeks,
+                Some(_) => Mode::Full,
+                // Kite's default after subscribe is quote; Upstox's is ltpc.
+                None if vendor == Vendor::Kite => Mode::Quote,
+                None => Mode::Ltp,
+            },
         };
         let mut snapshot: Vec<usize> = Vec::new();
         match action.as_str() {
@@ -741,7 +854,7 @@ impl Sim {
             r.requests.push(SubRequest {
                 action,
                 mode,
-                instruments: keys,
+                instruments: vendor_keys.unwrap_or(keys),
             });
         }
         // Upstox answers a subscription with an initial_feed snapshot of the new instruments.
@@ -795,6 +908,8 @@ impl Sim {
             if !c.subs.is_empty() {
                 // At most 50 ms of catch-up after a pause, so a burst stays bounded.
                 c.owed = (c.owed + rate * elapsed).min((rate * 0.05).max(max_pk as f64));
+                // Angel sends one packet per frame.
+                let max_pk = if c.vendor == Vendor::Angel { 1 } else { max_pk };
                 while c.owed >= 1.0 {
                     let n = (c.owed as usize).min(max_pk);
                     let frame = build_frame(
@@ -1021,13 +1136,18 @@ impl Sim {
                     let mut a = self.auth.borrow_mut();
                     match vendor {
                         Vendor::Kite => a.kite_token = new_token,
+                        Vendor::Angel => a.angel[0] = new_token,
+                        Vendor::Dhan => a.dhan_token = new_token,
                         _ => a.upstox_token = new_token,
                     }
                 }
                 let ids = self.targets(Target::all(vendor));
-                let err = Message::text(
-                    r#"{"type":"error","data":"TokenException: access token expired"}"#,
-                );
+                let err = match vendor {
+                    Vendor::Dhan => Message::binary(super::vendors::dhan_disconnect(807)),
+                    _ => Message::text(
+                        r#"{"type":"error","data":"TokenException: access token expired"}"#,
+                    ),
+                };
                 self.send_raw(&ids, &err);
                 let close = Message::Close(Some(CloseFrame {
                     code: CloseCode::Policy,
@@ -1180,6 +1300,15 @@ impl Sim {
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
             .map(|(_, v)| v.trim().trim_start_matches("Bearer ").trim().to_owned());
+        if let Some(rest) = request_line
+            .strip_prefix("GET /instruments/")
+            .and_then(|r| r.split_whitespace().next())
+        {
+            return match Vendor::from_name(rest).and_then(super::vendors::instrument_list) {
+                Some(body) => http_response(200, None, &body),
+                None => http_response(404, None, r#"{"status":"error"}"#),
+            };
+        }
         let mut a = self.auth.borrow_mut();
         if !path_ok {
             return http_response(
@@ -1282,6 +1411,9 @@ fn build_frame(
                 encode_packet(t, km, pkt);
                 ranges.push((start, pkt.len()));
             }
+            Vendor::Angel | Vendor::Dhan => {
+                super::vendors::encode(vendor, t, mode, *cursor as i64, pkt);
+            }
             _ => {
                 let mut t = *t;
                 t.mode = mode;
@@ -1295,6 +1427,8 @@ fn build_frame(
             let slices: Vec<&[u8]> = ranges.iter().filter_map(|(a, b)| pkt.get(*a..*b)).collect();
             encode_frame(&slices, &mut frame);
         }
+        // Angel: the one packet; Dhan: every packet back to back.
+        Vendor::Angel | Vendor::Dhan => frame.extend_from_slice(pkt),
         _ => encode_feed_response(ticks, FeedType::LiveFeed, ms, &mut frame),
     }
     frame

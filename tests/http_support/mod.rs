@@ -1,7 +1,15 @@
 //! Helpers shared by the http tests: a raw HTTP/1.1 client (so hostile requests can be sent
 //! byte for byte), servers on 127.0.0.1:0 with their own metrics and status registry, and a
 //! guard that stops and joins them.
-#![allow(dead_code, unreachable_pub)]
+// Test code: a failed expectation is the test failing, with its message.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::{
     io::{Read, Write},

@@ -1,0 +1,12 @@
+#![no_main]
+//! Dhan frames: never panic; every reject's bytes lie inside the frame; ticks encode to JSON.
+
+mod common;
+
+use layer1::parsers::{dhan, FrameMeta};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut sink = common::Sink { frame: data, json: Vec::new() };
+    dhan::parse_frame(data, &FrameMeta::default(), &mut sink);
+});

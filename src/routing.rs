@@ -1,0 +1,331 @@
+//! Per-tick routing: the canonical instrument id of a vendor tick, and multi-vendor failover.
+//!
+//! [`Routing`] is built once at start-up from the resolved subscriptions and shared read-only
+//! (an `Arc`) by every feed thread's pipeline. For each tick the pipeline calls
+//! [`Routing::route`], which sets `Tick::instrument_id` (so the JSON `instrument` and the Kafka
+//! key become `EXCHANGE:SYMBOL`, see [`crate::instruments::names`]) and decides whether the tick
+//! reaches `market.ticks`.
+//!
+//! Failover: an instrument subscribed on two vendors has a primary and a standby. A per-instrument
+//! atomic "active vendor" slot, shared by the feed threads, says whose ticks are produced. A
+//! standby tick switches the slot to the standby when the primary has been silent for the stale
+//! bound; the primary's next tick switches it back. Only the active vendor's ticks pass; the
+//! others are counted in `failover_suppressed_ticks_total{vendor}` (their frames still reach
+//! `market.raw`). Switches are logged and counted in `failover_switches_total{to}`. Everything on
+//! this path is lock-free and allocation-free: hash lookups into immutable maps, atomic loads,
+//! and a compare-exchange on a switch.
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, AtomicU8, Ordering},
+};
+
+use prometheus::{IntCounter, IntCounterVec, Opts};
+
+use crate::{
+    tick::{Exchange, Tick, Token},
+    vendor::Vendor,
+};
+
+/// The verdict for one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Produce it.
+    Produce,
+    /// Another vendor is active for this instrument: do not produce.
+    Suppress,
+}
+
+struct Pair {
+    primary: Vendor,
+    standby: Vendor,
+    active: AtomicU8,
+    last_primary_ns: AtomicU64,
+    last_standby_ns: AtomicU64,
+}
+
+/// Metrics of the failover, resolved once.
+#[derive(Debug, Clone)]
+struct FailoverMetrics {
+    switches: [Option<IntCounter>; 6],
+    suppressed: [Option<IntCounter>; 6],
+}
+
+fn families() -> Option<(IntCounterVec, IntCounterVec)> {
+    static F: std::sync::OnceLock<Option<(IntCounterVec, IntCounterVec)>> =
+        std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let reg = &crate::metrics::global().registry;
+        let sw = IntCounterVec::new(
+            Opts::new(
+                "failover_switches_total",
+                "Active-vendor switches of redundant instruments, by the vendor switched to",
+            ),
+            &["to"],
+        )
+        .ok()?;
+        let sup = IntCounterVec::new(
+            Opts::new(
+                "failover_suppressed_ticks_total",
+                "Ticks of a redundant instrument's inactive vendor, not produced to market.ticks",
+            ),
+            &["vendor"],
+        )
+        .ok()?;
+        reg.register(Box::new(sw.clone())).ok()?;
+        reg.register(Box::new(sup.clone())).ok()?;
+        Some((sw, sup))
+    })
+    .clone()
+}
+
+impl FailoverMetrics {
+    fn new() -> Self {
+        let f = families();
+        let child = |i: usize, which: bool| {
+            let v = Vendor::from_code(u8::try_from(i).ok()?)?;
+            let (sw, sup) = f.as_ref()?;
+            Some(if which {
+                sw.with_label_values(&[v.as_str()])
+            } else {
+                sup.with_label_values(&[v.as_str()])
+            })
+        };
+        FailoverMetrics {
+            switches: std::array::from_fn(|i| child(i, true)),
+            suppressed: std::array::from_fn(|i| child(i, false)),
+        }
+    }
+}
+
+/// Counters the tests and the status page read.
+#[derive(Debug, Default)]
+pub struct RoutingStats {
+    /// Switches made.
+    pub switches: AtomicU64,
+    /// Ticks suppressed.
+    pub suppressed: AtomicU64,
+}
+
+/// The routing table. Build with [`RoutingBuilder`].
+pub struct Routing {
+    ids: HashMap<(Vendor, Exchange, Token), u32>,
+    pairs: HashMap<u32, Pair>,
+    stale_ns: u64,
+    metrics: FailoverMetrics,
+    /// Live counters.
+    pub stats: RoutingStats,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing")
+            .field("instruments", &self.ids.len())
+            .field("redundant", &self.pairs.len())
+            .finish()
+    }
+}
+
+/// Builds a [`Routing`].
+#[derive(Debug, Default)]
+pub struct RoutingBuilder {
+    ids: HashMap<(Vendor, Exchange, Token), u32>,
+    pairs: HashMap<u32, (Vendor, Vendor)>,
+}
+
+impl RoutingBuilder {
+    /// Maps `vendor`'s tick token on `exchange` (the token and exchange its parser puts in the
+    /// tick: Angel and Dhan tokens are unique only within an exchange) to the canonical
+    /// instrument id. Returns false when the token does not fit a [`Token`].
+    pub fn map(
+        &mut self,
+        vendor: Vendor,
+        exchange: Exchange,
+        token: &str,
+        instrument_id: u32,
+    ) -> bool {
+        match Token::new(token) {
+            Ok(t) => {
+                self.ids.insert((vendor, exchange, t), instrument_id);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Declares `instrument_id` redundant: `primary`'s ticks are produced while they flow,
+    /// `standby`'s when the primary is stale.
+    pub fn redundant(&mut self, instrument_id: u32, primary: Vendor, standby: Vendor) {
+        if primary != standby {
+            self.pairs.insert(instrument_id, (primary, standby));
+        }
+    }
+
+    /// Finishes the table. `stale_ms` is the primary's silence that makes the standby active;
+    /// `now_ns` starts every primary's clock, so a primary gets one stale bound to deliver its
+    /// first tick before the standby takes over.
+    pub fn build(self, stale_ms: u64, now_ns: u64) -> Routing {
+        let pairs = self
+            .pairs
+            .into_iter()
+            .map(|(id, (p, s))| {
+                (
+                    id,
+                    Pair {
+                        primary: p,
+                        standby: s,
+                        active: AtomicU8::new(p.code()),
+                        last_primary_ns: AtomicU64::new(now_ns),
+                        last_standby_ns: AtomicU64::new(0),
+                    },
+                )
+            })
+            .collect();
+        Routing {
+            ids: self.ids,
+            pairs,
+            stale_ns: stale_ms.saturating_mul(1_000_000),
+            metrics: FailoverMetrics::new(),
+            stats: RoutingStats::default(),
+        }
+    }
+}
+
+impl Routing {
+    /// Sets `tick.instrument_id` and decides whether the tick is produced. `now_ns` is the
+    /// frame's receive time. Ticks of unmapped instruments keep id 0 and are produced.
+    pub fn route(&self, tick: &mut Tick, now_ns: u64) -> Verdict {
+        let Some(&id) = self.ids.get(&(tick.vendor, tick.exchange, tick.token)) else {
+            return Verdict::Produce;
+        };
+        tick.instrument_id = id;
+        let Some(p) = self.pairs.get(&id) else {
+            return Verdict::Produce;
+        };
+        let v = tick.vendor;
+        if v == p.primary {
+            p.last_primary_ns.store(now_ns, Ordering::Relaxed);
+            if p.active.load(Ordering::Acquire) != v.code()
+                && p.active
+                    .compare_exchange(
+                        p.standby.code(),
+                        v.code(),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+            {
+                self.switched(id, p.standby, v, 0);
+            }
+            return Verdict::Produce;
+        }
+        if v != p.standby {
+            return Verdict::Produce;
+        }
+        p.last_standby_ns.store(now_ns, Ordering::Relaxed);
+        if p.active.load(Ordering::Acquire) == v.code() {
+            return Verdict::Produce;
+        }
+        let silent = now_ns.saturating_sub(p.last_primary_ns.load(Ordering::Relaxed));
+        if silent > self.stale_ns
+            && p.active
+                .compare_exchange(
+                    p.primary.code(),
+                    v.code(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            self.switched(id, p.primary, v, silent);
+            return Verdict::Produce;
+        }
+        self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self
+            .metrics
+            .suppressed
+            .get(usize::from(v.code()))
+            .and_then(Option::as_ref)
+        {
+            c.inc();
+        }
+        Verdict::Suppress
+    }
+
+    fn switched(&self, id: u32, from: Vendor, to: Vendor, silent_ns: u64) {
+        self.stats.switches.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self
+            .metrics
+            .switches
+            .get(usize::from(to.code()))
+            .and_then(Option::as_ref)
+        {
+            c.inc();
+        }
+        let name = crate::instruments::names::name_of(id).unwrap_or("");
+        log::warn!(event = "failover_switch", instrument = name, from = from.as_str(), to = to.as_str(), primary_silent_ms = silent_ns / 1_000_000; "active vendor switched");
+    }
+
+    /// The vendor whose ticks are produced for `instrument_id`, when it is redundant.
+    pub fn active(&self, instrument_id: u32) -> Option<Vendor> {
+        let p = self.pairs.get(&instrument_id)?;
+        Vendor::from_code(p.active.load(Ordering::Acquire))
+    }
+
+    /// Instruments mapped.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(v: Vendor, tok: &str) -> Tick {
+        let mut t = Tick::EMPTY;
+        t.exchange = Exchange::Nse;
+        t.vendor = v;
+        t.token = Token::new(tok).unwrap();
+        t
+    }
+
+    #[test]
+    fn standby_takes_over_after_the_stale_bound_and_hands_back() {
+        let mut b = RoutingBuilder::default();
+        b.map(Vendor::Kite, Exchange::Nse, "408065", 7);
+        b.map(Vendor::Dhan, Exchange::Nse, "1594", 7);
+        b.map(Vendor::Dhan, Exchange::Bse, "1594", 9);
+        b.map(Vendor::Upstox, Exchange::Nse, "NSE_EQ|X", 8);
+        b.redundant(7, Vendor::Kite, Vendor::Dhan);
+        let ms = 1_000_000u64;
+        let r = b.build(100, 0);
+        let (mut k, mut d) = (tick(Vendor::Kite, "408065"), tick(Vendor::Dhan, "1594"));
+        assert_eq!(r.route(&mut k, 10 * ms), Verdict::Produce);
+        assert_eq!(k.instrument_id, 7);
+        assert_eq!(r.route(&mut d, 50 * ms), Verdict::Suppress);
+        assert_eq!(d.instrument_id, 7);
+        // Primary silent for 101 ms: the standby's tick switches and is produced.
+        assert_eq!(r.route(&mut d, 111 * ms), Verdict::Produce);
+        assert_eq!(r.active(7), Some(Vendor::Dhan));
+        assert_eq!(r.route(&mut d, 112 * ms), Verdict::Produce);
+        // The primary is back: its tick switches back; the standby is suppressed again.
+        assert_eq!(r.route(&mut k, 120 * ms), Verdict::Produce);
+        assert_eq!(r.active(7), Some(Vendor::Kite));
+        assert_eq!(r.route(&mut d, 121 * ms), Verdict::Suppress);
+        assert_eq!(r.stats.switches.load(Ordering::Relaxed), 2);
+        assert_eq!(r.stats.suppressed.load(Ordering::Relaxed), 2);
+        // Unmapped and non-redundant instruments always pass.
+        let mut u = tick(Vendor::Upstox, "NSE_EQ|X");
+        assert_eq!(r.route(&mut u, 0), Verdict::Produce);
+        assert_eq!(u.instrument_id, 8);
+        let mut z = tick(Vendor::Angel, "1");
+        assert_eq!(r.route(&mut z, 0), Verdict::Produce);
+        assert_eq!(z.instrument_id, 0);
+    }
+}

@@ -1,0 +1,458 @@
+//! Angel One and Dhan connectors, the instrument master, failover and token rollover, against
+//! the vendor simulator over real sockets on 127.0.0.1 (port 0 everywhere, every wait bounded).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::Receiver;
+use layer1::{
+    feed::{
+        angel::{AngelConnector, AngelSettings},
+        dhan::{DhanConnector, DhanSettings},
+        kite::{KiteConnector, KiteSettings},
+        spawn_feed_thread, Connector, Credential, FeedSettings, FeedSpec,
+    },
+    instruments::{self, LoadedFrom, MasterSource, VendorMaster},
+    pipeline::Pipeline,
+    producer::{self, Outbound},
+    routing::Routing,
+    sim::{Fault, SimConfig, SimHandle, Simulator, Target},
+    subscribe,
+    validate::ValidationLimits,
+    vendor::Vendor,
+};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("layer1-vendors-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn settings() -> FeedSettings {
+    FeedSettings {
+        stale_ms: 300,
+        heartbeat_ms: 100,
+        backoff_base_ms: 20,
+        backoff_cap_ms: 200,
+        connect_timeout_ms: 2000,
+        jitter_seed: Some(7),
+        ..FeedSettings::default()
+    }
+}
+
+fn sim() -> SimHandle {
+    Simulator::start(SimConfig {
+        ticks_per_sec: 400,
+        heartbeat_ms: 100,
+        ..SimConfig::default()
+    })
+    .unwrap()
+}
+
+fn masters(sim: &SimHandle, dir: &PathBuf, vendors: &[Vendor]) -> HashMap<Vendor, VendorMaster> {
+    vendors
+        .iter()
+        .map(|&v| {
+            let src = MasterSource {
+                vendor: v,
+                location: sim.instruments_url(v),
+                cache_dir: dir.clone(),
+                timeout: Duration::from_secs(5),
+            };
+            (v, instruments::load(&src, 1_732_700_000).unwrap().0)
+        })
+        .collect()
+}
+
+fn connector(v: Vendor, sim: &SimHandle, token: Credential) -> Box<dyn Connector> {
+    match v {
+        Vendor::Angel => Box::new(AngelConnector::new(AngelSettings {
+            url: sim.angel_url(),
+            api_key: Credential::Value("sim_angel_key".into()),
+            client_code: Credential::Value("SIM1".into()),
+            jwt: token,
+            feed_token: Credential::Value("sim_angel_feed".into()),
+            ..AngelSettings::default()
+        })),
+        Vendor::Dhan => Box::new(DhanConnector::new(DhanSettings {
+            url: sim.dhan_url(),
+            client_id: Credential::Value("1000000001".into()),
+            access_token: token,
+            ..DhanSettings::default()
+        })),
+        _ => Box::new(KiteConnector::new(KiteSettings {
+            base_url: sim.kite_url(),
+            api_key: Credential::Value("sim_api_key".into()),
+            access_token: token,
+            ..KiteSettings::default()
+        })),
+    }
+}
+
+fn default_token(v: Vendor) -> Credential {
+    Credential::Value(
+        match v {
+            Vendor::Angel => "sim_angel_jwt",
+            Vendor::Dhan => "sim_dhan_token",
+            _ => "sim_access_token",
+        }
+        .into(),
+    )
+}
+
+/// Drains ticks from the hand-over queue for `d`, counting (vendor, instrument name) pairs.
+fn drain(rx: &Receiver<Outbound>, d: Duration) -> HashMap<(Vendor, String), u64> {
+    let mut out = HashMap::new();
+    let end = Instant::now() + d;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if let Ok(Outbound::Tick(t)) = rx.recv_timeout(left) {
+            let name = instruments::names::name_of(t.instrument_id)
+                .unwrap_or("?")
+                .to_owned();
+            *out.entry((t.vendor, name)).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn wait_for(d: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn angel_and_dhan_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
+    let sim = sim();
+    let dir = tmpdir("connect");
+    let m = masters(&sim, &dir, &[Vendor::Angel, Vendor::Dhan]);
+    let entries: Vec<String> = [
+        "NSE:INFY",
+        "NSE:NIFTY 50@ltp",
+        "NFO:BANKNIFTY25DECFUT@quote",
+        "NSE:UNKNOWN1",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for v in [Vendor::Angel, Vendor::Dhan] {
+        let mut plan = subscribe::plan(&entries, &m, &[v], None);
+        assert_eq!(
+            plan.unresolved,
+            vec!["NSE:UNKNOWN1"],
+            "{v}: unknown symbol reported by name"
+        );
+        let routing: Arc<Routing> = Arc::new(plan.routing.build(5000, 0));
+        let (tx, rx) = producer::queue(1 << 16);
+        let pipeline = Pipeline::new(tx, ValidationLimits::default(), false).with_routing(routing);
+        let spec = FeedSpec {
+            connector: connector(v, &sim, default_token(v)),
+            instruments: plan.per_vendor.remove(&v).unwrap(),
+            ages: None,
+        };
+        let feed = spawn_feed_thread(settings(), vec![spec], pipeline, None).unwrap();
+        let got = drain(&rx, Duration::from_millis(1500));
+        for sym in ["NSE:INFY", "NSE:NIFTY 50", "NFO:BANKNIFTY25DECFUT"] {
+            assert!(
+                got.get(&(v, sym.to_owned())).copied().unwrap_or(0) > 0,
+                "{v} {sym}: {got:?}"
+            );
+        }
+        // Drop the connection: the feed reconnects and resubscribes all three.
+        sim.inject(Fault::Drop(Target::all(v))).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                let st = sim.stats().unwrap();
+                let conns: Vec<_> = st.connections.iter().filter(|c| c.vendor == v).collect();
+                conns.len() >= 2 && conns.last().is_some_and(|c| c.open && c.subscribed == 3)
+            }),
+            "{v}: reconnected and resubscribed"
+        );
+        let _ = drain(&rx, Duration::from_millis(100));
+        let after = drain(&rx, Duration::from_millis(800));
+        assert!(
+            after.get(&(v, "NSE:INFY".to_owned())).copied().unwrap_or(0) > 0,
+            "{v} after: {after:?}"
+        );
+        let st = sim.stats().unwrap();
+        let last = st.connections.iter().rev().find(|c| c.vendor == v).unwrap();
+        let mut keys: Vec<&String> = last.requests.iter().flat_map(|r| &r.instruments).collect();
+        keys.sort();
+        let want: Vec<String> = match v {
+            Vendor::Angel => vec!["1|1594".into(), "1|99926000".into(), "2|52175".into()],
+            _ => vec![
+                "IDX_I|13".into(),
+                "NSE_EQ|1594".into(),
+                "NSE_FNO|52175".into(),
+            ],
+        };
+        assert_eq!(keys, want.iter().collect::<Vec<_>>());
+        let p = feed.shutdown(Duration::from_secs(5)).unwrap();
+        assert_eq!(p.counts().rejects, 0, "{v}: simulator frames all parse");
+    }
+}
+
+#[test]
+fn instrument_master_caches_reuses_offline_and_refreshes_daily() {
+    let sim = sim();
+    let dir = tmpdir("master");
+    let day = 1_732_665_600u64; // 2024-11-27 00:00 UTC
+    let mut src = MasterSource {
+        vendor: Vendor::Kite,
+        location: sim.instruments_url(Vendor::Kite),
+        cache_dir: dir.clone(),
+        timeout: Duration::from_secs(5),
+    };
+    let calls = || sim.stats().unwrap().authorize_calls;
+    let (m, from) = instruments::load(&src, day + 10_000).unwrap();
+    assert_eq!(from, LoadedFrom::Fetched);
+    assert_eq!(m.resolve("NSE:INFY").unwrap().token, 408_065);
+    assert_eq!(m.symbol_of("256265"), Some("NSE:NIFTY 50"));
+    let n = calls();
+    // Same day after the mark: the cache serves, nothing is fetched.
+    let (_, from) = instruments::load(&src, day + 50_000).unwrap();
+    assert_eq!((from, calls()), (LoadedFrom::Cache, n));
+    // Next day after 08:00 IST: refreshed.
+    let (_, from) = instruments::load(&src, day + 86_400 + 9_100).unwrap();
+    assert_eq!(from, LoadedFrom::Fetched);
+    assert_eq!(calls(), n + 1);
+    // Offline the day after: the stale cache is reused.
+    src.location = "http://127.0.0.1:1/instruments/kite".into();
+    let (m, from) = instruments::load(&src, day + 2 * 86_400 + 9_100).unwrap();
+    assert_eq!(from, LoadedFrom::StaleCache);
+    assert!(m.resolve("NFO:BANKNIFTY25DECFUT").is_some());
+    // No cache and offline: a typed error.
+    src.cache_dir = tmpdir("master-empty");
+    assert!(instruments::load(&src, day).is_err());
+}
+
+#[test]
+fn failover_switches_to_standby_when_primary_stalls_and_back() {
+    let sim = sim();
+    let dir = tmpdir("failover");
+    let m = masters(&sim, &dir, &[Vendor::Kite, Vendor::Dhan]);
+    let entries = vec!["NSE:INFY".to_owned(), "NSE:SBIN".to_owned()];
+    let mut plan = subscribe::plan(
+        &entries,
+        &m,
+        &[Vendor::Kite, Vendor::Dhan],
+        Some(Vendor::Dhan),
+    );
+    assert!(plan.unresolved.is_empty());
+    let stale_ms = 300;
+    let routing = Arc::new(plan.routing.build(stale_ms, layer1::clock::now_unix_ns()));
+    let (tx, rx) = producer::queue(1 << 16);
+    // Two feed threads (one per vendor), one shared routing table and hand-over queue.
+    let mut feeds = Vec::new();
+    for (i, v) in [Vendor::Kite, Vendor::Dhan].into_iter().enumerate() {
+        let pipeline = Pipeline::new(tx.clone(), ValidationLimits::default(), false)
+            .with_routing(Arc::clone(&routing));
+        let spec = FeedSpec {
+            connector: connector(v, &sim, default_token(v)),
+            instruments: plan.per_vendor.remove(&v).unwrap(),
+            ages: None,
+        };
+        let s = FeedSettings {
+            name: format!("feed-{i}"),
+            thread_index: i as u8,
+            // Long watchdog: the stall must look like stale data, not a dead socket.
+            stale_ms: 10_000,
+            ..settings()
+        };
+        feeds.push(spawn_feed_thread(s, vec![spec], pipeline, None).unwrap());
+    }
+    drop(tx);
+    let infy = "NSE:INFY".to_owned();
+    let steady = drain(&rx, Duration::from_millis(1000));
+    assert!(
+        steady
+            .get(&(Vendor::Kite, infy.clone()))
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{steady:?}"
+    );
+    assert_eq!(
+        steady.get(&(Vendor::Dhan, infy.clone())),
+        None,
+        "standby suppressed: {steady:?}"
+    );
+    assert!(
+        routing
+            .stats
+            .suppressed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    // Stall the primary (socket open, nothing sent) for 2 s.
+    sim.inject(Fault::Stall {
+        target: Target::all(Vendor::Kite),
+        ms: 2000,
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let mut first_standby = None;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Outbound::Tick(t)) = rx.recv_timeout(Duration::from_millis(50)) {
+            if t.vendor == Vendor::Dhan && first_standby.is_none() {
+                first_standby = Some(t0.elapsed());
+            }
+        }
+    }
+    let took = first_standby.expect("standby ticks flow while the primary is stalled");
+    assert!(
+        took < Duration::from_millis(stale_ms + 400),
+        "within the stale bound: {took:?}"
+    );
+    let during = drain(&rx, Duration::from_millis(300));
+    assert_eq!(
+        during.get(&(Vendor::Kite, infy.clone())),
+        None,
+        "{during:?}"
+    );
+    assert!(
+        during
+            .get(&(Vendor::Dhan, infy.clone()))
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    // The stall ends: the primary's ticks switch back, the standby is suppressed again.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = drain(&rx, Duration::from_millis(200));
+    let back = drain(&rx, Duration::from_millis(600));
+    assert!(
+        back.get(&(Vendor::Kite, infy.clone()))
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{back:?}"
+    );
+    assert_eq!(back.get(&(Vendor::Dhan, infy.clone())), None, "{back:?}");
+    assert!(
+        routing
+            .stats
+            .switches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+    for f in feeds {
+        f.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
+
+#[test]
+fn rewritten_token_file_is_used_on_the_next_reconnect() {
+    let sim = sim();
+    let dir = tmpdir("rollover");
+    let file = dir.join("dhan.token");
+    std::fs::write(&file, "sim_dhan_token\n").unwrap();
+    let (tx, rx) = producer::queue(1 << 16);
+    let spec = FeedSpec {
+        connector: connector(Vendor::Dhan, &sim, Credential::File(file.clone())),
+        instruments: vec![layer1::feed::Instrument::upstox(
+            1,
+            "NSE_EQ|1594",
+            layer1::tick::Mode::Full,
+        )],
+        ages: None,
+    };
+    let feed = spawn_feed_thread(
+        settings(),
+        vec![spec],
+        Pipeline::new(tx, ValidationLimits::default(), false),
+        None,
+    )
+    .unwrap();
+    assert!(!drain(&rx, Duration::from_millis(600)).is_empty());
+    // The login job rewrites the file while connected; the vendor then expires the old token.
+    std::fs::write(&file, "day2_token\n").unwrap();
+    sim.inject(Fault::ExpireToken {
+        vendor: Vendor::Dhan,
+        new_token: "day2_token".into(),
+    })
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let st = sim.stats().unwrap();
+            let d: Vec<_> = st
+                .connections
+                .iter()
+                .filter(|c| c.vendor == Vendor::Dhan)
+                .collect();
+            d.len() >= 2 && d.last().is_some_and(|c| c.open && c.subscribed == 1)
+        }),
+        "reconnected with the new token"
+    );
+    let _ = drain(&rx, Duration::from_millis(100));
+    assert!(
+        !drain(&rx, Duration::from_millis(500)).is_empty(),
+        "ticks flow again"
+    );
+    feed.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn bad_token_backs_off_without_flooding() {
+    let sim = sim();
+    for v in [Vendor::Angel, Vendor::Dhan] {
+        let before = sim.stats().unwrap().refused;
+        let auth_before = layer1::feed::auth::failures(v);
+        let (tx, _rx) = producer::queue(1024);
+        let spec = FeedSpec {
+            connector: connector(v, &sim, Credential::Value("wrong".into())),
+            instruments: vec![layer1::feed::Instrument::upstox(
+                1,
+                if v == Vendor::Angel {
+                    "1|1594"
+                } else {
+                    "NSE_EQ|1594"
+                },
+                layer1::tick::Mode::Ltp,
+            )],
+            ages: None,
+        };
+        let s = FeedSettings {
+            backoff_base_ms: 50,
+            backoff_cap_ms: 400,
+            ..settings()
+        };
+        let feed = spawn_feed_thread(
+            s,
+            vec![spec],
+            Pipeline::new(tx, ValidationLimits::default(), false),
+            None,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(2000));
+        let stats = feed.stats().clone();
+        feed.shutdown(Duration::from_secs(5)).unwrap();
+        let refused = sim.stats().unwrap().refused - before;
+        // Without backoff a loop would reconnect hundreds of times in 2 s; the doubling backoff
+        // (50 ms base, 400 ms cap, full jitter) allows a dozen or so.
+        assert!(refused >= 2, "{v}: the vendor saw the retries ({refused})");
+        assert!(
+            refused <= 25,
+            "{v}: {refused} attempts in 2 s is a retry storm"
+        );
+        assert!(layer1::feed::FeedStats::get(&stats.attempts) <= 26);
+        // Each refusal is reported (metric, log, health status); the state itself is process-wide
+        // and other tests' feeds of the same vendor may set it back to ok concurrently.
+        assert!(
+            layer1::feed::auth::failures(v) > auth_before,
+            "{v}: auth failure recorded"
+        );
+    }
+}
