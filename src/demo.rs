@@ -4,8 +4,31 @@
 
 use crate::{
     error::Error,
-    sim::{SimConfig, SimHandle, Simulator},
+    sim::{
+        historical::{HistoricalConfig, HistoricalServer},
+        SimConfig, SimHandle, Simulator,
+    },
 };
+
+/// The running simulators of a demo; dropping it does not stop them, call [`Demo::shutdown`].
+#[derive(Debug)]
+pub struct Demo {
+    /// The WebSocket simulator (Kite, Upstox, Angel, Dhan).
+    pub sim: SimHandle,
+    /// The historical-candle REST simulator the backfill uses.
+    pub historical: HistoricalServer,
+}
+
+impl Demo {
+    /// Stops both simulators.
+    pub fn shutdown(self) {
+        self.sim.shutdown();
+        drop(self.historical);
+    }
+}
+
+/// What the demo backfills: the Kite instruments of [`DEMO_SUBSCRIBE`] with their names.
+pub const DEMO_BACKFILL: &str = "kite:408065=NSE:INFY,kite:738561=NSE:RELIANCE,kite:779521=NSE:SBIN,kite:2953217=NSE:TCS";
 
 /// Instruments the demo subscribes when `SUBSCRIBE` is not set: NSE equities, NFO, indices on
 /// Kite, and equities and an index on Upstox.
@@ -17,7 +40,7 @@ upstox:NSE_EQ|INE002A01018,upstox:NSE_EQ|INE009A01021,upstox:NSE_INDEX|Nifty 50"
 ///
 /// # Errors
 /// [`Error::Services`] when Kafka, Redis or the simulator cannot start.
-pub fn prepare() -> Result<SimHandle, Error> {
+pub fn prepare() -> Result<Demo, Error> {
     crate::services::up()?;
     let rate = std::env::var("DEMO_TICKS_PER_SEC")
         .ok()
@@ -29,12 +52,16 @@ pub fn prepare() -> Result<SimHandle, Error> {
     };
     let sim =
         Simulator::start(cfg.clone()).map_err(|e| Error::Services(format!("simulator: {e}")))?;
+    let historical = HistoricalServer::start(HistoricalConfig::default())
+        .map_err(|e| Error::Services(format!("historical simulator: {e}")))?;
     let vars = [
         ("KITE_WS_URL", sim.kite_url()),
         ("KITE_API_KEY", cfg.kite_api_key.clone()),
         ("KITE_ACCESS_TOKEN", cfg.kite_access_token.clone()),
         ("UPSTOX_AUTHORIZE_URL", sim.upstox_authorize_url()),
         ("UPSTOX_ACCESS_TOKEN", cfg.upstox_access_token.clone()),
+        ("KITE_API_URL", historical.base_url()),
+        ("UPSTOX_API_URL", historical.base_url()),
     ];
     for (k, v) in vars {
         // Single-threaded here (before the engine starts): setting the environment is sound.
@@ -43,5 +70,8 @@ pub fn prepare() -> Result<SimHandle, Error> {
     if std::env::var("SUBSCRIBE").map_or(true, |s| s.trim().is_empty()) {
         std::env::set_var("SUBSCRIBE", DEMO_SUBSCRIBE);
     }
-    Ok(sim)
+    if std::env::var("BACKFILL_INSTRUMENTS").map_or(true, |s| s.trim().is_empty()) {
+        std::env::set_var("BACKFILL_INSTRUMENTS", DEMO_BACKFILL);
+    }
+    Ok(Demo { sim, historical })
 }

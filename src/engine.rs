@@ -11,6 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     affinity::{self, CorePlan},
+    backfill::{self, BackfillHandle, BackfillSettings, StaticInstruments},
+    calendar::Calendar,
     config::Config,
     control::{self, ControlCommand},
     error::Error,
@@ -24,6 +26,7 @@ use crate::{
     },
     http,
     pipeline::Pipeline,
+    status,
     producer::{self, FlushReport, Outbound, ProducerHandle, ProducerSettings},
     shutdown::Shutdown,
     validate::ValidationLimits,
@@ -42,10 +45,22 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            market_open: feed::always_open,
+            market_open: market_open_now,
             extra_root_certs_pem: Vec::new(),
         }
     }
+}
+
+/// The trading calendar of the process, loaded once at start-up (`HOLIDAYS_FILE` or the
+/// compiled-in list); feed threads ask it through [`market_open_now`].
+static CALENDAR: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
+
+/// Whether the NSE/BSE normal session is open now, by the process calendar (open if it is not
+/// loaded yet, the cautious answer for a stale watchdog).
+pub fn market_open_now() -> bool {
+    CALENDAR
+        .get()
+        .is_none_or(|c| !c.is_market_closed(i64::try_from(crate::clock::now_unix_ms()).unwrap_or(i64::MAX)))
 }
 
 /// A running engine.
@@ -58,6 +73,7 @@ pub struct Engine {
     /// One sender per feed thread (plus one for the engine's own records), dropped at stop.
     feed_senders: Vec<Sender<Outbound>>,
     commands: Receiver<ControlCommand>,
+    backfill: Option<BackfillHandle>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
     feeds: Vec<FeedThread<Pipeline>>,
     http_addr: SocketAddr,
@@ -127,6 +143,10 @@ impl Engine {
             }
         }
 
+        let calendar = CALENDAR
+            .get_or_init(|| Calendar::load(config.backfill.holidays_file.as_deref()))
+            .clone();
+
         let mut feed_senders = Vec::new();
         let mut receivers = Vec::new();
         // One queue per feed thread plus one for records the engine itself produces.
@@ -135,6 +155,16 @@ impl Engine {
             feed_senders.push(tx);
             receivers.push(rx);
         }
+        // The backfill job produces candles through the engine's own queue (the last one), and
+        // learns live coverage from the producer thread.
+        let engine_tx = feed_senders.last().cloned().ok_or(Error::Spawn { name: "queues", kind: std::io::ErrorKind::InvalidInput })?;
+        let backfill = backfill::spawn(
+            BackfillSettings::from_config(&config),
+            Arc::new(StaticInstruments(config.backfill.instruments.clone())),
+            engine_tx,
+            shutdown.clone(),
+        )
+        .map_err(|e| Error::Services(format!("backfill: {e}")))?;
         let producer = producer::spawn(
             ProducerSettings {
                 kafka: config.kafka.clone(),
@@ -143,6 +173,7 @@ impl Engine {
                 flush_timeout: config.shutdown_timeout,
                 batch: 4096,
                 capture_dir: config.capture_dir.clone(),
+                live_coverage: Some(backfill.live_coverage()),
             },
             receivers,
         )?;
@@ -161,11 +192,15 @@ impl Engine {
                 })?;
             threads.push(("control", join));
         }
-        let server = http::start(
+        let server = http::start_with(
             config.http_addr,
             http::HttpState {
                 metrics,
                 version: env!("CARGO_PKG_VERSION"),
+            },
+            http::HttpOptions {
+                market: status::MarketSource::calendar(calendar),
+                ..http::HttpOptions::from_config(&config)
             },
             shutdown.clone(),
         )?;
@@ -181,6 +216,7 @@ impl Engine {
             producer: Some(producer),
             feed_senders,
             commands,
+            backfill: Some(backfill),
             threads,
             feeds,
             http_addr: server.addr,
@@ -217,9 +253,11 @@ impl Engine {
     pub fn run_until_shutdown(self) -> StopReport {
         while !self.shutdown.is_triggered() {
             if let Ok(cmd) = self.commands.recv_timeout(Duration::from_millis(100)) {
-                // The backfill thread arrives with issue 7; until then a trigger is refused
-                // loudly rather than silently swallowed.
-                log::warn!(event = "backfill_refused", reason = "backfill not available in this build"; "{cmd:?}");
+                // Never blocks: a refusal (job running, market open, lock held) lands in the
+                // status key with its reason.
+                if let Some(bf) = &self.backfill {
+                    bf.submit(cmd);
+                }
             }
         }
         self.stop()
@@ -241,6 +279,12 @@ impl Engine {
                     log::error!(event = "feed_stop_error", thread = format!("feed-{i}"); "{e}")
                 }
             }
+        }
+        // The backfill holds a producer sender too: it must be gone before the producer drains.
+        if let Some(bf) = self.backfill.take() {
+            bf.join();
+            joined += 1;
+            log::info!(event = "thread_joined", thread = "backfill"; "joined");
         }
         // Dropping the senders lets the producer see disconnection once the queues are drained.
         self.feed_senders.clear();
@@ -425,8 +469,11 @@ fn start_feeds(
             break;
         };
         let raw = config.kafka.raw_enabled || config.capture_dir.is_some();
-        let pipeline =
-            Pipeline::new(tx, ValidationLimits::default(), raw).with_routing(Arc::clone(&routing));
+        let pipeline = Pipeline::new(tx, ValidationLimits::default(), raw)
+            .with_routing(Arc::clone(&routing))
+            .with_event_observer(|ev| status::global().on_feed_event(ev));
+        let core = plan.feed.get(i).copied().flatten();
+        status::global().thread_placement(u8::try_from(i).unwrap_or(u8::MAX), &format!("feed-{i}"), core);
         let settings = FeedSettings {
             name: format!("feed-{i}"),
             thread_index: u8::try_from(i).unwrap_or(u8::MAX),

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const SUB_BITS: u32 = 4;
 const SUB: usize = 1 << SUB_BITS;
-const BUCKETS: usize = 64 * SUB;
+// Index of the largest u64 is (63 - SUB_BITS + 1) * SUB + (SUB - 1).
+const BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB;
 
 /// A histogram of nanosecond values.
 pub struct LatencyHistogram {

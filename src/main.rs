@@ -110,7 +110,8 @@ fn run(demo: bool) -> Result<(), Error> {
     let engine = Engine::start(config, shutdown)?;
     if demo {
         println!("layer1 demo running (Ctrl-C to stop)");
-        println!("  status page and API: http://{}/", engine.http_addr());
+        println!("  status page:         http://{}/", engine.http_addr());
+        println!("  status API:          http://{}/api/status", engine.http_addr());
         println!(
             "  metrics:             http://{}/metrics",
             engine.http_addr()
@@ -118,8 +119,8 @@ fn run(demo: bool) -> Result<(), Error> {
         println!("  trigger a backfill:  redis-cli PUBLISH system:commands START_BACKFILL");
     }
     let report = engine.run_until_shutdown();
-    if let Some(sim) = sim {
-        sim.shutdown();
+    if let Some(demo) = sim {
+        demo.shutdown();
     }
     log::info!(event = "exit", joined = report.joined; "bye");
     Ok(())

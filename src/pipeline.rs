@@ -221,6 +221,7 @@ pub struct PipelineCounts {
 /// The frame handler of one feed thread.
 pub struct Pipeline {
     handoff: Handoff,
+    clock: crate::status::MessageClock,
     raw_enabled: bool,
     counts: PipelineCounts,
     /// Optional observer of connection events (the status registry).
@@ -241,6 +242,7 @@ impl Pipeline {
     pub fn new(tx: Sender<Outbound>, limits: ValidationLimits, raw_enabled: bool) -> Self {
         let metrics = crate::metrics::global();
         Pipeline {
+            clock: crate::status::MessageClock::new(),
             handoff: Handoff {
                 tx,
                 limits,
@@ -281,6 +283,8 @@ impl Pipeline {
 
 impl FrameHandler for Pipeline {
     fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+        // Last-message time for the status page: forwarded at most once a second per connection.
+        self.clock.on_frame(crate::status::global(), meta.vendor, meta.conn, meta.received_at_ns);
         let h = &mut self.handoff;
         h.vendor = meta.vendor;
         h.conn = meta.conn;

@@ -95,6 +95,7 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
             flush_timeout: config.shutdown_timeout,
             batch: 4096,
             capture_dir: None,
+            live_coverage: None,
         },
         vec![rx],
     )?;

@@ -3,6 +3,9 @@
 //! Upstox historical APIs. Every test uses its own Redis namespace, topic and simulator, and a
 //! fixed clock, so they run side by side.
 
+// Helpers outside #[test] fns are test code too (clippy.toml allows these in tests).
+#![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::{
@@ -101,6 +104,8 @@ impl Fixture {
                 core: None,
                 flush_timeout: Duration::from_secs(10),
                 batch: 1024,
+                capture_dir: None,
+                live_coverage: None,
             },
             vec![live_rx, rx],
         )
@@ -632,6 +637,9 @@ fn rest_dying_mid_job_fails_clears_flag_and_lock_and_a_new_trigger_works() {
     // Live ingestion: a feed-like sender keeps producing ticks through the same producer thread.
     let live_tx = f.live_tx.take().expect("live sender");
     let stop = Arc::new(AtomicBool::new(false));
+    // Declared after the fixture, so dropped first: a failed assertion stops the feed thread
+    // (whose sender keeps the producer alive) before the fixture joins the producer.
+    let _stop_feed = StopOnDrop(Arc::clone(&stop));
     let sent = Arc::new(AtomicUsize::new(0));
     let feed = {
         let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
@@ -709,6 +717,15 @@ fn rest_dying_mid_job_fails_clears_flag_and_lock_and_a_new_trigger_works() {
     f.shutdown.trigger();
     handle.join();
     f.sim.stop();
+}
+
+/// Sets a flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Panics on its second call (the first is made by `spawn`), then behaves.

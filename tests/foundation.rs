@@ -48,6 +48,7 @@ fn kafka_round_trip_through_the_producer_thread() {
             flush_timeout: Duration::from_secs(10),
             batch: 256,
             capture_dir: None,
+            live_coverage: None,
         },
         vec![rx],
     )

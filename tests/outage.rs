@@ -59,6 +59,7 @@ fn settings(topic: &str, journal: PathBuf) -> ProducerSettings {
         flush_timeout: Duration::from_secs(5),
         batch: 512,
         capture_dir: None,
+        live_coverage: None,
     }
 }
 

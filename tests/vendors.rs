@@ -56,14 +56,18 @@ fn sim() -> SimHandle {
     .unwrap()
 }
 
-fn masters(sim: &SimHandle, dir: &PathBuf, vendors: &[Vendor]) -> HashMap<Vendor, VendorMaster> {
+fn masters(
+    sim: &SimHandle,
+    dir: &std::path::Path,
+    vendors: &[Vendor],
+) -> HashMap<Vendor, VendorMaster> {
     vendors
         .iter()
         .map(|&v| {
             let src = MasterSource {
                 vendor: v,
                 location: sim.instruments_url(v),
-                cache_dir: dir.clone(),
+                cache_dir: dir.to_path_buf(),
                 timeout: Duration::from_secs(5),
             };
             (v, instruments::load(&src, 1_732_700_000).unwrap().0)

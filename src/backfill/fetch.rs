@@ -341,21 +341,27 @@ enum Failure {
 }
 
 fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
-    }
+    // A fixed label set keeps the metric's cardinality bounded whatever a vendor answers.
+    const KNOWN: &[(u16, &str)] = &[
+        (200, "200"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    KNOWN.iter().find(|(code, _)| *code == status).map_or_else(
+        || match status {
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        },
+        |(_, label)| *label,
+    )
 }
 
 /// The `message` of a vendor error body (Kite `message`, Upstox `errors[0].message`), truncated.

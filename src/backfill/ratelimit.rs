@@ -96,9 +96,10 @@ mod tests {
             Duration::from_millis(1000 + 20 - 30)
         );
         r.finished(t0 + Duration::from_millis(1100));
+        // Window now [10, 20, 1100]: the oldest finished over a second ago, so the next is free.
         assert_eq!(
             r.wait_time(t0 + Duration::from_millis(1100)),
-            Duration::from_millis(10 + 1000 + 20 - 1100)
+            Duration::ZERO
         );
         r.block_until(t0 + Duration::from_secs(5));
         assert_eq!(

@@ -162,6 +162,11 @@ impl Encoder {
         }
     }
 
+    /// The key of the last encoded record.
+    pub(super) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
     /// The topic of the last encoded record.
     pub(super) fn topic(&self) -> Topic {
         self.topic.unwrap_or(Topic::Ticks)

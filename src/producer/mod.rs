@@ -214,6 +214,8 @@ pub struct ProducerSettings {
     pub batch: usize,
     /// Directory to write raw frames to as a capture file (one file per run), if any.
     pub capture_dir: Option<std::path::PathBuf>,
+    /// Where live ticks mark the minutes they cover, so a backfill fetches only the gaps.
+    pub live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
 }
 
 /// A configured topic: its name and `sent` counter, resolved once.
@@ -314,6 +316,7 @@ pub fn spawn(
                 raw_to_kafka: settings.kafka.raw_enabled,
                 capture,
                 tick_headers: Default::default(),
+                live_coverage: settings.live_coverage.clone(),
             };
             w.run(&queues, settings.batch.max(1));
             w.finish(settings.flush_timeout)
@@ -371,6 +374,7 @@ struct Worker {
     capture: Option<CaptureWriter<BufWriter<File>>>,
     /// Tick headers per vendor code, built on first use.
     tick_headers: [Option<OwnedHeaders>; 8],
+    live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
 }
 
 type CaptureFile = CaptureWriter<BufWriter<File>>;
@@ -476,6 +480,12 @@ impl Worker {
             }
         }
         self.encoder.encode(&item);
+        if let (Outbound::Tick(t), Some(live)) = (&item, &self.live_coverage) {
+            // The minute this tick covers, so a later backfill skips it (a hashed lookup of the
+            // key, no allocation).
+            let at = if t.exchange_time_ms > 0 { t.exchange_time_ms } else { (t.received_at_ns / 1_000_000) as i64 };
+            live.record(self.encoder.key(), at);
+        }
         if self.mode != Mode::Direct {
             self.spill(&item);
             return;

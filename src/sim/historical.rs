@@ -357,7 +357,7 @@ fn day_candles(cfg: &HistoricalConfig, key: &str, day: i64) -> Vec<crate::backfi
         let high = round_to(open.max(close) + rng.below(4) as f64 * tick, per);
         let low = round_to(
             (open.min(close) - rng.below(4) as f64 * tick).max(tick),
-            tick,
+            per,
         );
         out.push(crate::backfill::Candle {
             ts_ms: utc_ms(day, m),
@@ -576,7 +576,9 @@ fn handle(st: &State, target: &str, auth: &str) -> Response {
         (1, cfg.upstox_rps)
     };
     let over = st.recent.lock().map(|mut r| {
-        let q = &mut r[idx];
+        let Some(q) = r.get_mut(idx) else {
+            return false;
+        };
         while q
             .front()
             .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
