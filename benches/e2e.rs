@@ -8,6 +8,15 @@
 //! as a ratio of it. Figures are printed, never asserted.
 //!
 //! `cargo bench --bench e2e` (env `E2E_SECS` sets each phase's length, default 10).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::large_stack_arrays,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},

@@ -6,6 +6,15 @@
 //! see). Latency is `now - received_at_ns` at the push, recorded per tick in a fixed log-linear
 //! histogram (no allocation per tick). Run: `cargo bench --bench feed` (add `-- --quick` for a
 //! short run).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::large_stack_arrays,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::{
     sync::{

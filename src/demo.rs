@@ -28,7 +28,8 @@ impl Demo {
 }
 
 /// What the demo backfills: the Kite instruments of [`DEMO_SUBSCRIBE`] with their names.
-pub const DEMO_BACKFILL: &str = "kite:408065=NSE:INFY,kite:738561=NSE:RELIANCE,kite:779521=NSE:SBIN,kite:2953217=NSE:TCS";
+pub const DEMO_BACKFILL: &str =
+    "kite:408065=NSE:INFY,kite:738561=NSE:RELIANCE,kite:779521=NSE:SBIN,kite:2953217=NSE:TCS";
 
 /// Instruments the demo subscribes when `SUBSCRIBE` is not set: NSE equities, NFO, indices on
 /// Kite, and equities and an index on Upstox.

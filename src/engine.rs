@@ -26,9 +26,9 @@ use crate::{
     },
     http,
     pipeline::Pipeline,
-    status,
     producer::{self, FlushReport, Outbound, ProducerHandle, ProducerSettings},
     shutdown::Shutdown,
+    status,
     validate::ValidationLimits,
     vendor::Vendor,
 };
@@ -58,9 +58,9 @@ static CALENDAR: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
 /// Whether the NSE/BSE normal session is open now, by the process calendar (open if it is not
 /// loaded yet, the cautious answer for a stale watchdog).
 pub fn market_open_now() -> bool {
-    CALENDAR
-        .get()
-        .is_none_or(|c| !c.is_market_closed(i64::try_from(crate::clock::now_unix_ms()).unwrap_or(i64::MAX)))
+    CALENDAR.get().is_none_or(|c| {
+        !c.is_market_closed(i64::try_from(crate::clock::now_unix_ms()).unwrap_or(i64::MAX))
+    })
 }
 
 /// A running engine.
@@ -157,7 +157,10 @@ impl Engine {
         }
         // The backfill job produces candles through the engine's own queue (the last one), and
         // learns live coverage from the producer thread.
-        let engine_tx = feed_senders.last().cloned().ok_or(Error::Spawn { name: "queues", kind: std::io::ErrorKind::InvalidInput })?;
+        let engine_tx = feed_senders.last().cloned().ok_or(Error::Spawn {
+            name: "queues",
+            kind: std::io::ErrorKind::InvalidInput,
+        })?;
         let backfill = backfill::spawn(
             BackfillSettings::from_config(&config),
             Arc::new(StaticInstruments(config.backfill.instruments.clone())),
@@ -473,7 +476,11 @@ fn start_feeds(
             .with_routing(Arc::clone(&routing))
             .with_event_observer(|ev| status::global().on_feed_event(ev));
         let core = plan.feed.get(i).copied().flatten();
-        status::global().thread_placement(u8::try_from(i).unwrap_or(u8::MAX), &format!("feed-{i}"), core);
+        status::global().thread_placement(
+            u8::try_from(i).unwrap_or(u8::MAX),
+            &format!("feed-{i}"),
+            core,
+        );
         let settings = FeedSettings {
             name: format!("feed-{i}"),
             thread_index: u8::try_from(i).unwrap_or(u8::MAX),

@@ -1,4 +1,6 @@
 //! `layer1`: parses the command line and wires the library's pieces. Nothing else lives here.
+// The command line is where the program speaks to its user on stdout; everything else logs.
+#![allow(clippy::print_stdout)]
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
@@ -111,7 +113,10 @@ fn run(demo: bool) -> Result<(), Error> {
     if demo {
         println!("layer1 demo running (Ctrl-C to stop)");
         println!("  status page:         http://{}/", engine.http_addr());
-        println!("  status API:          http://{}/api/status", engine.http_addr());
+        println!(
+            "  status API:          http://{}/api/status",
+            engine.http_addr()
+        );
         println!(
             "  metrics:             http://{}/metrics",
             engine.http_addr()

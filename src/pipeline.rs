@@ -64,7 +64,15 @@ impl Handoff {
     fn slot(&mut self, v: Vendor) -> &VendorSlot {
         let m = self.metrics;
         let i = usize::from(v.code()).min(5);
-        let entry = &mut self.slots[i];
+        let [s0, s1, s2, s3, s4, s5] = &mut self.slots;
+        let entry = match i {
+            0 => s0,
+            1 => s1,
+            2 => s2,
+            3 => s3,
+            4 => s4,
+            _ => s5,
+        };
         entry.get_or_insert_with(|| VendorSlot {
             ticks: m.ticks_total.with_label_values(&[v.as_str()]),
             dropped: m.ticks_dropped_total.with_label_values(&[v.as_str()]),
@@ -218,6 +226,9 @@ pub struct PipelineCounts {
     pub rejects: u64,
 }
 
+/// A callback for connection events (the status registry).
+type EventObserver = Box<dyn FnMut(&FeedEvent) + Send>;
+
 /// The frame handler of one feed thread.
 pub struct Pipeline {
     handoff: Handoff,
@@ -225,7 +236,7 @@ pub struct Pipeline {
     raw_enabled: bool,
     counts: PipelineCounts,
     /// Optional observer of connection events (the status registry).
-    on_event: Option<Box<dyn FnMut(&FeedEvent) + Send>>,
+    on_event: Option<EventObserver>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -284,7 +295,12 @@ impl Pipeline {
 impl FrameHandler for Pipeline {
     fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
         // Last-message time for the status page: forwarded at most once a second per connection.
-        self.clock.on_frame(crate::status::global(), meta.vendor, meta.conn, meta.received_at_ns);
+        self.clock.on_frame(
+            crate::status::global(),
+            meta.vendor,
+            meta.conn,
+            meta.received_at_ns,
+        );
         let h = &mut self.handoff;
         h.vendor = meta.vendor;
         h.conn = meta.conn;

@@ -1,5 +1,14 @@
 //! Foundation tests against real parts: the local Kafka broker, Redis, the engine's HTTP thread
 //! and the `layer1` binary itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::large_stack_arrays,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 mod common;
 

@@ -1,6 +1,15 @@
 //! Kafka outages against the real broker: SIGKILL mid-stream, and a producer stopped while the
 //! broker is down then restarted. These tests stop and start the shared local broker, so they
 //! run one at a time (a lock) and restart the broker before they end.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::large_stack_arrays,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 mod common;
 

@@ -1,5 +1,14 @@
 //! The whole path against real parts: the vendor simulator -> feed thread -> parser, validator
 //! -> hand-over queue -> producer thread -> the local Kafka broker, consumed back and compared.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::large_stack_arrays,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 mod common;
 

@@ -921,7 +921,8 @@ mod tests {
 
     #[test]
     fn each_kind_of_bad_value_names_its_variable() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
             (
                 &[("KAFKA_BROKERS", "nohostport")],
                 "KAFKA_BROKERS",

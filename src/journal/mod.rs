@@ -144,9 +144,11 @@ pub fn encode(r: &RecordRef<'_>, buf: &mut Vec<u8>) -> Result<(), JournalError> 
     let body = buf.get(start + HEADER..).unwrap_or(&[]);
     let len = u32::try_from(body.len()).map_err(|_| JournalError::RecordTooLarge)?;
     let crc = crc32fast::hash(body);
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&crc.to_le_bytes());
     if let Some(h) = buf.get_mut(start..start + HEADER) {
-        h[..4].copy_from_slice(&len.to_le_bytes());
-        h[4..].copy_from_slice(&crc.to_le_bytes());
+        h.copy_from_slice(&header);
     }
     Ok(())
 }

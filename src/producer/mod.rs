@@ -129,7 +129,11 @@ pub struct Reject {
 }
 
 /// What feed and control threads hand to the producer thread.
+///
+/// Ticks move by value (no allocation per tick), so every slot of a hand-over queue is as large
+/// as a `Tick`: that is the point, not an oversight.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outbound {
     /// A validated tick for `market.ticks`.
     Tick(Tick),
@@ -483,7 +487,11 @@ impl Worker {
         if let (Outbound::Tick(t), Some(live)) = (&item, &self.live_coverage) {
             // The minute this tick covers, so a later backfill skips it (a hashed lookup of the
             // key, no allocation).
-            let at = if t.exchange_time_ms > 0 { t.exchange_time_ms } else { (t.received_at_ns / 1_000_000) as i64 };
+            let at = if t.exchange_time_ms > 0 {
+                t.exchange_time_ms
+            } else {
+                (t.received_at_ns / 1_000_000) as i64
+            };
             live.record(self.encoder.key(), at);
         }
         if self.mode != Mode::Direct {
