@@ -47,6 +47,9 @@ pub enum Error {
     /// A command-line usage error.
     #[error("usage: {0}")]
     Usage(String),
+    /// `layer1 chaos` could not run or broke a promise.
+    #[error(transparent)]
+    Chaos(#[from] crate::chaos::ChaosError),
 }
 
 impl ErrorCode for Error {
@@ -59,6 +62,7 @@ impl ErrorCode for Error {
             Error::Services(_) => "SERVICES_START",
             Error::Usage(_) => "USAGE",
             Error::Replay(_) => "REPLAY_FAILED",
+            Error::Chaos(e) => e.code(),
         }
     }
 }

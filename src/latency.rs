@@ -97,6 +97,24 @@ impl LatencyHistogram {
         self.max()
     }
 
+    /// Moves every count of `self` into `into` and clears `self`, bucket by bucket (an atomic
+    /// swap each), so values recorded concurrently land in one of the two, never in neither.
+    /// `layer1 chaos` uses it to split one process-wide histogram into phases.
+    pub fn take_into(&self, into: &LatencyHistogram) {
+        let mut moved = 0;
+        for (c, d) in self.counts.iter().zip(into.counts.iter()) {
+            let n = c.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                d.fetch_add(n, Ordering::Relaxed);
+                moved += n;
+            }
+        }
+        let _ = self.total.fetch_sub(moved.min(self.count()), Ordering::Relaxed);
+        into.total.fetch_add(moved, Ordering::Relaxed);
+        into.max
+            .fetch_max(self.max.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Clears every count (between bench phases).
     pub fn reset(&self) {
         for c in self.counts.iter() {

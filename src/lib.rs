@@ -14,6 +14,7 @@ pub mod affinity;
 pub mod backfill;
 pub mod calendar;
 pub mod capture;
+pub mod chaos;
 pub mod clock;
 pub mod config;
 pub mod control;

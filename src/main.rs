@@ -25,6 +25,8 @@ COMMANDS:
     decode [FILE]    print the ticks of a capture file (stdin without FILE) as JSON lines
     replay FILE [--paced]
                      feed a capture through the parsers, validator and producer into Kafka
+    chaos [--secs N] [--rate R] [--seed S]
+                     the engine against the simulator, Kafka and Redis under seeded faults
     help             print this help
     version          print the version
 
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         "sim" => layer1::sim::run_cli(rest).map_err(|e| Error::Usage(e.to_string())),
         "decode" => return decode(rest.first().map(Path::new)),
         "replay" => replay(rest),
+        "chaos" => layer1::chaos::run_cli(rest, &mut std::io::stdout()).map_err(Error::from),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -17,6 +17,7 @@ pub const MASK: &str = "***";
 /// Registered secret values; shorter ones are ignored (they would mask ordinary words).
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 const MIN_SECRET_LEN: usize = 6;
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Key names whose values are credentials, compared case-insensitively, `-` and `_` alike.
 const SENSITIVE_KEYS: &[&str] = &[
@@ -55,11 +56,27 @@ pub fn register_secret(value: &str) {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if !secrets.iter().any(|s| s == value) {
-        secrets.push(value.to_owned());
-        // Longest first, so a secret that contains another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    // The value as it appears in a URL (connectors percent-encode credentials) is masked too.
+    let mut encoded = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push('%');
+            for nibble in [b >> 4, b & 0xf] {
+                encoded.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
+        }
     }
+    for v in [value.to_owned(), encoded] {
+        if !secrets.iter().any(|s| *s == v) {
+            secrets.push(v);
+        }
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 fn is_sensitive_key(key: &str) -> bool {
@@ -266,6 +283,16 @@ mod tests {
         for t in TOKENS {
             assert!(!s.contains(t), "leaked {t} in {s}");
         }
+    }
+
+    #[test]
+    fn registered_secrets_are_masked_in_their_url_encoded_form_too() {
+        let secret = "REDACTtest/with+special=chars 42";
+        register_secret(secret);
+        let encoded = "REDACTtest%2Fwith%2Bspecial%3Dchars%2042";
+        let out = redact(&format!("connect to wss://h/p?x={encoded}#frag and {secret}."));
+        assert!(!out.contains(encoded) && !out.contains(secret), "{out}");
+        assert!(out.contains("wss://h/p?x=***"), "{out}");
     }
 
     #[test]

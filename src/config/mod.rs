@@ -561,6 +561,15 @@ impl Reader<'_> {
     }
 }
 
+/// The current content of the token file named by `var`, trimmed, when it is readable and not
+/// empty (registered with the redactor like any [`Secret`]).
+fn token_from_file(r: &Reader<'_>, var: &'static str) -> Option<Secret> {
+    let path = r.raw(var)?;
+    let v = std::fs::read_to_string(path).ok()?;
+    let v = v.trim();
+    (!v.is_empty()).then(|| Secret::new(v))
+}
+
 fn topic(r: &Reader<'_>, name: &'static str) -> Result<String, ConfigError> {
     const EXPECTED: &str = "a Kafka topic name: 1-249 characters of [a-zA-Z0-9._-]";
     let t = r.string(name, EXPECTED)?;
@@ -831,7 +840,13 @@ impl Config {
             )?,
             fsync,
         };
-        let kite = match (r.secret("KITE_API_KEY"), r.secret("KITE_ACCESS_TOKEN")) {
+        // A token file alone is enough (the daily rollover rewrites it; feeds re-read it before
+        // each attempt): its current content stands in for the variable.
+        let kite = match (
+            r.secret("KITE_API_KEY"),
+            r.secret("KITE_ACCESS_TOKEN")
+                .or_else(|| token_from_file(&r, "KITE_ACCESS_TOKEN_FILE")),
+        ) {
             (Some(api_key), Some(access_token)) => Some(KiteConfig {
                 ws_url: url(
                     &r,
@@ -846,7 +861,7 @@ impl Config {
             (Some(_), None) => {
                 return Err(ConfigError::Missing {
                     var: "KITE_ACCESS_TOKEN",
-                    expected: "set together with KITE_API_KEY",
+                    expected: "set together with KITE_API_KEY (or KITE_ACCESS_TOKEN_FILE naming a readable, non-empty file)",
                 })
             }
             (None, Some(_)) => {
@@ -856,7 +871,10 @@ impl Config {
                 })
             }
         };
-        let upstox = match r.secret("UPSTOX_ACCESS_TOKEN") {
+        let upstox = match r
+            .secret("UPSTOX_ACCESS_TOKEN")
+            .or_else(|| token_from_file(&r, "UPSTOX_ACCESS_TOKEN_FILE"))
+        {
             Some(access_token) => Some(UpstoxConfig {
                 authorize_url: url(
                     &r,

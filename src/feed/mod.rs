@@ -307,6 +307,9 @@ impl Credential {
         if v.is_empty() {
             return Err(ConnectError::Credentials("credential empty"));
         }
+        // A rotated token read from a file or the environment is a secret the configuration
+        // never saw: register it so the redactor masks it like the configured ones.
+        crate::redact::register_secret(&v);
         Ok(v)
     }
 }

@@ -4,7 +4,7 @@
 //! | route | does |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text of the process registry |
-//! | `GET /health`, `/health/live`, `/health/ready` | liveness; readiness = Kafka reachable and, during market hours, every configured feed connected (the body says what is not) |
+//! | `GET /health`, `/health/live`, `/health/ready` | liveness; readiness = Kafka reachable and, during market hours, every configured feed connected with its credentials accepted (the body says what is not, and carries every vendor's credential status) |
 //! | `GET /` (+ `/assets/app.css`, `/assets/app.js`) | the status page, compiled into the binary |
 //! | `GET /api/status` | JSON snapshot: connections, rates and their 15-minute history, queues, journal, latency, backfill |
 //! | `GET /api/events` | the same snapshot as Server-Sent Events, one every 500 ms (without history) |
@@ -49,6 +49,7 @@ pub use wire::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
 use crate::{
     config::Config,
     error::Error,
+    feed::auth::AuthState,
     metrics::Metrics,
     shutdown::Shutdown,
     status::{MarketSource, StatusRegistry},
@@ -100,6 +101,10 @@ impl Default for Limits {
     }
 }
 
+/// Where the credential status of each vendor comes from: `(vendor, state, refusals since
+/// start)` ([`crate::feed::auth::snapshot`] in the engine; a fixed list in tests).
+pub type AuthSource = fn() -> Vec<(Vendor, AuthState, u64)>;
+
 /// Everything beyond metrics and version: where connection status, market phase and backfill
 /// come from, who may trigger, and the bounds.
 #[derive(Debug, Clone)]
@@ -116,6 +121,9 @@ pub struct HttpOptions {
     pub feeds: Vec<Vendor>,
     /// A connection silent for longer than this is marked stale (`STALE_MS`).
     pub stale_after: Duration,
+    /// Vendor credential status, shown in `/health/ready` and the page; a refusal makes the
+    /// engine not ready during market hours.
+    pub auth: AuthSource,
     /// Client bounds.
     pub limits: Limits,
 }
@@ -123,7 +131,7 @@ pub struct HttpOptions {
 impl HttpOptions {
     /// Defaults for a server on `addr`: the global status registry, loopback or (tokenless,
     /// so `POST` always refused) remote by address, no Redis, the IST-hours fallback market, no
-    /// configured feeds, 5 s stale limit.
+    /// configured feeds, 5 s stale limit, the process's vendor credential table.
     pub fn for_addr(addr: SocketAddr) -> HttpOptions {
         HttpOptions {
             status: crate::status::global(),
@@ -132,6 +140,7 @@ impl HttpOptions {
             market: MarketSource::ist_hours_only(),
             feeds: Vec::new(),
             stale_after: Duration::from_secs(5),
+            auth: crate::feed::auth::snapshot,
             limits: Limits::default(),
         }
     }
@@ -311,4 +320,99 @@ pub fn start_with(
         }
     })?;
     Ok(HttpServer { addr: bound, join })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+    };
+
+    use super::*;
+    use crate::status::MarketPhase;
+
+    fn refused_upstox() -> Vec<(Vendor, AuthState, u64)> {
+        vec![
+            (Vendor::Kite, AuthState::Ok, 0),
+            (Vendor::Upstox, AuthState::Failed, 3),
+            (Vendor::Angel, AuthState::Unknown, 0),
+        ]
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap())
+    }
+
+    /// Starts a server whose credential table says Upstox refused our token, in `phase`.
+    fn server(phase: MarketPhase) -> (SocketAddr, &'static Metrics, Shutdown, JoinHandle<()>) {
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new().unwrap()));
+        metrics.kafka_up.set(1);
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut opts = HttpOptions::for_addr(addr);
+        opts.status = Box::leak(Box::new(StatusRegistry::new()));
+        opts.market = MarketSource::new("test", move |_| phase);
+        opts.auth = refused_upstox;
+        let shutdown = Shutdown::new();
+        let HttpServer { addr, join } = start_with(
+            addr,
+            HttpState {
+                metrics,
+                version: "test",
+            },
+            opts,
+            shutdown.clone(),
+        )
+        .unwrap();
+        (addr, metrics, shutdown, join)
+    }
+
+    #[test]
+    fn a_refused_token_makes_the_engine_unready_during_market_hours() {
+        let (addr, _, shutdown, join) = server(MarketPhase::Open);
+        let (status, body) = get(addr, "/health/ready");
+        assert_eq!(status, 503, "{body}");
+        let reasons = body["reasons"].to_string();
+        assert!(
+            reasons.contains("upstox: credentials refused (3 refusals"),
+            "{body}"
+        );
+        assert!(!reasons.contains("kite: credentials"), "{body}");
+        assert_eq!(body["auth"]["upstox"]["state"], "auth_failed");
+        assert_eq!(body["auth"]["upstox"]["failures"], 3);
+        assert_eq!(body["auth"]["kite"]["state"], "ok");
+        // Vendors without a verdict are left out.
+        assert!(body["auth"].get("angel").is_none(), "{body}");
+        shutdown.trigger();
+        join.join().unwrap();
+    }
+
+    #[test]
+    fn outside_market_hours_a_refused_token_is_shown_but_not_unready() {
+        let (addr, _, shutdown, join) = server(MarketPhase::Closed);
+        let (status, body) = get(addr, "/health/ready");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["auth"]["upstox"]["state"], "auth_failed");
+        // The page lists it among the things needing attention.
+        let (status, snap) = get(addr, "/api/status");
+        assert_eq!(status, 200);
+        assert_eq!(snap["health"]["ready"], true, "{snap}");
+        assert!(
+            snap["health"]["reasons"]
+                .to_string()
+                .contains("upstox: credentials refused"),
+            "{snap}"
+        );
+        shutdown.trigger();
+        join.join().unwrap();
+    }
 }

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::{
     error::ErrorCode,
+    feed::auth::AuthState,
     status::{ConnectionView, MarketPhase},
 };
 
@@ -143,8 +144,38 @@ fn health(shared: &Shared) -> Response {
     )
 }
 
+/// Vendors whose credentials were refused, one reason each (`kite: credentials refused ...`).
+pub(super) fn auth_failures(shared: &Shared) -> Vec<String> {
+    (shared.opts.auth)()
+        .into_iter()
+        .filter(|(_, state, _)| *state == AuthState::Failed)
+        .map(|(v, _, n)| {
+            format!(
+                "{}: credentials refused ({n} refusals since start; rewrite the token)",
+                v.as_str()
+            )
+        })
+        .collect()
+}
+
+/// Every vendor with a credential verdict or a refusal so far, for the `/health/ready` body:
+/// `{"kite": {"state": "ok", "failures": 0}, ...}`.
+fn auth_view(shared: &Shared) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = (shared.opts.auth)()
+        .into_iter()
+        .filter(|(_, state, n)| *state != AuthState::Unknown || *n > 0)
+        .map(|(v, state, n)| {
+            (
+                v.as_str().to_owned(),
+                serde_json::json!({"state": state.as_str(), "failures": n}),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
 /// Why the engine is not ready: Kafka unreachable, or (during market hours) a configured feed
-/// without a connection, or a connection not open or stale.
+/// without a connection, a connection not open or stale, or a vendor refusing our credentials.
 pub(super) fn readiness(
     shared: &Shared,
     conns: &[ConnectionView],
@@ -171,6 +202,7 @@ pub(super) fn readiness(
                 reasons.push(format!("{} conn {}: stale ({silent})", c.vendor, c.conn));
             }
         }
+        reasons.extend(auth_failures(shared));
     }
     reasons
 }
@@ -180,15 +212,16 @@ fn ready(shared: &Shared) -> Response {
     let conns = shared.opts.status.snapshot(now, shared.opts.stale_after);
     let phase = shared.opts.market.phase(now);
     let reasons = readiness(shared, &conns, phase);
+    let auth = auth_view(shared);
     if reasons.is_empty() {
         Response::json_value(
             200,
-            &serde_json::json!({"status": "ready", "market": phase.as_str()}),
+            &serde_json::json!({"status": "ready", "market": phase.as_str(), "auth": auth}),
         )
     } else {
         Response::json_value(
             503,
-            &serde_json::json!({"status": "not_ready", "market": phase.as_str(), "reasons": reasons}),
+            &serde_json::json!({"status": "not_ready", "market": phase.as_str(), "reasons": reasons, "auth": auth}),
         )
     }
 }
@@ -210,6 +243,9 @@ pub(super) fn snapshot_json(shared: &Shared, with_history: bool) -> Vec<u8> {
         for c in connections.iter().filter(|c| c.stale) {
             reasons.push(format!("{} conn {}: stale", c.vendor, c.conn));
         }
+        // Outside market hours a refused token does not make the engine unready, but the page
+        // says so: it has to be rewritten before the open.
+        reasons.extend(auth_failures(shared));
     }
     let (seq, rates, totals, (handoff, ack), history) = {
         let s = lock(&shared.sampler);

@@ -111,30 +111,37 @@
     sec.dataset.state = state;
     document.body.dataset.backfillState = state;
     pill($("bf-state"), state, state);
+    // The backfill thread writes camelCase (instrumentsDone, startedAt, ...); snake_case is
+    // accepted too, for hand-written values.
+    const pick = (o, camel, snake) => (o[camel] !== undefined && o[camel] !== null ? o[camel] : o[snake]);
     const p = b.progress || {};
-    const total = Number(p.instruments_total) || 0;
-    const done = Number(p.instruments_done) || 0;
+    const total = Number(pick(p, "instrumentsTotal", "instruments_total")) || 0;
+    const done = Number(pick(p, "instrumentsDone", "instruments_done")) || 0;
+    const cDone = Number(pick(p, "candlesDone", "candles_done")) || 0;
+    const cTotal = Number(pick(p, "candlesTotal", "candles_total")) || 0;
     let pct = total > 0 ? Math.min(100, Math.round((done / total) * 100)) : (state === "completed" ? 100 : 0);
-    if (Number(p.candles_total) > 0 && total === 0) pct = Math.min(100, Math.round((Number(p.candles_done) / Number(p.candles_total)) * 100));
+    if (cTotal > 0 && total === 0) pct = Math.min(100, Math.round((cDone / cTotal) * 100));
     $("bf-bar").style.width = pct + "%";
     sec.querySelector(".progress").setAttribute("aria-valuenow", String(pct));
     document.body.dataset.backfillPct = String(pct);
     const parts = [];
     if (total > 0) parts.push(done + " / " + total + " instruments");
-    if (Number(p.candles_total) > 0 || Number(p.candles_done) > 0) parts.push((p.candles_done || 0) + " / " + (p.candles_total || "?") + " candles");
+    if (cTotal > 0 || cDone > 0) parts.push(cDone + " / " + (cTotal || "?") + " candles");
     if (b.error) parts.push(String(b.error));
     if (b.note) parts.push(String(b.note));
     text($("bf-progress"), parts.join(" · ") || (pct + "%"));
-    text($("bf-current"), b.current_instrument || b.current || "–");
+    text($("bf-current"), pick(b, "currentInstrument", "current_instrument") || b.current || "–");
     text($("bf-trigger"), b.trigger ? String(b.trigger) : "–");
-    text($("bf-started"), fmtTime(b.started));
-    text($("bf-finished"), fmtTime(b.finished));
+    text($("bf-started"), fmtTime(pick(b, "startedAt", "started")));
+    text($("bf-finished"), fmtTime(pick(b, "finishedAt", "finished")));
     text($("bf-reason"), b.reason ? String(b.reason) : "–");
     const errs = Array.isArray(b.errors) ? b.errors : [];
     const frag = document.createDocumentFragment();
     errs.slice(-10).forEach((e) => {
       const li = document.createElement("li");
-      li.textContent = typeof e === "string" ? e : JSON.stringify(e);
+      li.textContent = typeof e === "string" ? e
+        : (e && e.message) ? [e.instrument, e.code, e.message].filter(Boolean).join(" · ")
+        : JSON.stringify(e);
       frag.appendChild(li);
     });
     $("bf-errors").replaceChildren(frag);

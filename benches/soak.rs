@@ -1,0 +1,363 @@
+//! Soak (issue 9, point 2): the engine against the simulator at a fixed 100,000 ticks/s for a
+//! bounded time (default 10 minutes, `SOAK_SECS` to change, `SOAK_INTERVAL_SECS` for the row
+//! period, default 30), on the local Kafka broker.
+//!
+//! Every interval prints one row: RSS now and peak, allocations in the interval on the feed and
+//! producer threads (per-thread counter, as in `benches/e2e.rs`) and in the whole process, the
+//! hand-over queue depth (metric `queue_depth`, last and max of 4 samples a second), journal
+//! bytes, receive -> hand-off and receive -> ack latency p50/p99/p99.9 of the interval (the
+//! `src/latency.rs` histograms, reset each interval), and ticks/s acknowledged by Kafka. At the
+//! end it compares the last third of the rows with the middle third: memory and latency have
+//! levelled off when the last third is not meaningfully above the middle one. Figures are
+//! printed, never asserted; the exit status is 0 either way.
+//!
+//! `cargo bench --bench soak` (e.g. `SOAK_SECS=300 cargo bench --bench soak`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::large_stack_arrays,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use layer1::{
+    config::Config,
+    engine::Engine,
+    shutdown::Shutdown,
+    sim::{SimConfig, Simulator},
+};
+
+// --- allocation counting per OS thread (same scheme as benches/e2e.rs) -----------------------
+
+const SLOTS: usize = 256;
+static COUNTS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+static TIDS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+static TOTAL: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+struct Counting;
+
+fn slot() -> usize {
+    SLOT.try_with(|s| {
+        if s.get() == usize::MAX {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+            // SAFETY: gettid has no preconditions and touches no memory.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
+            TIDS[i].store(tid, Ordering::Relaxed);
+            s.set(i);
+        }
+        s.get()
+    })
+    .unwrap_or(SLOTS - 1)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        COUNTS[slot()].fetch_add(1, Ordering::Relaxed);
+        TOTAL.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `System.alloc` with `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        COUNTS[slot()].fetch_add(1, Ordering::Relaxed);
+        TOTAL.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `p` came from `System.alloc` with `l`.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Allocation counts of the live threads whose name starts with `prefix`.
+fn allocs_of(prefix: &str) -> u64 {
+    let n = NEXT.load(Ordering::Relaxed).min(SLOTS);
+    (0..n)
+        .filter(|&i| {
+            let tid = TIDS[i].load(Ordering::Relaxed);
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                .is_ok_and(|c| c.trim().starts_with(prefix))
+        })
+        .map(|i| COUNTS[i].load(Ordering::Relaxed))
+        .sum()
+}
+
+/// `VmRSS` and `VmHWM` in MB.
+fn rss_mb() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn acked(topic: &str) -> u64 {
+    layer1::metrics::global()
+        .kafka_acked_total
+        .with_label_values(&[topic])
+        .get()
+}
+
+fn queue_depth() -> i64 {
+    let m = layer1::metrics::global();
+    m.queue_depth
+        .collect()
+        .iter()
+        .flat_map(|mf| mf.get_metric().iter().map(|x| x.get_gauge().get_value()))
+        .sum::<f64>() as i64
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+struct Row {
+    t: u64,
+    rss: f64,
+    hwm: f64,
+    feed_allocs: u64,
+    prod_allocs: u64,
+    all_allocs: u64,
+    depth_last: i64,
+    depth_max: i64,
+    journal: i64,
+    h: [u64; 3],
+    k: [u64; 3],
+    rate: f64,
+}
+
+fn mean(rows: &[Row], f: impl Fn(&Row) -> f64) -> f64 {
+    if rows.is_empty() {
+        return 0.0;
+    }
+    rows.iter().map(f).sum::<f64>() / rows.len() as f64
+}
+
+fn main() {
+    let secs: u64 = std::env::var("SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let interval: u64 = std::env::var("SOAK_INTERVAL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        .max(1);
+    let rate: u64 = std::env::var("SOAK_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    layer1::services::up().expect("services");
+    let run_id = layer1::clock::now_unix_ns() % 1_000_000_000;
+    let topics = [
+        format!("bench.soak.ticks.{run_id}"),
+        format!("bench.soak.raw.{run_id}"),
+        format!("bench.soak.dlq.{run_id}"),
+    ];
+    let sim = Simulator::start(SimConfig {
+        ticks_per_sec: 1_000,
+        seed: 13,
+        max_packets_per_frame: 200,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let sc = SimConfig::default();
+    // 1,000 NSE equities in quote mode on one Kite connection, as in the e2e bench.
+    let subscribe: Vec<String> = (1..=1000u32)
+        .map(|i| format!("kite:{}@quote", i * 256 + 1))
+        .collect();
+    let journal = std::env::temp_dir().join(format!("bench-soak-journal-{run_id}"));
+    let vars: Vec<(&str, String)> = vec![
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("KAFKA_TOPIC_TICKS", topics[0].clone()),
+        ("KAFKA_TOPIC_RAW", topics[1].clone()),
+        ("KAFKA_TOPIC_DLQ", topics[2].clone()),
+        ("KAFKA_PARTITIONS", "6".into()),
+        ("JOURNAL_DIR", journal.display().to_string()),
+        ("KITE_WS_URL", sim.kite_url()),
+        ("KITE_API_KEY", sc.kite_api_key.clone()),
+        ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
+        ("SUBSCRIBE", subscribe.join(",")),
+        ("LOG_LEVEL", "warn".into()),
+    ];
+    let cfg =
+        Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .expect("config");
+    let engine = Engine::start(Arc::new(cfg), Shutdown::new()).expect("engine");
+    std::thread::sleep(Duration::from_secs(2));
+    sim.set_rate(rate).expect("rate");
+    // Warm-up: connections, topic metadata, producer batches.
+    std::thread::sleep(Duration::from_secs(5));
+
+    println!(
+        "\n== layer1 soak: {rate} ticks/s offered, {secs} s, a row every {interval} s (1,000 Kite instruments, quote mode, raw topic on; engine, simulator and broker share 2 cores)"
+    );
+    println!(
+        "{:>5} {:>8} {:>8} {:>10} {:>10} {:>11} {:>7} {:>7} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "t_s", "rss_MB", "peak_MB", "feed_allc", "prod_allc", "proc_allc", "q_last", "q_max",
+        "journal_B", "ho_p50", "ho_p99", "ho_p999", "ack_p50", "ack_p99", "ack_p999", "acked/s"
+    );
+    println!("{:>5} {:>8} {:>8} {:>10} {:>10} {:>11} {:>7} {:>7} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "", "", "", "(interval)", "(interval)", "(interval)", "", "", "", "us", "us", "us", "us", "us", "us", "");
+    let mut rows: Vec<Row> = Vec::new();
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let h = layer1::latency::handoff();
+    let k = layer1::latency::ack();
+    while Instant::now() < end {
+        h.reset();
+        k.reset();
+        let (f0, p0, a0, t0) = (
+            allocs_of("feed-"),
+            allocs_of("producer"),
+            TOTAL.load(Ordering::Relaxed),
+            acked(&topics[0]),
+        );
+        let i0 = Instant::now();
+        let row_end = (i0 + Duration::from_secs(interval)).min(end);
+        let (mut depth_last, mut depth_max) = (0, 0);
+        while Instant::now() < row_end {
+            std::thread::sleep(Duration::from_millis(250));
+            depth_last = queue_depth();
+            depth_max = depth_max.max(depth_last);
+        }
+        let dt = i0.elapsed().as_secs_f64();
+        let (rss, hwm) = rss_mb();
+        let row = Row {
+            t: start.elapsed().as_secs(),
+            rss,
+            hwm,
+            feed_allocs: allocs_of("feed-") - f0,
+            prod_allocs: allocs_of("producer") - p0,
+            all_allocs: TOTAL.load(Ordering::Relaxed) - a0,
+            depth_last,
+            depth_max,
+            journal: layer1::metrics::global().journal_bytes.get(),
+            h: [h.quantile(0.5), h.quantile(0.99), h.quantile(0.999)],
+            k: [k.quantile(0.5), k.quantile(0.99), k.quantile(0.999)],
+            rate: (acked(&topics[0]) - t0) as f64 / dt,
+        };
+        println!(
+            "{:>5} {:>8.1} {:>8.1} {:>10} {:>10} {:>11} {:>7} {:>7} {:>9} {:>8.1} {:>8.1} {:>9.1} {:>8.1} {:>8.1} {:>9.1} {:>9.0}",
+            row.t, row.rss, row.hwm, row.feed_allocs, row.prod_allocs, row.all_allocs,
+            row.depth_last, row.depth_max, row.journal,
+            us(row.h[0]), us(row.h[1]), us(row.h[2]), us(row.k[0]), us(row.k[1]), us(row.k[2]),
+            row.rate
+        );
+        rows.push(row);
+    }
+
+    sim.set_rate(0).expect("pause");
+    std::thread::sleep(Duration::from_secs(2));
+    let report = engine.stop();
+    sim.shutdown();
+
+    // Levelling off: last third against middle third.
+    let n = rows.len();
+    let third = n / 3;
+    println!();
+    if third == 0 {
+        println!("too few rows ({n}) to compare thirds; run longer or shorten SOAK_INTERVAL_SECS");
+    } else {
+        let mid = &rows[third..2 * third];
+        let last = &rows[n - third..];
+        let cmp = |name: &str, f: &dyn Fn(&Row) -> f64, tolerance: f64| {
+            let (a, b) = (mean(mid, f), mean(last, f));
+            let change = if a > 0.0 { (b - a) / a * 100.0 } else { 0.0 };
+            let verdict = if b <= a * (1.0 + tolerance) {
+                "levelled off"
+            } else {
+                "CLIMBING"
+            };
+            println!(
+                "{name:<28} middle third {a:>12.1}  last third {b:>12.1}  ({change:+.1} %)  {verdict}"
+            );
+        };
+        println!("middle third = rows {}..{}, last third = rows {}..{}", third + 1, 2 * third, n - third + 1, n);
+        cmp("RSS MB", &|r| r.rss, 0.05);
+        cmp("feed allocs / interval", &|r| r.feed_allocs as f64, 0.10);
+        cmp("producer allocs / interval", &|r| r.prod_allocs as f64, 0.10);
+        cmp("hand-off p99 us", &|r| us(r.h[1]), 0.25);
+        cmp("hand-off p99.9 us", &|r| us(r.h[2]), 0.25);
+        cmp("ack p99 us", &|r| us(r.k[1]), 0.25);
+        cmp("ack p99.9 us", &|r| us(r.k[2]), 0.25);
+        cmp("queue depth max", &|r| r.depth_max as f64, 0.25);
+        cmp("acked ticks/s (higher=ok)", &|r| -r.rate, 0.05);
+        println!("(tolerances: RSS +5 %, allocations +10 %, latency and queue depth +25 %, throughput -5 %)");
+    }
+    let m = layer1::metrics::global();
+    println!(
+        "feed back-pressure waits: {}; ticks dropped at the hand-off: {}; producer report: {:?}",
+        m.queue_full_total.with_label_values(&["feed"]).get(),
+        m.ticks_dropped_total.with_label_values(&["kite"]).get(),
+        report.producer
+    );
+    delete_topics(&topics);
+    let _ = std::fs::remove_dir_all(&journal);
+}
+
+/// Frees the broker's disk: a soak writes gigabytes.
+fn delete_topics(topics: &[String]) {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions},
+        client::DefaultClientContext,
+        ClientConfig,
+    };
+    let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create::<AdminClient<DefaultClientContext>>()
+    else {
+        return;
+    };
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let fut = admin.delete_topics(&names, &AdminOptions::new());
+    // rdkafka's admin futures need no runtime: block on it with a tiny executor.
+    let _ = block_on(fut);
+}
+
+fn block_on<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
