@@ -141,6 +141,15 @@ fn main() {
         .map(|i| format!("kite:{}@quote", i * 256 + 1))
         .collect();
     let journal = std::env::temp_dir().join(format!("bench-e2e-journal-{run_id}"));
+    // Candles for phase C: 60 instruments (names unique to this run, so no coverage from earlier
+    // runs applies) from the historical REST simulator at Kite's 3 requests/s.
+    let historical = layer1::sim::historical::HistoricalServer::start(
+        layer1::sim::historical::HistoricalConfig::default(),
+    )
+    .expect("historical sim");
+    let backfill: Vec<String> = (1..=60u32)
+        .map(|i| format!("kite:{}=NSE:B{run_id}N{i}", i * 256 + 1))
+        .collect();
     let vars: Vec<(&str, String)> = vec![
         ("HTTP_ADDR", "127.0.0.1:0".into()),
         ("KAFKA_TOPIC_TICKS", ticks_topic.clone()),
@@ -153,6 +162,9 @@ fn main() {
         ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
         ("SUBSCRIBE", subscribe.join(",")),
         ("LOG_LEVEL", "warn".into()),
+        ("KITE_API_URL", historical.base_url()),
+        ("BACKFILL_INSTRUMENTS", backfill.join(",")),
+        ("BACKFILL_AUTO", "false".into()),
     ];
     let cfg =
         Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
@@ -193,6 +205,44 @@ fn main() {
         k.quantile(0.5),
         k.quantile(0.99),
         k.quantile(0.999),
+    );
+
+    // Phase C: the same 100,000 ticks/s while a backfill job runs on its own thread.
+    layer1::latency::handoff().reset();
+    let redis = redis::Client::open("redis://127.0.0.1:6379").expect("redis");
+    let mut con = redis.get_connection().expect("redis connection");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("system:commands")
+        .arg(r#"START_BACKFILL {"force":true}"#)
+        .query(&mut con)
+        .expect("publish");
+    let t2 = Instant::now();
+    let mut job = String::new();
+    while t2.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(500));
+        let status: Option<String> = redis::cmd("GET")
+            .arg("system:layer1:backfill")
+            .query(&mut con)
+            .unwrap_or(None);
+        let v: serde_json::Value = status
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        if t2.elapsed() > Duration::from_secs(2) && v["state"] != "running" {
+            job = format!(
+                "state {} after {:.1} s, progress {}",
+                v["state"],
+                t2.elapsed().as_secs_f64(),
+                v["progress"]
+            );
+            break;
+        }
+    }
+    let hc = layer1::latency::handoff();
+    let lat_c = (
+        hc.quantile(0.5),
+        hc.quantile(0.99),
+        hc.quantile(0.999),
+        hc.count(),
     );
 
     sim.set_rate(0).expect("pause");
@@ -248,6 +298,13 @@ fn main() {
         "allocations per tick: feed thread {:.4}, producer thread {:.4} (over {ticks_b} ticks)",
         (f1 - f0) as f64 / ticks_b.max(1) as f64,
         (p1 - p0) as f64 / ticks_b.max(1) as f64
+    );
+    println!(
+        "  while a backfill runs: hand-off p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={}; job: {job})",
+        us(lat_c.0),
+        us(lat_c.1),
+        us(lat_c.2),
+        lat_c.3
     );
     println!("peak RSS: {rss:.1} MB (engine + simulator in one process)");
     println!("ticks sent by the simulator: {expected}; lost: {lost}; duplicated: {} (extra per instrument {extra})", dupes);

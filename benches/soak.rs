@@ -297,10 +297,20 @@ fn main() {
                 "{name:<28} middle third {a:>12.1}  last third {b:>12.1}  ({change:+.1} %)  {verdict}"
             );
         };
-        println!("middle third = rows {}..{}, last third = rows {}..{}", third + 1, 2 * third, n - third + 1, n);
+        println!(
+            "middle third = rows {}..{}, last third = rows {}..{}",
+            third + 1,
+            2 * third,
+            n - third + 1,
+            n
+        );
         cmp("RSS MB", &|r| r.rss, 0.05);
         cmp("feed allocs / interval", &|r| r.feed_allocs as f64, 0.10);
-        cmp("producer allocs / interval", &|r| r.prod_allocs as f64, 0.10);
+        cmp(
+            "producer allocs / interval",
+            &|r| r.prod_allocs as f64,
+            0.10,
+        );
         cmp("hand-off p99 us", &|r| us(r.h[1]), 0.25);
         cmp("hand-off p99.9 us", &|r| us(r.h[2]), 0.25);
         cmp("ack p99 us", &|r| us(r.k[1]), 0.25);

@@ -278,13 +278,19 @@ impl ChaosReport {
         let mut out = Vec::new();
         for (v, a) in &self.vendors {
             if a.lost > 0 {
-                out.push(format!("{v}: {} ticks read but not in market.ticks", a.lost));
+                out.push(format!(
+                    "{v}: {} ticks read but not in market.ticks",
+                    a.lost
+                ));
             }
             if a.duplicated > 0 {
                 out.push(format!("{v}: {} duplicated ticks", a.duplicated));
             }
             if a.phantom > 0 {
-                out.push(format!("{v}: {} ticks in market.ticks never read", a.phantom));
+                out.push(format!(
+                    "{v}: {} ticks in market.ticks never read",
+                    a.phantom
+                ));
             }
             if a.read_not_sent > 0 {
                 out.push(format!("{v}: {} ticks read but not sent", a.read_not_sent));
@@ -748,7 +754,10 @@ fn engine_config(
         ("KITE_WS_URL", sim.kite_url()),
         ("KITE_API_KEY", sc.kite_api_key.clone()),
         ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
-        ("KITE_ACCESS_TOKEN_FILE", kite_token_file.display().to_string()),
+        (
+            "KITE_ACCESS_TOKEN_FILE",
+            kite_token_file.display().to_string(),
+        ),
         ("UPSTOX_AUTHORIZE_URL", sim.upstox_authorize_url()),
         ("UPSTOX_ACCESS_TOKEN", sc.upstox_access_token.clone()),
         (
@@ -873,9 +882,7 @@ impl Harness<'_> {
     /// Injects one fault and waits for its recovery.
     fn inject(&mut self, kind: FaultKind, vendor: Vendor) -> Result<FaultOutcome, ChaosError> {
         let at_ms = self.ms();
-        let before = self
-            .stats()
-            .map_or(0, |s| newest_conn(&s, vendor));
+        let before = self.stats().map_or(0, |s| newest_conn(&s, vendor));
         self.pump();
         self.in_fault = true;
         let vendor_opt = kind.needs_vendor().then_some(vendor);
@@ -1148,9 +1155,7 @@ fn play(h: &mut Harness<'_>, o: &ChaosOptions) -> Result<Vec<FaultOutcome>, Chao
         if h.wait_new_conn_flowing(v, 0, Duration::from_secs(30))
             .is_none()
         {
-            return Err(ChaosError::Engine(format!(
-                "{v} never started streaming"
-            )));
+            return Err(ChaosError::Engine(format!("{v} never started streaming")));
         }
     }
     h.sleep(Duration::from_secs(2));

@@ -109,7 +109,9 @@ impl LatencyHistogram {
                 moved += n;
             }
         }
-        let _ = self.total.fetch_sub(moved.min(self.count()), Ordering::Relaxed);
+        let _ = self
+            .total
+            .fetch_sub(moved.min(self.count()), Ordering::Relaxed);
         into.total.fetch_add(moved, Ordering::Relaxed);
         into.max
             .fetch_max(self.max.swap(0, Ordering::Relaxed), Ordering::Relaxed);

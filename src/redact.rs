@@ -290,7 +290,9 @@ mod tests {
         let secret = "REDACTtest/with+special=chars 42";
         register_secret(secret);
         let encoded = "REDACTtest%2Fwith%2Bspecial%3Dchars%2042";
-        let out = redact(&format!("connect to wss://h/p?x={encoded}#frag and {secret}."));
+        let out = redact(&format!(
+            "connect to wss://h/p?x={encoded}#frag and {secret}."
+        ));
         assert!(!out.contains(encoded) && !out.contains(secret), "{out}");
         assert!(out.contains("wss://h/p?x=***"), "{out}");
     }

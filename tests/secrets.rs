@@ -81,7 +81,12 @@ fn forbidden() -> Vec<String> {
         let enc = url_encoded(v);
         out.push(enc.to_lowercase().replace("leakcheck", "LEAKCHECK"));
         out.push(enc);
-        out.push(serde_json::to_string(v).unwrap().trim_matches('"').to_owned());
+        out.push(
+            serde_json::to_string(v)
+                .unwrap()
+                .trim_matches('"')
+                .to_owned(),
+        );
         // The distinctive tail alone (a partial leak, e.g. a value cut at a separator).
         let tail = &v[v.len() - 8..];
         if tail.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -127,7 +132,8 @@ fn http(addr: SocketAddr, request: &str, limit: Duration) -> String {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return String::new();
     };
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let _ = s.write_all(request.as_bytes());
     let end = Instant::now() + limit;
     let mut buf = Vec::new();
@@ -206,10 +212,12 @@ fn engine_env(s: &Setup) -> Vec<(&'static str, String)> {
             "kite:408065,kite:738561@quote,upstox:NSE_EQ|INE002A01018,angel:1|2885,dhan:NSE_EQ|1333"
                 .into(),
         ),
-        (
-            "BACKFILL_INSTRUMENTS",
-            "kite:408065=NSE:INFY,upstox:NSE_EQ|INE002A01018=NSE:RELIANCE".into(),
-        ),
+        // Instruments no other run has covered (coverage lives in the shared Redis), so the
+        // backfill really calls the historical API.
+        ("BACKFILL_INSTRUMENTS", {
+            let n = 900_000 + std::process::id() % 90_000;
+            format!("kite:{n}=NSE:LEAKA{n},upstox:NSE_EQ|LEAK{n}=NSE:LEAKB{n}")
+        }),
         ("BACKFILL_DAYS", "1".into()),
         ("CORE_PINNING", "off".into()),
         ("LOG_LEVEL", "debug".into()),
@@ -288,7 +296,10 @@ fn config_errors(dir: &Path) -> Vec<(String, String)> {
             vec![
                 ("KITE_API_KEY", KITE_API_KEY.into()),
                 ("KITE_ACCESS_TOKEN", KITE_TOKEN.into()),
-                ("KITE_ACCESS_TOKEN_FILE", dir.join("nope").display().to_string()),
+                (
+                    "KITE_ACCESS_TOKEN_FILE",
+                    dir.join("nope").display().to_string(),
+                ),
                 ("SUBSCRIBE", "kite:408065".into()),
             ],
         ),
@@ -422,7 +433,9 @@ fn no_credential_appears_in_any_output_of_the_engine() {
     assert!(
         wait(Duration::from_secs(20), || {
             let st = sim.stats().unwrap();
-            [Vendor::Kite, Vendor::Upstox].iter().all(|&v| st.open(v) > 0)
+            [Vendor::Kite, Vendor::Upstox]
+                .iter()
+                .all(|&v| st.open(v) > 0)
         }),
         "Kite and Upstox connected with the fake credentials"
     );
@@ -501,7 +514,9 @@ fn no_credential_appears_in_any_output_of_the_engine() {
         "GET /api/events (SSE, 3 s)".into(),
         http(
             addr,
-            &format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"),
+            &format!(
+                "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+            ),
             Duration::from_secs(3),
         ),
     ));
@@ -564,7 +579,10 @@ fn no_credential_appears_in_any_output_of_the_engine() {
     assert!(log.lines().count() > 20, "the engine logged");
     assert!(!dlq.is_empty(), "rejects reached the DLQ");
     assert!(kite_back, "Kite reconnected with the rotated token file");
-    assert!(backfilled, "the backfill ran: one vendor answered, one refused");
+    assert!(
+        backfilled,
+        "the backfill ran: one vendor answered, one refused"
+    );
     assert!(metrics.contains("ws_") || metrics.contains("ticks_total"));
     assert!(status.contains("HTTP/1.1 200"));
 
