@@ -62,6 +62,7 @@ fn config(sim: &SimHandle, topics: &[String; 3], journal: &std::path::Path) -> C
         ("UPSTOX_ACCESS_TOKEN", sc.upstox_access_token.clone()),
         ("SUBSCRIBE", subscribe.join(",")),
         ("CORE_PINNING", "off".into()),
+        ("BACKFILL_AUTO", "false".into()),
         ("CAPTURE_DIR", journal.join("capture").display().to_string()),
     ];
     Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
