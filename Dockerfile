@@ -6,6 +6,9 @@ WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential perl && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The compiled-in holiday calendar (src/calendar includes data/holidays.csv) and the [[bench]]
+# targets Cargo.toml declares must be present for the manifest and the build.
+COPY data ./data
 COPY benches ./benches
 RUN cargo build --release --locked --bin layer1
 
@@ -13,6 +16,9 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /var/lib/layer1 --create-home layer1
 COPY --from=build /src/target/release/layer1 /usr/local/bin/layer1
+# HOLIDAYS_FILE defaults to data/holidays.csv relative to the working directory: ship it, so the
+# engine does not fall back to the compiled-in list with a warning (mount a newer one over it).
+COPY --from=build --chown=layer1:layer1 /src/data/holidays.csv /var/lib/layer1/data/holidays.csv
 USER layer1
 WORKDIR /var/lib/layer1
 ENV HTTP_ADDR=127.0.0.1:8080 JOURNAL_DIR=/var/lib/layer1/journal

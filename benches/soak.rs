@@ -32,6 +32,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus::core::Collector;
+
 use layer1::{
     config::Config,
     engine::Engine,
@@ -126,7 +128,12 @@ fn queue_depth() -> i64 {
     m.queue_depth
         .collect()
         .iter()
-        .flat_map(|mf| mf.get_metric().iter().map(|x| x.get_gauge().get_value()))
+        .flat_map(|mf| {
+            mf.get_metric()
+                .iter()
+                .map(|x| x.get_gauge().get_value())
+                .collect::<Vec<_>>()
+        })
         .sum::<f64>() as i64
 }
 

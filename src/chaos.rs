@@ -230,6 +230,8 @@ pub struct VendorAccount {
     pub longest_gap_ms: u64,
     /// When that gap started, ms since the run started.
     pub gap_at_ms: u64,
+    /// Receive times of the extra copies (ms since the run started), to match them to faults.
+    pub duplicate_at_ms: Vec<u64>,
 }
 
 /// What a chaos run found.
@@ -284,7 +286,16 @@ impl ChaosReport {
                 ));
             }
             if a.duplicated > 0 {
-                out.push(format!("{v}: {} duplicated ticks", a.duplicated));
+                let at: Vec<String> = a
+                    .duplicate_at_ms
+                    .iter()
+                    .map(|x| format!("{:.1} s", *x as f64 / 1000.0))
+                    .collect();
+                out.push(format!(
+                    "{v}: {} duplicated ticks, received at {}",
+                    a.duplicated,
+                    at.join(", ")
+                ));
             }
             if a.phantom > 0 {
                 out.push(format!(
@@ -373,6 +384,19 @@ impl fmt::Display for ChaosReport {
                 k.recovery_meaning()
             )?;
         }
+        let schedule: Vec<String> = self
+            .faults
+            .iter()
+            .map(|x| {
+                format!(
+                    "{:.1} s {}{}",
+                    x.at_ms as f64 / 1000.0,
+                    x.kind.as_str(),
+                    x.vendor.map(|v| format!(" ({v})")).unwrap_or_default()
+                )
+            })
+            .collect();
+        writeln!(f, "schedule: {}", schedule.join(", "))?;
         writeln!(f)?;
         let cols: Vec<&str> = self.vendors.iter().map(|(v, _)| v.as_str()).collect();
         write!(f, "{:<40}", "ticks")?;
@@ -642,15 +666,14 @@ fn metric_dropped() -> u64 {
     total as u64
 }
 
-/// The newest open simulator connection of `vendor` (0 when none).
-fn newest_conn(stats: &SimStats, vendor: Vendor) -> u64 {
+/// The newest open simulator connection of `vendor` (ids start at 0; `None` when none).
+fn newest_conn(stats: &SimStats, vendor: Vendor) -> Option<u64> {
     stats
         .connections
         .iter()
         .filter(|c| c.vendor == vendor && c.open)
         .map(|c| c.id)
         .max()
-        .unwrap_or(0)
 }
 
 fn script(dir: &str, name: &str, arg: Option<&str>) -> Result<(), ChaosError> {
@@ -845,7 +868,7 @@ impl Harness<'_> {
     fn wait_new_conn_flowing(
         &self,
         vendor: Vendor,
-        before: u64,
+        before: Option<u64>,
         limit: Duration,
     ) -> Option<Duration> {
         let mut base: Option<u64> = None;
@@ -882,7 +905,7 @@ impl Harness<'_> {
     /// Injects one fault and waits for its recovery.
     fn inject(&mut self, kind: FaultKind, vendor: Vendor) -> Result<FaultOutcome, ChaosError> {
         let at_ms = self.ms();
-        let before = self.stats().map_or(0, |s| newest_conn(&s, vendor));
+        let before = self.stats().and_then(|s| newest_conn(&s, vendor));
         self.pump();
         self.in_fault = true;
         let vendor_opt = kind.needs_vendor().then_some(vendor);
@@ -953,7 +976,7 @@ impl Harness<'_> {
                 let r = self.wait(limit, |_| {
                     metric_rejected(vendor) >= r0 + 2 && metric_ticks(vendor) >= t0 + FLOWING
                 });
-                let after = self.stats().map_or(0, |s| newest_conn(&s, vendor));
+                let after = self.stats().and_then(|s| newest_conn(&s, vendor));
                 if after != before {
                     note = Some("the feed reconnected on a malformed frame".into());
                     None
@@ -972,8 +995,27 @@ impl Harness<'_> {
                     restart.elapsed().as_secs_f64()
                 ));
                 let left = limit.saturating_sub(Duration::from_millis(self.ms() - at_ms));
-                self.wait(left, Harness::journal_drained)
-                    .map(|_| Duration::from_millis(self.ms() - at_ms))
+                let mut next_note = Instant::now() + Duration::from_secs(10);
+                let mut notes = Vec::new();
+                let r = self
+                    .wait(left, |h| {
+                        if Instant::now() >= next_note {
+                            next_note += Duration::from_secs(10);
+                            let m = crate::metrics::global();
+                            notes.push(format!(
+                                "at {:.1} s: journal {} bytes, kafka_up {}",
+                                h.ms() as f64 / 1000.0,
+                                m.journal_bytes.get(),
+                                m.kafka_up.get()
+                            ));
+                        }
+                        Harness::journal_drained(h)
+                    })
+                    .map(|_| Duration::from_millis(self.ms() - at_ms));
+                for n in notes {
+                    self.say(&format!("  {n}"));
+                }
+                r
             }
             FaultKind::RedisRestart => {
                 let url = self.config.redis_url.clone();
@@ -1008,11 +1050,11 @@ impl Harness<'_> {
                 r.filter(|_| down.is_some() && seen_down)
             }
             FaultKind::EngineRestart => {
-                let befores: Vec<(Vendor, u64)> = {
+                let befores: Vec<(Vendor, Option<u64>)> = {
                     let s = self.stats();
                     VENDORS
                         .iter()
-                        .map(|&v| (v, s.as_ref().map_or(0, |s| newest_conn(s, v))))
+                        .map(|&v| (v, s.as_ref().and_then(|s| newest_conn(s, v))))
                         .collect()
                 };
                 self.stop_engine();
@@ -1152,7 +1194,7 @@ fn play(h: &mut Harness<'_>, o: &ChaosOptions) -> Result<Vec<FaultOutcome>, Chao
         o.rate, o.secs, o.seed
     ));
     for v in VENDORS {
-        if h.wait_new_conn_flowing(v, 0, Duration::from_secs(30))
+        if h.wait_new_conn_flowing(v, None, Duration::from_secs(30))
             .is_none()
         {
             return Err(ChaosError::Engine(format!("{v} never started streaming")));
@@ -1207,6 +1249,7 @@ struct VendorBook {
     invalid: u64,
     in_topic: u64,
     received_ms: Vec<u64>,
+    duplicate_ms: Vec<u64>,
 }
 
 /// The account: capture side and topic side, per vendor and per instrument.
@@ -1378,7 +1421,11 @@ impl Book {
             let vb = per_vendor.entry(v).or_default();
             vb.in_topic += 1;
             vb.received_ms.push(t.received_at);
-            vb.payloads.entry(payload_hash(p)).or_default().topic += 1;
+            let seen = vb.payloads.entry(payload_hash(p)).or_default();
+            seen.topic += 1;
+            if seen.read > 0 && seen.topic > seen.read {
+                vb.duplicate_ms.push(t.received_at);
+            }
         })?;
         Ok(())
     }
@@ -1421,6 +1468,12 @@ impl Book {
                         a.duplicated += t - r;
                     }
                 }
+                a.duplicate_at_ms = vb
+                    .duplicate_ms
+                    .iter()
+                    .map(|x| x.saturating_sub(started_ms))
+                    .collect();
+                a.duplicate_at_ms.sort_unstable();
                 vb.received_ms.sort_unstable();
                 for w in vb.received_ms.windows(2) {
                     if let [x, y] = w {

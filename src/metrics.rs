@@ -43,6 +43,9 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// `control_commands_total{command,outcome}`: messages on `system:commands`.
     pub control_commands_total: IntCounterVec,
+    /// `http_refused_total{code}`: HTTP requests refused with an error answer (malformed,
+    /// oversized, rate-limited, wrong host, unauthorised, unknown route...), by error code.
+    pub http_refused_total: IntCounterVec,
     /// `redis_up`: 1 while the control thread's Redis subscription is live.
     pub redis_up: IntGauge,
     /// `log_records_dropped_total`: log lines dropped because the writer fell behind.
@@ -203,6 +206,12 @@ impl Metrics {
                 "control_commands_total",
                 "Messages received on system:commands",
                 &["command", "outcome"],
+            )?,
+            http_refused_total: counter_vec(
+                &r,
+                "http_refused_total",
+                "HTTP requests refused with an error answer, by error code",
+                &["code"],
             )?,
             redis_up: gauge(
                 &r,

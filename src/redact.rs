@@ -71,7 +71,7 @@ pub fn register_secret(value: &str) {
         }
     }
     for v in [value.to_owned(), encoded] {
-        if !secrets.iter().any(|s| *s == v) {
+        if !secrets.contains(&v) {
             secrets.push(v);
         }
     }

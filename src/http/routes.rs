@@ -58,11 +58,23 @@ fn serve(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, buf: &mut [u8
         Ok(Outcome::Respond(r)) => wire::write_response(&mut stream, &r),
         Ok(Outcome::Stream) => {
             if let Err((e, mut stream)) = sse::attach(shared, stream) {
+                shared
+                    .state
+                    .metrics
+                    .http_refused_total
+                    .with_label_values(&[e.code()])
+                    .inc();
                 log::debug!(event = "http_refused", code = e.code(); "{e}");
                 wire::write_response(&mut stream, &Response::error(&e));
             }
         }
         Err(e) => {
+            shared
+                .state
+                .metrics
+                .http_refused_total
+                .with_label_values(&[e.code()])
+                .inc();
             log::debug!(event = "http_refused", code = e.code(), peer = peer.to_string(); "{e}");
             wire::write_response(&mut stream, &Response::error(&e));
             linger(&mut stream);

@@ -338,6 +338,11 @@ impl Journal {
         self.sealed.is_empty() && self.writer.as_ref().is_none_or(|w| w.bytes == 0)
     }
 
+    /// True when no sealed segment is left, only (at most) the open one being appended to.
+    pub fn only_tail_left(&self) -> bool {
+        self.sealed.is_empty()
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

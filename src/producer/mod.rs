@@ -321,6 +321,7 @@ pub fn spawn(
                 capture,
                 tick_headers: Default::default(),
                 live_coverage: settings.live_coverage.clone(),
+                final_drain: false,
             };
             w.run(&queues, settings.batch.max(1));
             w.finish(settings.flush_timeout)
@@ -379,6 +380,8 @@ struct Worker {
     /// Tick headers per vendor code, built on first use.
     tick_headers: [Option<OwnedHeaders>; 8],
     live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
+    /// The journal's last segment is draining; intake is held until it is acknowledged.
+    final_drain: bool,
 }
 
 type CaptureFile = CaptureWriter<BufWriter<File>>;
@@ -409,6 +412,14 @@ impl Worker {
         let m = crate::metrics::global();
         let depth = m.queue_depth.with_label_values(&["feed"]);
         while open.iter().any(|o| *o) {
+            if self.mode == Mode::Drain && self.final_drain {
+                // The journal's last segment is in flight: hold intake (the feed queues absorb
+                // it, newer than everything journaled) until it is acknowledged, so the journal
+                // really empties under steady load and the producer returns to Direct.
+                std::thread::sleep(Duration::from_millis(1));
+                self.turn();
+                continue;
+            }
             let mut sel = Select::new();
             for (q, _) in queues.iter().zip(&open).filter(|(_, o)| **o) {
                 sel.recv(q);
@@ -568,11 +579,12 @@ impl Worker {
             return;
         }
         log::error!(event = "kafka_outage", reason = why, in_flight = self.stats.in_flight(); "spilling to the journal");
-        if self.mode == Mode::Direct {
-            // Records still in librdkafka's queue (not on the wire) come back as failed delivery
-            // reports and are rescued; in-flight ones are left to librdkafka's idempotent retry.
-            self.producer.purge(PurgeConfig::default().queue());
-        }
+        // Records already handed to librdkafka stay there: its idempotent retry delivers them
+        // without duplicates when the broker returns (within `message.timeout.ms`). Purging them
+        // here would turn "possibly persisted" records (written by the broker, ack lost with the
+        // connection) into journal records sent again later: duplicates. Only a timeout or the
+        // shutdown deadline hands them back, to be rescued.
+        self.final_drain = false;
         if let Some(d) = self.drain.as_mut() {
             d.failed = true;
         }
@@ -689,6 +701,9 @@ impl Worker {
     fn pump_drain(&mut self) {
         loop {
             if self.drain.is_none() {
+                // Loading the open tail segment means this is the last one: hold intake while
+                // it drains (see `run`).
+                self.final_drain = self.journal.only_tail_left();
                 match self.journal.load_oldest() {
                     Ok(Some(seg)) => {
                         let n = seg.records.len() as u64;
@@ -705,6 +720,7 @@ impl Worker {
                         });
                     }
                     Ok(None) => {
+                        self.final_drain = false;
                         log::info!(event = "journal_drained", drained = self.report.drained; "journal empty; producing directly");
                         self.mode = Mode::Direct;
                         return;
