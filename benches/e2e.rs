@@ -217,9 +217,10 @@ fn main() {
         .query(&mut con)
         .expect("publish");
     let t2 = Instant::now();
-    let mut job = String::new();
+    let mut job = String::from("did not start within 90 s");
+    let mut seen_running = false;
     while t2.elapsed() < Duration::from_secs(90) {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
         let status: Option<String> = redis::cmd("GET")
             .arg("system:layer1:backfill")
             .query(&mut con)
@@ -227,7 +228,11 @@ fn main() {
         let v: serde_json::Value = status
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
-        if t2.elapsed() > Duration::from_secs(2) && v["state"] != "running" {
+        // Only this run's job counts: it names this run's instruments.
+        let ours = v["progress"]["instrumentsTotal"].as_u64() == Some(60);
+        if ours && v["state"] == "running" {
+            seen_running = true;
+        } else if seen_running && ours {
             job = format!(
                 "state {} after {:.1} s, progress {}",
                 v["state"],
