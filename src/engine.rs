@@ -20,6 +20,7 @@ use crate::{
         self,
         angel::{AngelConnector, AngelSettings},
         dhan::{DhanConnector, DhanSettings},
+        json::JsonConnector,
         kite::{KiteConnector, KiteSettings},
         upstox::{UpstoxConnector, UpstoxSettings},
         Credential, FeedSettings, FeedSpec, FeedThread, MarketOpenFn,
@@ -209,7 +210,26 @@ impl Engine {
         )?;
         threads.push(("http", server.join));
 
-        let feeds = start_feeds(&config, &plan, &options, &mut feed_senders)?;
+        let (feeds, refresh) = start_feeds(&config, &plan, &options, &mut feed_senders)?;
+        if let Some(r) = refresh {
+            // The daily instrument-list refresh: blocking REST, so on its own small thread.
+            let sd = shutdown.clone();
+            let join = std::thread::Builder::new()
+                .name("instruments".into())
+                .spawn(move || {
+                    crate::instruments::refresh::run(
+                        r,
+                        &sd,
+                        || crate::clock::now_unix_ms() / 1000,
+                        Duration::from_secs(30),
+                    )
+                })
+                .map_err(|e| Error::Spawn {
+                    name: "instruments",
+                    kind: e.kind(),
+                })?;
+            threads.push(("instruments", join));
+        }
 
         log::info!(event = "engine_started", http = server.addr.to_string(), feed_threads = feeds.len(); "layer1 {} started", env!("CARGO_PKG_VERSION"));
         Ok(Engine {
@@ -316,6 +336,13 @@ impl Engine {
     }
 }
 
+/// What [`start_feeds`] started: the feed threads and, when symbols were resolved through
+/// instrument lists, the daily refresh to run on the housekeeping thread.
+type StartedFeeds = (
+    Vec<FeedThread<Pipeline>>,
+    Option<crate::instruments::refresh::DailyRefresh>,
+);
+
 /// Builds the vendor feeds from the configuration and starts the feed threads, one pipeline per
 /// thread fed by that thread's queue sender (moved out of `senders`).
 fn start_feeds(
@@ -323,7 +350,7 @@ fn start_feeds(
     plan: &CorePlan,
     options: &EngineOptions,
     senders: &mut [Sender<Outbound>],
-) -> Result<Vec<FeedThread<Pipeline>>, Error> {
+) -> Result<StartedFeeds, Error> {
     let v = &config.vendors;
     // Configured vendors in preference order (VENDOR_ORDER, then any configured but unlisted).
     let configured = |x: Vendor| match x {
@@ -331,7 +358,7 @@ fn start_feeds(
         Vendor::Upstox => config.upstox.is_some(),
         Vendor::Angel => v.angel.is_some(),
         Vendor::Dhan => v.dhan.is_some(),
-        Vendor::Json => false,
+        Vendor::Json => v.json.is_some(),
     };
     let mut order: Vec<Vendor> = v.order.iter().copied().filter(|x| configured(*x)).collect();
     for x in Vendor::ALL {
@@ -354,9 +381,16 @@ fn start_feeds(
         })
     });
     let mut masters = std::collections::HashMap::new();
+    let mut sources = Vec::new();
+    let now_s = crate::clock::now_unix_ms() / 1000;
     if needs_master {
-        let now_s = crate::clock::now_unix_ms() / 1000;
         for &vendor in &order {
+            if vendor == Vendor::Json {
+                // A JSON feed has no instrument list: it is taken to carry the exchange's
+                // trading symbols, so every EXCHANGE:SYMBOL entry is listed for it.
+                masters.insert(vendor, crate::feed::json::symbol_master(&entries));
+                continue;
+            }
             let location = v
                 .instruments_url
                 .iter()
@@ -369,6 +403,7 @@ fn start_feeds(
                 cache_dir: v.instruments_cache_dir.clone(),
                 timeout: Duration::from_secs(30),
             };
+            sources.push(src.clone());
             match crate::instruments::load(&src, now_s) {
                 Ok((m, from)) => {
                     log::info!(event = "instruments_loaded", vendor = vendor.as_str(), count = m.len(), from = format!("{from:?}"); "instrument list loaded");
@@ -395,6 +430,7 @@ fn start_feeds(
         (None, Some(s)) => Credential::Value(s.expose().to_owned()),
         (None, None) => Credential::Value(String::new()),
     };
+    let initial = subs.per_vendor.clone();
     let mut take = |x: Vendor| subs.per_vendor.remove(&x).unwrap_or_default();
     let mut specs: Vec<FeedSpec> = Vec::new();
     if let Some(k) = &config.kite {
@@ -454,10 +490,20 @@ fn start_feeds(
             ages: None,
         });
     }
+    if let Some(j) = &v.json {
+        crate::parsers::json::install(Arc::clone(&j.mapping));
+        let connector = JsonConnector::from_config(j);
+        specs.push(FeedSpec {
+            connector: Box::new(connector),
+            instruments: take(Vendor::Json),
+            ages: None,
+        });
+    }
     if specs.is_empty() {
         log::warn!(event = "no_feeds"; "no vendor credentials configured: the engine runs without feeds");
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
+    let spec_vendors: Vec<Vendor> = specs.iter().map(|s| s.connector.vendor()).collect();
     let n = config.threads.feed_threads.min(specs.len()).max(1);
     let mut per_thread: Vec<Vec<FeedSpec>> = (0..n).map(|_| Vec::new()).collect();
     for (i, spec) in specs.into_iter().enumerate() {
@@ -497,5 +543,32 @@ fn start_feeds(
             .map_err(|e| Error::Services(format!("feed thread {i}: {e}")))?;
         threads.push(t);
     }
-    Ok(threads)
+    let refresh = needs_master.then(|| {
+        // Spec i went to thread i % n, as feed number i / n there.
+        let feeds = spec_vendors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let t = threads.get(i % n)?;
+                Some((
+                    *v,
+                    crate::instruments::refresh::FeedHandle {
+                        control: t.control(),
+                        feed: i / n,
+                    },
+                ))
+            })
+            .collect();
+        crate::instruments::refresh::DailyRefresh::new(
+            entries.clone(),
+            order.clone(),
+            v.standby,
+            sources,
+            feeds,
+            Arc::clone(&routing),
+            &initial,
+            now_s,
+        )
+    });
+    Ok((threads, refresh))
 }

@@ -14,10 +14,19 @@
 //! `market.raw`). Switches are logged and counted in `failover_switches_total{to}`. Everything on
 //! this path is lock-free and allocation-free: hash lookups into immutable maps, atomic loads,
 //! and a compare-exchange on a switch.
+//!
+//! Instruments added while running (the daily instrument-list refresh,
+//! [`crate::instruments::refresh`]) are mapped with [`Routing::add_late`] into a second table
+//! behind a `RwLock`, consulted only for a tick the start-up table does not know and only once
+//! something was added (an atomic flag), so the start-up instruments never touch the lock. Late
+//! instruments get their canonical id but no failover pair.
 
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicU64, AtomicU8, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+        RwLock,
+    },
 };
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -113,6 +122,9 @@ pub struct Routing {
     pairs: HashMap<u32, Pair>,
     stale_ns: u64,
     metrics: FailoverMetrics,
+    /// Instruments mapped after start-up ([`Routing::add_late`]).
+    late: RwLock<HashMap<(Vendor, Exchange, Token), u32>>,
+    has_late: AtomicBool,
     /// Live counters.
     pub stats: RoutingStats,
 }
@@ -186,6 +198,8 @@ impl RoutingBuilder {
             pairs,
             stale_ns: stale_ms.saturating_mul(1_000_000),
             metrics: FailoverMetrics::new(),
+            late: RwLock::new(HashMap::new()),
+            has_late: AtomicBool::new(false),
             stats: RoutingStats::default(),
         }
     }
@@ -195,7 +209,17 @@ impl Routing {
     /// Sets `tick.instrument_id` and decides whether the tick is produced. `now_ns` is the
     /// frame's receive time. Ticks of unmapped instruments keep id 0 and are produced.
     pub fn route(&self, tick: &mut Tick, now_ns: u64) -> Verdict {
-        let Some(&id) = self.ids.get(&(tick.vendor, tick.exchange, tick.token)) else {
+        let key = (tick.vendor, tick.exchange, tick.token);
+        let Some(&id) = self.ids.get(&key) else {
+            if self.has_late.load(Ordering::Acquire) {
+                let late = match self.late.read() {
+                    Ok(g) => g.get(&key).copied(),
+                    Err(p) => p.into_inner().get(&key).copied(),
+                };
+                if let Some(id) = late {
+                    tick.instrument_id = id;
+                }
+            }
             return Verdict::Produce;
         };
         tick.instrument_id = id;
@@ -266,13 +290,32 @@ impl Routing {
         log::warn!(event = "failover_switch", instrument = name, from = from.as_str(), to = to.as_str(), primary_silent_ms = silent_ns / 1_000_000; "active vendor switched");
     }
 
+    /// Maps every instrument of `more` that this table does not know yet (a refresh's plan)
+    /// into the late table; returns how many were added. Failover pairs in `more` are ignored.
+    pub fn add_late(&self, more: RoutingBuilder) -> usize {
+        let mut g = match self.late.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut n = 0;
+        for (k, id) in more.ids {
+            if !self.ids.contains_key(&k) && g.insert(k, id).is_none() {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.has_late.store(true, Ordering::Release);
+        }
+        n
+    }
+
     /// The vendor whose ticks are produced for `instrument_id`, when it is redundant.
     pub fn active(&self, instrument_id: u32) -> Option<Vendor> {
         let p = self.pairs.get(&instrument_id)?;
         Vendor::from_code(p.active.load(Ordering::Acquire))
     }
 
-    /// Instruments mapped.
+    /// Instruments mapped at start-up.
     pub fn len(&self) -> usize {
         self.ids.len()
     }

@@ -93,14 +93,14 @@ pub fn tick_exchange(vendor: Vendor, key: &str) -> Option<Exchange> {
         Vendor::Upstox => Exchange::from_upstox_segment(key.split_once('|')?.0).map(|e| e.0),
         Vendor::Angel => angel::exchange_of(key.split_once('|')?.0.parse().ok()?),
         Vendor::Dhan => dhan::exchange_of(dhan::segment_code(key.split_once('|')?.0)?).map(|e| e.0),
-        Vendor::Json => None,
+        Vendor::Json => crate::parsers::json::exchange_from_name(key.split_once('|')?.0),
     }
 }
 
 /// The token a vendor's parser puts in ticks of `key` (Angel and Dhan drop the segment part).
 pub fn tick_token(vendor: Vendor, key: &str) -> &str {
     match vendor {
-        Vendor::Angel | Vendor::Dhan => key.split_once('|').map_or(key, |p| p.1),
+        Vendor::Angel | Vendor::Dhan | Vendor::Json => key.split_once('|').map_or(key, |p| p.1),
         _ => key,
     }
 }

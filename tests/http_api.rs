@@ -452,7 +452,7 @@ fn backfill_status_and_refusals_reach_the_api() {
     );
     // A refusal written by the backfill thread shows its reason; a credential in it does not.
     let refused = serde_json::json!({
-        "state": "refused", "reason": "market is open; use force (url ?access_token=zzSECRETzz1234567890)",
+        "state": "refused", "reason": "market is open; use force (url ?access_token=zz-SECRET-zz-1234567890)",
         "errors": ["upstream 401: Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"]
     });
     let _: () = redis::cmd("SET")
@@ -464,7 +464,7 @@ fn backfill_status_and_refusals_reach_the_api() {
     let text = v["backfill"].to_string();
     assert!(text.contains("market is open; use force"), "{text}");
     assert!(
-        !text.contains("zzSECRETzz1234567890") && !text.contains("c2lnbmF0dXJl"),
+        !text.contains("zz-SECRET-zz-1234567890") && !text.contains("c2lnbmF0dXJl"),
         "{text}"
     );
     let _: () = redis::cmd("SET")

@@ -1,7 +1,13 @@
-//! Angel One and Dhan connectors, the instrument master, failover and token rollover, against
-//! the vendor simulator over real sockets on 127.0.0.1 (port 0 everywhere, every wait bounded).
+//! Kite, Upstox, Angel One and Dhan connectors subscribing by symbol, the instrument master and
+//! its daily refresh in a running feed, failover and token rollover, against the vendor simulator over real sockets on 127.0.0.1 (port 0 everywhere, every wait bounded).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::{
     collections::HashMap,
@@ -16,7 +22,9 @@ use layer1::{
         angel::{AngelConnector, AngelSettings},
         dhan::{DhanConnector, DhanSettings},
         kite::{KiteConnector, KiteSettings},
-        spawn_feed_thread, Connector, Credential, FeedSettings, FeedSpec,
+        spawn_feed_thread,
+        upstox::{UpstoxConnector, UpstoxSettings},
+        Connector, Credential, FeedSettings, FeedSpec,
     },
     instruments::{self, LoadedFrom, MasterSource, VendorMaster},
     pipeline::Pipeline,
@@ -91,6 +99,11 @@ fn connector(v: Vendor, sim: &SimHandle, token: Credential) -> Box<dyn Connector
             access_token: token,
             ..DhanSettings::default()
         })),
+        Vendor::Upstox => Box::new(UpstoxConnector::new(UpstoxSettings {
+            authorize_url: sim.upstox_authorize_url(),
+            access_token: token,
+            ..UpstoxSettings::default()
+        })),
         _ => Box::new(KiteConnector::new(KiteSettings {
             base_url: sim.kite_url(),
             api_key: Credential::Value("sim_api_key".into()),
@@ -105,6 +118,7 @@ fn default_token(v: Vendor) -> Credential {
         match v {
             Vendor::Angel => "sim_angel_jwt",
             Vendor::Dhan => "sim_dhan_token",
+            Vendor::Upstox => "sim_upstox_token",
             _ => "sim_access_token",
         }
         .into(),
@@ -203,6 +217,96 @@ fn angel_and_dhan_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
             ],
         };
         assert_eq!(keys, want.iter().collect::<Vec<_>>());
+        let p = feed.shutdown(Duration::from_secs(5)).unwrap();
+        assert_eq!(p.counts().rejects, 0, "{v}: simulator frames all parse");
+    }
+}
+
+#[test]
+fn kite_and_upstox_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
+    let sim = sim();
+    let dir = tmpdir("connect-ku");
+    let m = masters(&sim, &dir, &[Vendor::Kite, Vendor::Upstox]);
+    let entries: Vec<String> = [
+        "NSE:INFY",
+        "NSE:NIFTY 50@ltp",
+        "NFO:BANKNIFTY25DECFUT@quote",
+        "NSE:UNKNOWN1",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for v in [Vendor::Kite, Vendor::Upstox] {
+        let mut plan = subscribe::plan(&entries, &m, &[v], None);
+        assert_eq!(
+            plan.unresolved,
+            vec!["NSE:UNKNOWN1"],
+            "{v}: unknown symbol reported by name"
+        );
+        let routing: Arc<Routing> = Arc::new(plan.routing.build(5000, 0));
+        let (tx, rx) = producer::queue(1 << 16);
+        let pipeline = Pipeline::new(tx, ValidationLimits::default(), false).with_routing(routing);
+        let spec = FeedSpec {
+            connector: connector(v, &sim, default_token(v)),
+            instruments: plan.per_vendor.remove(&v).unwrap(),
+            ages: None,
+        };
+        let feed = spawn_feed_thread(settings(), vec![spec], pipeline, None).unwrap();
+        let got = drain(&rx, Duration::from_millis(1500));
+        for sym in ["NSE:INFY", "NSE:NIFTY 50", "NFO:BANKNIFTY25DECFUT"] {
+            assert!(
+                got.get(&(v, sym.to_owned())).copied().unwrap_or(0) > 0,
+                "{v} {sym}: ticks carry the canonical name: {got:?}"
+            );
+        }
+        // Drop the connection: the feed reconnects (Upstox: a fresh authorize call and
+        // one-time URL) and resubscribes all three.
+        let authorize_before = sim.stats().unwrap().authorize_calls;
+        sim.inject(Fault::Drop(Target::all(v))).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                let st = sim.stats().unwrap();
+                let conns: Vec<_> = st.connections.iter().filter(|c| c.vendor == v).collect();
+                conns.len() >= 2 && conns.last().is_some_and(|c| c.open && c.subscribed == 3)
+            }),
+            "{v}: reconnected and resubscribed"
+        );
+        if v == Vendor::Upstox {
+            assert!(
+                sim.stats().unwrap().authorize_calls > authorize_before,
+                "a new one-time URL per reconnect"
+            );
+        }
+        let _ = drain(&rx, Duration::from_millis(100));
+        let after = drain(&rx, Duration::from_millis(800));
+        for sym in ["NSE:INFY", "NSE:NIFTY 50", "NFO:BANKNIFTY25DECFUT"] {
+            assert!(
+                after.get(&(v, sym.to_owned())).copied().unwrap_or(0) > 0,
+                "{v} {sym} after: {after:?}"
+            );
+        }
+        let st = sim.stats().unwrap();
+        let last = st.connections.iter().rev().find(|c| c.vendor == v).unwrap();
+        let mut keys: Vec<&String> = last.requests.iter().flat_map(|r| &r.instruments).collect();
+        keys.sort();
+        keys.dedup();
+        let want: Vec<String> = match v {
+            Vendor::Kite => {
+                let mut w = vec![
+                    "408065".to_owned(),
+                    "256265".to_owned(),
+                    "13357058".to_owned(),
+                ];
+                w.sort();
+                w
+            }
+            _ => vec![
+                "NSE_EQ|INE009A01021".into(),
+                "NSE_FO|52175".into(),
+                "NSE_INDEX|Nifty 50".into(),
+            ],
+        };
+        assert_eq!(keys, want.iter().collect::<Vec<_>>(), "{v}");
         let p = feed.shutdown(Duration::from_secs(5)).unwrap();
         assert_eq!(p.counts().rejects, 0, "{v}: simulator frames all parse");
     }
@@ -459,4 +563,106 @@ fn bad_token_backs_off_without_flooding() {
             "{v}: auth failure recorded"
         );
     }
+}
+
+#[test]
+fn daily_refresh_in_a_running_feed_subscribes_newly_listed_symbols() {
+    use layer1::instruments::refresh::{DailyRefresh, FeedHandle};
+    let sim = sim();
+    let dir = tmpdir("refresh");
+    // The vendor's list as a local file: today's lacks NSE:TCS, tomorrow's lists it.
+    let list = dir.join("kite-list.csv");
+    let full = layer1::sim::vendors::instrument_list(Vendor::Kite).unwrap();
+    let today: String = full
+        .lines()
+        .filter(|l| !l.contains(",TCS,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&list, &today).unwrap();
+    let src = MasterSource {
+        vendor: Vendor::Kite,
+        location: list.display().to_string(),
+        cache_dir: dir.join("cache"),
+        timeout: Duration::from_secs(5),
+    };
+    let day = 1_732_665_600u64; // 2024-11-27 00:00 UTC; 08:00 IST is +9000 s
+    let start = day + 10_000;
+    let (m, _) = instruments::load(&src, start).unwrap();
+    let entries = vec!["NSE:INFY".to_owned(), "NSE:TCS".to_owned()];
+    let mut plan = subscribe::plan(
+        &entries,
+        &HashMap::from([(Vendor::Kite, m)]),
+        &[Vendor::Kite],
+        None,
+    );
+    assert_eq!(plan.unresolved, vec!["NSE:TCS"]);
+    let initial = plan.per_vendor.clone();
+    let routing = Arc::new(plan.routing.build(5000, 0));
+    let (tx, rx) = producer::queue(1 << 16);
+    let pipeline =
+        Pipeline::new(tx, ValidationLimits::default(), false).with_routing(Arc::clone(&routing));
+    let spec = FeedSpec {
+        connector: connector(Vendor::Kite, &sim, default_token(Vendor::Kite)),
+        instruments: plan.per_vendor.remove(&Vendor::Kite).unwrap(),
+        ages: None,
+    };
+    let feed = spawn_feed_thread(settings(), vec![spec], pipeline, None).unwrap();
+    // The injectable clock: the test hands the refresher its "now".
+    let mut refresh = DailyRefresh::new(
+        entries,
+        vec![Vendor::Kite],
+        None,
+        vec![src],
+        HashMap::from([(
+            Vendor::Kite,
+            FeedHandle {
+                control: feed.control(),
+                feed: 0,
+            },
+        )]),
+        Arc::clone(&routing),
+        &initial,
+        start,
+    );
+    let tcs = (Vendor::Kite, "NSE:TCS".to_owned());
+    let infy = (Vendor::Kite, "NSE:INFY".to_owned());
+    let before = drain(&rx, Duration::from_millis(700));
+    assert!(before.get(&infy).copied().unwrap_or(0) > 0, "{before:?}");
+    assert_eq!(before.get(&tcs), None);
+    std::fs::write(&list, &full).unwrap();
+    assert!(
+        refresh.tick(start + 3_600).is_none(),
+        "same day: no refresh"
+    );
+    assert!(
+        refresh.tick(day + 86_400 + 8_000).is_none(),
+        "next day before 08:00 IST: no refresh"
+    );
+    let report = refresh
+        .tick(day + 86_400 + 9_060)
+        .expect("next day after 08:00 IST: refreshed");
+    assert_eq!(report.subscribed, vec![(Vendor::Kite, 1)]);
+    assert!(report.unresolved.is_empty() && report.failed.is_empty());
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let st = sim.stats().unwrap();
+            st.connections
+                .iter()
+                .rev()
+                .find(|c| c.vendor == Vendor::Kite)
+                .is_some_and(|c| c.open && c.subscribed == 2)
+        }),
+        "the new symbol was subscribed on the open connection"
+    );
+    let _ = drain(&rx, Duration::from_millis(100));
+    let after = drain(&rx, Duration::from_millis(800));
+    assert!(
+        after.get(&tcs).copied().unwrap_or(0) > 0,
+        "new symbol's ticks carry its canonical name: {after:?}"
+    );
+    assert!(after.get(&infy).copied().unwrap_or(0) > 0);
+    // Once per day; a repeated refresh subscribes nothing twice.
+    assert!(refresh.tick(day + 86_400 + 40_000).is_none());
+    assert!(refresh.refresh(day + 86_400 + 40_000).subscribed.is_empty());
+    feed.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -15,7 +15,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 pub use backfill::BackfillConfig;
 pub use error::ConfigError;
 pub use secret::Secret;
-pub use vendors::{AngelConfig, DhanConfig, VendorsConfig};
+pub use vendors::{AngelConfig, DhanConfig, JsonFeedConfig, VendorsConfig};
 
 /// One documented environment variable.
 #[derive(Debug, Clone, Copy)]
@@ -270,6 +270,50 @@ pub const VARIABLES: &[VarDoc] = &[
         "DHAN_ACCESS_TOKEN_FILE",
         "",
         "file with the Dhan access token, re-read before every reconnect",
+    ),
+    var(
+        "JSON_FEED_URL",
+        "",
+        "generic JSON WebSocket feed URL (wss://; ws:// for a local simulator); set to enable it",
+    ),
+    var(
+        "JSON_FEED_AUTH_HEADER",
+        "Authorization",
+        "header carrying the JSON feed credential on the WebSocket upgrade",
+    ),
+    secret(
+        "JSON_FEED_AUTH_VALUE",
+        "JSON feed auth header value, e.g. `Bearer <token>`",
+    ),
+    var(
+        "JSON_FEED_AUTH_FILE",
+        "",
+        "file with the JSON feed auth header value, re-read before every reconnect",
+    ),
+    var(
+        "JSON_FEED_SUBSCRIBE",
+        "",
+        "subscribe message template, {symbols} = JSON array of symbols (single-quote it in .env)",
+    ),
+    var(
+        "JSON_FEED_UNSUBSCRIBE",
+        "",
+        "unsubscribe message template with {symbols}; empty sends none",
+    ),
+    var(
+        "JSON_FEED_MAP",
+        "",
+        "tick field = vendor key[*scale] pairs, e.g. token=symbol,ltp=last_price,volume=vol",
+    ),
+    var(
+        "JSON_FEED_EXCHANGE",
+        "NSE",
+        "exchange of JSON feed ticks unless the mapping maps `exchange`",
+    ),
+    var(
+        "JSON_FEED_BATCH",
+        "100",
+        "symbols per JSON feed subscribe message",
     ),
     var(
         "KITE_WS_URL",

@@ -38,6 +38,81 @@ pub struct DhanConfig {
     pub access_token_file: Option<PathBuf>,
 }
 
+/// The generic JSON WebSocket feed (`docs/json-feed.md`).
+#[derive(Debug, Clone)]
+pub struct JsonFeedConfig {
+    /// Feed URL (`JSON_FEED_URL`).
+    pub url: String,
+    /// Auth header name (`JSON_FEED_AUTH_HEADER`).
+    pub auth_header: String,
+    /// Auth header value (`JSON_FEED_AUTH_VALUE`), unless `auth_file` is set.
+    pub auth_value: Option<Secret>,
+    /// File holding the auth header value (`JSON_FEED_AUTH_FILE`).
+    pub auth_file: Option<PathBuf>,
+    /// Subscribe template with `{symbols}` (`JSON_FEED_SUBSCRIBE`).
+    pub subscribe_template: String,
+    /// Unsubscribe template (`JSON_FEED_UNSUBSCRIBE`); empty = none.
+    pub unsubscribe_template: String,
+    /// The field mapping (`JSON_FEED_MAP`, `JSON_FEED_EXCHANGE`).
+    pub mapping: std::sync::Arc<crate::parsers::json::JsonMapping>,
+    /// Symbols per subscribe message (`JSON_FEED_BATCH`).
+    pub batch: usize,
+}
+
+/// The subscribe template used when `JSON_FEED_SUBSCRIBE` is unset.
+const DEFAULT_JSON_SUBSCRIBE: &str = r#"{"action":"subscribe","symbols":{symbols}}"#;
+
+fn json_feed(r: &Reader<'_>) -> Result<Option<JsonFeedConfig>, ConfigError> {
+    if r.raw("JSON_FEED_URL").is_none() {
+        return Ok(None);
+    }
+    let url = ws(r, "JSON_FEED_URL")?;
+    const MAP: &str = "comma-separated target=source[*scale] pairs mapping at least token and ltp (docs/json-feed.md)";
+    let spec = r.string("JSON_FEED_MAP", MAP)?;
+    let exchange = r
+        .raw("JSON_FEED_EXCHANGE")
+        .unwrap_or_else(|| "NSE".to_owned());
+    let mapping = crate::parsers::json::JsonMapping::parse(&spec, &exchange).map_err(|e| {
+        ConfigError::Invalid {
+            var: if matches!(e, crate::parsers::json::MappingError::Exchange(_)) {
+                "JSON_FEED_EXCHANGE"
+            } else {
+                "JSON_FEED_MAP"
+            },
+            expected: MAP,
+        }
+    })?;
+    let subscribe_template = r
+        .raw("JSON_FEED_SUBSCRIBE")
+        .unwrap_or_else(|| DEFAULT_JSON_SUBSCRIBE.to_owned());
+    let unsubscribe_template = r.raw("JSON_FEED_UNSUBSCRIBE").unwrap_or_default();
+    const TEMPLATE: &str = "a message template containing {symbols}";
+    if !subscribe_template.contains(crate::feed::json::SYMBOLS_PLACEHOLDER) {
+        return Err(ConfigError::Invalid {
+            var: "JSON_FEED_SUBSCRIBE",
+            expected: TEMPLATE,
+        });
+    }
+    if !unsubscribe_template.is_empty()
+        && !unsubscribe_template.contains(crate::feed::json::SYMBOLS_PLACEHOLDER)
+    {
+        return Err(ConfigError::Invalid {
+            var: "JSON_FEED_UNSUBSCRIBE",
+            expected: TEMPLATE,
+        });
+    }
+    Ok(Some(JsonFeedConfig {
+        url,
+        auth_header: r.raw("JSON_FEED_AUTH_HEADER").unwrap_or_default(),
+        auth_value: r.secret("JSON_FEED_AUTH_VALUE"),
+        auth_file: path(r, "JSON_FEED_AUTH_FILE"),
+        subscribe_template,
+        unsubscribe_template,
+        mapping: std::sync::Arc::new(mapping),
+        batch: r.num("JSON_FEED_BATCH", 1usize, 10_000, "1..=10000")?,
+    }))
+}
+
 /// Vendor-wide settings added with issue 6.
 #[derive(Debug, Clone)]
 pub struct VendorsConfig {
@@ -45,6 +120,8 @@ pub struct VendorsConfig {
     pub angel: Option<AngelConfig>,
     /// Dhan, when its credentials are set.
     pub dhan: Option<DhanConfig>,
+    /// The generic JSON feed, when `JSON_FEED_URL` is set.
+    pub json: Option<JsonFeedConfig>,
     /// Kite token file (`KITE_ACCESS_TOKEN_FILE`): overrides `KITE_ACCESS_TOKEN`, re-read
     /// before every attempt.
     pub kite_token_file: Option<PathBuf>,
@@ -171,6 +248,7 @@ pub(super) fn read(r: &Reader<'_>) -> Result<VendorsConfig, ConfigError> {
     Ok(VendorsConfig {
         angel,
         dhan,
+        json: json_feed(r)?,
         kite_token_file: path(r, "KITE_ACCESS_TOKEN_FILE"),
         upstox_token_file: path(r, "UPSTOX_ACCESS_TOKEN_FILE"),
         subscribe_file: path(r, "SUBSCRIBE_FILE"),

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod backoff;
 pub mod dhan;
 mod event_loop;
+pub mod json;
 pub mod kite;
 pub mod metrics;
 mod timers;

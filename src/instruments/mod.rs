@@ -14,10 +14,11 @@
 //! to `<cache_dir>/<vendor>.instruments` with its fetch time beside it. A cache fetched after the
 //! last daily refresh mark (08:00 IST, after the vendors publish the day's lists) is used as is;
 //! an older one is refreshed, and when the fetch fails the old cache is reused (offline start)
-//! with a warning.
+//! with a warning. A running engine reloads after each mark ([`refresh`]).
 
 pub mod formats;
 pub mod names;
+pub mod refresh;
 
 use std::{
     collections::HashMap,

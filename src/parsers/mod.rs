@@ -11,6 +11,7 @@
 
 pub mod angel;
 pub mod dhan;
+pub mod json;
 pub mod kite;
 pub mod protobuf;
 pub mod upstox;
@@ -315,6 +316,28 @@ pub enum ParseError {
         /// The segment code.
         code: u8,
     },
+    /// A JSON feed frame is not valid JSON (or has bytes after the value).
+    #[error("json feed frame is not valid JSON")]
+    JsonSyntax,
+    /// A JSON feed frame (or array element) that is not an object.
+    #[error("json feed message is not an object")]
+    JsonNotObject,
+    /// A JSON feed tick object lacks a required mapped field.
+    #[error("json feed tick lacks `{field}`")]
+    JsonMissingField {
+        /// The tick field.
+        field: json::JsonField,
+    },
+    /// A JSON feed value of the wrong type (a non-numeric string for a number, an unknown
+    /// exchange, a token that is neither a string nor an integer or is too long).
+    #[error("json feed value for `{field}` has the wrong type")]
+    JsonBadField {
+        /// The tick field.
+        field: json::JsonField,
+    },
+    /// A JSON feed frame arrived but no field mapping is installed.
+    #[error("json feed frame but no JSON_FEED_MAP is installed")]
+    JsonNotConfigured,
 }
 
 impl ParseError {
@@ -342,6 +365,11 @@ impl ParseError {
             ParseError::DhanUnknownCode { .. } => "PARSE_DHAN_UNKNOWN_CODE",
             ParseError::DhanLengthMismatch { .. } => "PARSE_DHAN_LENGTH_MISMATCH",
             ParseError::DhanUnknownSegment { .. } => "PARSE_DHAN_UNKNOWN_SEGMENT",
+            ParseError::JsonSyntax => "PARSE_JSON_SYNTAX",
+            ParseError::JsonNotObject => "PARSE_JSON_NOT_OBJECT",
+            ParseError::JsonMissingField { .. } => "PARSE_JSON_MISSING_FIELD",
+            ParseError::JsonBadField { .. } => "PARSE_JSON_BAD_FIELD",
+            ParseError::JsonNotConfigured => "PARSE_JSON_NOT_CONFIGURED",
         }
     }
 
@@ -369,6 +397,11 @@ impl ParseError {
             ParseError::DhanUnknownCode { .. } => "dhan_unknown_code",
             ParseError::DhanLengthMismatch { .. } => "dhan_length_mismatch",
             ParseError::DhanUnknownSegment { .. } => "dhan_unknown_segment",
+            ParseError::JsonSyntax => "json_syntax",
+            ParseError::JsonNotObject => "json_not_object",
+            ParseError::JsonMissingField { .. } => "json_missing_field",
+            ParseError::JsonBadField { .. } => "json_bad_field",
+            ParseError::JsonNotConfigured => "json_not_configured",
         }
     }
 }
@@ -389,6 +422,7 @@ pub fn parse_frame<S: TickSink + ?Sized>(
         (Vendor::Angel, FrameKind::Binary) => angel::parse_frame(payload, meta, sink),
         (Vendor::Angel, FrameKind::Text) => angel::parse_text(payload, sink),
         (Vendor::Dhan, FrameKind::Binary) => dhan::parse_frame(payload, meta, sink),
+        (Vendor::Json, FrameKind::Text) => json::parse_frame(payload, meta, sink),
         (Vendor::Kite | Vendor::Upstox | Vendor::Dhan, FrameKind::Text) => {
             let kind = if vendor == Vendor::Kite {
                 kite::classify_text(payload)
@@ -457,6 +491,15 @@ mod tests {
                 declared: 3,
             },
             ParseError::DhanUnknownSegment { code: 6 },
+            ParseError::JsonSyntax,
+            ParseError::JsonNotObject,
+            ParseError::JsonMissingField {
+                field: json::JsonField::Ltp,
+            },
+            ParseError::JsonBadField {
+                field: json::JsonField::Token,
+            },
+            ParseError::JsonNotConfigured,
         ];
         let mut seen = std::collections::HashSet::new();
         for e in all {

@@ -19,6 +19,7 @@
 //! and how many ticks it sent per instrument ([`SimStats`]).
 
 pub mod historical;
+pub mod json;
 mod market;
 mod server;
 pub mod vendors;
@@ -86,6 +87,12 @@ pub struct SimConfig {
     pub dhan_client_id: String,
     /// The Dhan access token accepted. Default `sim_dhan_token`.
     pub dhan_access_token: String,
+    /// JSON feed listener port (0 = any). Default 0.
+    pub json_port: u16,
+    /// The JSON feed's auth header (lower-case). Default `x-api-key`.
+    pub json_auth_header: String,
+    /// The JSON feed's accepted auth header value. Default `sim_json_key`.
+    pub json_auth_value: String,
 }
 
 impl Default for SimConfig {
@@ -113,6 +120,9 @@ impl Default for SimConfig {
             angel_feed_token: "sim_angel_feed".to_owned(),
             dhan_client_id: "1000000001".to_owned(),
             dhan_access_token: "sim_dhan_token".to_owned(),
+            json_port: 0,
+            json_auth_header: "x-api-key".to_owned(),
+            json_auth_value: "sim_json_key".to_owned(),
         }
     }
 }
@@ -334,6 +344,8 @@ pub struct SimHandle {
     pub angel_addr: SocketAddr,
     /// Dhan feed address.
     pub dhan_addr: SocketAddr,
+    /// JSON feed address.
+    pub json_addr: SocketAddr,
     pub(crate) tx: Sender<SimCommand>,
     pub(crate) waker: Arc<mio::Waker>,
     pub(crate) join: Option<JoinHandle<()>>,
@@ -383,6 +395,11 @@ impl SimHandle {
     /// The Dhan feed base URL (`ws://127.0.0.1:port/`).
     pub fn dhan_url(&self) -> String {
         format!("ws://{}/", self.dhan_addr)
+    }
+
+    /// The JSON feed URL (`ws://127.0.0.1:port/feed`).
+    pub fn json_url(&self) -> String {
+        format!("ws://{}/feed", self.json_addr)
     }
 
     /// The URL of `vendor`'s instrument list, served in the vendor's own format.

@@ -48,6 +48,7 @@ const HTTP_L: Token = Token(3);
 const TLS_L: Token = Token(4);
 const ANGEL_L: Token = Token(5);
 const DHAN_L: Token = Token(6);
+const JSON_L: Token = Token(7);
 const FIRST_CONN: usize = 16;
 
 /// A server-side stream: plain TCP or rustls over TCP (both non-blocking; rustls surfaces the
@@ -104,6 +105,8 @@ struct Auth {
     angel: [String; 4],
     dhan_client: String,
     dhan_token: String,
+    /// JSON feed auth header name and accepted value.
+    json_auth: (String, String),
     /// Whether the last Dhan upgrade carried valid credentials (Dhan accepts the upgrade and
     /// then sends a disconnect packet, as the vendor does for a bad token).
     dhan_last_ok: bool,
@@ -183,6 +186,11 @@ impl Callback for Gate {
                     &h("x-feed-token"),
                 ] == [&a.angel[0], &a.angel[1], &a.angel[2], &a.angel[3]].map(String::as_str)
             }
+            Vendor::Json => request
+                .headers()
+                .get(a.json_auth.0.as_str())
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == a.json_auth.1),
             Vendor::Dhan => {
                 a.dhan_last_ok = query_param(query, "token") == Some(a.dhan_token.as_str())
                     && query_param(query, "clientId") == Some(a.dhan_client.as_str())
@@ -250,6 +258,8 @@ struct Sim {
     tls_l: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     angel_l: TcpListener,
     dhan_l: TcpListener,
+    json_l: TcpListener,
+    json_map: Option<crate::parsers::json::JsonMapping>,
     upstox_addr: SocketAddr,
     auth: Rc<RefCell<Auth>>,
     market: Market,
@@ -320,6 +330,10 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         .register(&mut dhan_l, DHAN_L, Interest::READABLE)?;
     let angel_addr = angel_l.local_addr()?;
     let dhan_addr = dhan_l.local_addr()?;
+    let mut json_l = bind(cfg.json_port)?;
+    poll.registry()
+        .register(&mut json_l, JSON_L, Interest::READABLE)?;
+    let json_addr = json_l.local_addr()?;
     let kite_addr = kite_l.local_addr()?;
     let upstox_addr = upstox_l.local_addr()?;
     let http_addr = http_l.local_addr()?;
@@ -343,6 +357,10 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                 ],
                 dhan_client: cfg.dhan_client_id.clone(),
                 dhan_token: cfg.dhan_access_token.clone(),
+                json_auth: (
+                    cfg.json_auth_header.to_ascii_lowercase(),
+                    cfg.json_auth_value.clone(),
+                ),
                 dhan_last_ok: false,
                 upstox_codes: HashSet::new(),
                 refusals: HashMap::new(),
@@ -366,6 +384,8 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                 tls_l,
                 angel_l,
                 dhan_l,
+                json_l,
+                json_map: super::json::mapping(),
                 upstox_addr,
                 auth,
                 ws: HashMap::new(),
@@ -391,6 +411,7 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         ca_pem,
         angel_addr,
         dhan_addr,
+        json_addr,
         tx,
         waker,
         join: Some(join),
@@ -432,6 +453,7 @@ impl Sim {
                     TLS_L => self.accept(Vendor::Kite, true),
                     ANGEL_L => self.accept(Vendor::Angel, false),
                     DHAN_L => self.accept(Vendor::Dhan, false),
+                    JSON_L => self.accept(Vendor::Json, false),
                     HTTP_L => self.accept_http(),
                     Token(t) => {
                         let id = (t - FIRST_CONN) as u64;
@@ -466,6 +488,7 @@ impl Sim {
                 (Vendor::Kite, false) => &self.kite_l,
                 (Vendor::Angel, false) => &self.angel_l,
                 (Vendor::Dhan, false) => &self.dhan_l,
+                (Vendor::Json, false) => &self.json_l,
                 _ => &self.upstox_l,
             };
             let (mut stream, _) = match listener.accept() {
@@ -550,6 +573,7 @@ impl Sim {
                 Message::binary(super::vendors::dhan_disconnect(809))
             }
             Vendor::Dhan => Message::Pong(Bytes::new()),
+            Vendor::Json => Message::text(r#"{"type":"welcome","data":"layer1 simulator"}"#),
             _ => {
                 let mut buf = Vec::new();
                 encode_market_info(
@@ -751,11 +775,11 @@ impl Sim {
                     .unwrap_or_default();
                 (action, mode, keys)
             }
-            Vendor::Angel | Vendor::Dhan => {
-                let req = if vendor == Vendor::Angel {
-                    super::vendors::angel_request(&v)
-                } else {
-                    super::vendors::dhan_request(&v)
+            Vendor::Angel | Vendor::Dhan | Vendor::Json => {
+                let req = match vendor {
+                    Vendor::Angel => super::vendors::angel_request(&v),
+                    Vendor::Json => super::json::request(&v),
+                    _ => super::vendors::dhan_request(&v),
                 };
                 let Some(r) = req else {
                     if vendor == Vendor::Angel {
@@ -763,8 +787,18 @@ impl Sim {
                             r#"{"correlationID":"","errorCode":"E1001","errorMessage":"Invalid Request Payload."}"#,
                         ));
                     }
+                    if vendor == Vendor::Json {
+                        replies.push(Message::text(r#"{"type":"error","data":"bad request"}"#));
+                    }
                     return;
                 };
+                if vendor == Vendor::Json {
+                    replies.push(Message::text(format!(
+                        r#"{{"type":"ack","action":"{}","count":{}}}"#,
+                        r.action,
+                        r.keys.len()
+                    )));
+                }
                 forced_mode = Some(r.mode_value);
                 vendor_keys = Some(r.keys.iter().map(|k| k.0.clone()).collect());
                 (r.action, r.mode, r.keys.into_iter().map(|k| k.1).collect())
@@ -923,13 +957,21 @@ impl Sim {
                         &mut self.ticks,
                         ms,
                     );
+                    let frame = if c.vendor == Vendor::Json {
+                        Message::text(super::json::encode_frame(
+                            self.json_map.as_ref(),
+                            &self.ticks,
+                        ))
+                    } else {
+                        Message::Binary(Bytes::from(frame))
+                    };
                     c.owed -= n as f64;
                     if let Some(r) = c.record.and_then(|r| self.records.get_mut(r)) {
                         r.ticks_sent += n as u64;
                         r.frames_sent += 1;
                     }
                     wrote = true;
-                    match ws.write(Message::Binary(Bytes::from(frame))) {
+                    match ws.write(frame) {
                         Ok(()) => {}
                         Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
                             c.backlogged = true;
@@ -1100,6 +1142,11 @@ impl Sim {
             }
             Fault::Malformed(t) => {
                 let ids = self.targets(t);
+                if t.vendor == Vendor::Json {
+                    self.send_raw(&ids, &Message::text(super::json::MALFORMED));
+                    self.note(format!("malformed {} {ids:?}", t.vendor));
+                    return;
+                }
                 let bytes: Vec<u8> = match t.vendor {
                     // Two packets of lengths no Kite mode has.
                     Vendor::Kite => vec![0, 2, 0, 3, 1, 2, 3, 0, 5, 1, 2, 3, 4, 5],
@@ -1113,6 +1160,11 @@ impl Sim {
             }
             Fault::Truncated(t) => {
                 let ids = self.targets(t);
+                if t.vendor == Vendor::Json {
+                    self.send_raw(&ids, &Message::text(super::json::TRUNCATED));
+                    self.note(format!("truncated {} {ids:?}", t.vendor));
+                    return;
+                }
                 let bytes: Vec<u8> = match t.vendor {
                     // One 184-byte packet announced, 20 bytes present.
                     Vendor::Kite => {
@@ -1429,6 +1481,8 @@ fn build_frame(
         }
         // Angel: the one packet; Dhan: every packet back to back.
         Vendor::Angel | Vendor::Dhan => frame.extend_from_slice(pkt),
+        // The JSON feed's text is built from `ticks` by the caller.
+        Vendor::Json => {}
         _ => encode_feed_response(ticks, FeedType::LiveFeed, ms, &mut frame),
     }
     frame

@@ -1,0 +1,232 @@
+//! The generic JSON WebSocket feed against the simulator's JSON vendor, configured the way the
+//! engine is: `JSON_FEED_*` variables through `Config`, symbols through `SUBSCRIBE`, over real
+//! sockets on 127.0.0.1 (port 0, every wait bounded).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::Receiver;
+use layer1::{
+    config::{Config, ConfigError},
+    feed::{json::JsonConnector, spawn_feed_thread, FeedSettings, FeedSpec},
+    instruments, parsers,
+    pipeline::Pipeline,
+    producer::{self, Outbound},
+    sim::{
+        json::{SIM_JSON_MAP, SIM_JSON_SUBSCRIBE, SIM_JSON_UNSUBSCRIBE},
+        Fault, SimConfig, Simulator, Target,
+    },
+    subscribe,
+    tick::{Exchange, Fields, Tick},
+    validate::ValidationLimits,
+    vendor::Vendor,
+};
+
+fn config(vars: &[(&str, String)]) -> Result<Config, ConfigError> {
+    let m: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    Config::from_lookup(&move |k: &str| m.get(k).cloned())
+}
+
+#[derive(Default)]
+struct Seen {
+    ticks: HashMap<String, Vec<Tick>>,
+    rejects: Vec<&'static str>,
+}
+
+fn drain(rx: &Receiver<Outbound>, d: Duration) -> Seen {
+    let mut s = Seen::default();
+    let end = Instant::now() + d;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(Outbound::Tick(t)) => {
+                let name = instruments::names::name_of(t.instrument_id)
+                    .unwrap_or("?")
+                    .to_owned();
+                s.ticks.entry(name).or_default().push(t);
+            }
+            Ok(Outbound::Reject(r)) => s.rejects.push(r.code),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn wait_for(d: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn json_feed_from_config_subscribes_maps_reconnects_and_rejects_malformed() {
+    let sim = Simulator::start(SimConfig {
+        ticks_per_sec: 400,
+        heartbeat_ms: 100,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = config(&[
+        ("JSON_FEED_URL", sim.json_url()),
+        ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
+        ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
+        ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
+        ("JSON_FEED_UNSUBSCRIBE", SIM_JSON_UNSUBSCRIBE.into()),
+        ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
+        ("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50@ltp".into()),
+    ])
+    .unwrap();
+    let j = cfg.vendors.json.clone().expect("JSON feed configured");
+    assert!(
+        !format!("{j:?}").contains("sim_json_key"),
+        "the auth value never prints"
+    );
+    parsers::json::install(Arc::clone(&j.mapping));
+    // Symbols resolve the way start_feeds resolves them.
+    let master = layer1::feed::json::symbol_master(&cfg.subscribe);
+    let masters = HashMap::from([(Vendor::Json, master)]);
+    let mut plan = subscribe::plan(&cfg.subscribe, &masters, &[Vendor::Json], None);
+    assert!(plan.unresolved.is_empty(), "{:?}", plan.unresolved);
+    let routing = Arc::new(plan.routing.build(5000, 0));
+    let (tx, rx) = producer::queue(1 << 16);
+    let pipeline = Pipeline::new(tx, ValidationLimits::default(), false).with_routing(routing);
+    let spec = FeedSpec {
+        connector: Box::new(JsonConnector::from_config(&j)),
+        instruments: plan.per_vendor.remove(&Vendor::Json).unwrap(),
+        ages: None,
+    };
+    let settings = FeedSettings {
+        stale_ms: 300,
+        heartbeat_ms: 100,
+        backoff_base_ms: 20,
+        backoff_cap_ms: 200,
+        connect_timeout_ms: 2000,
+        jitter_seed: Some(7),
+        ..FeedSettings::default()
+    };
+    let feed = spawn_feed_thread(settings, vec![spec], pipeline, None).unwrap();
+
+    let got = drain(&rx, Duration::from_millis(1500));
+    assert!(got.rejects.is_empty(), "{:?}", got.rejects);
+    let now_ms = layer1::clock::now_unix_ms() as i64;
+    for sym in ["NSE:INFY", "NSE:NIFTY 50"] {
+        let ts = got
+            .ticks
+            .get(sym)
+            .unwrap_or_else(|| panic!("{sym}: {:?}", got.ticks.keys()));
+        let t = ts.last().unwrap();
+        assert_eq!(t.vendor, Vendor::Json);
+        assert_eq!(t.exchange, Exchange::Nse);
+        assert_eq!(t.token.as_str(), sym.split_once(':').unwrap().1);
+        assert!(t.ltp > 0.0 && t.has(Fields::LTP));
+        // close arrives in paise and is scaled by *0.01; times are epoch ms.
+        assert!(t.has(Fields::CLOSE) && t.close > 0.0);
+        assert_eq!((t.close * 100.0).round() / 100.0, t.close);
+        assert!((t.exchange_time_ms - now_ms).abs() < 60_000, "{t:?}");
+        assert!(t.has(Fields::OPEN | Fields::HIGH | Fields::LOW));
+    }
+    let infy = got.ticks["NSE:INFY"].last().unwrap();
+    assert!(infy.has(Fields::VOLUME) && infy.volume > 0.0);
+    let st = sim.stats().unwrap();
+    let first = st
+        .connections
+        .iter()
+        .find(|c| c.vendor == Vendor::Json)
+        .unwrap();
+    let mut keys = first.requests[0].instruments.clone();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["INFY", "NIFTY 50"],
+        "the template carried the symbols"
+    );
+
+    // Drop: the feed reconnects (auth header again) and resubscribes both symbols.
+    sim.inject(Fault::Drop(Target::all(Vendor::Json))).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let st = sim.stats().unwrap();
+            let c: Vec<_> = st
+                .connections
+                .iter()
+                .filter(|c| c.vendor == Vendor::Json)
+                .collect();
+            c.len() >= 2 && c.last().is_some_and(|c| c.open && c.subscribed == 2)
+        }),
+        "reconnected and resubscribed"
+    );
+    let _ = drain(&rx, Duration::from_millis(100));
+    let after = drain(&rx, Duration::from_millis(800));
+    assert!(
+        after.ticks.contains_key("NSE:INFY"),
+        "{:?}",
+        after.ticks.keys()
+    );
+
+    // A mistyped price and a cut frame are rejected with their reasons; ticks go on.
+    sim.inject(Fault::Malformed(Target::all(Vendor::Json)))
+        .unwrap();
+    sim.inject(Fault::Truncated(Target::all(Vendor::Json)))
+        .unwrap();
+    let bad = drain(&rx, Duration::from_millis(800));
+    assert!(
+        bad.rejects.contains(&"PARSE_JSON_BAD_FIELD"),
+        "{:?}",
+        bad.rejects
+    );
+    assert!(
+        bad.rejects.contains(&"PARSE_JSON_SYNTAX"),
+        "{:?}",
+        bad.rejects
+    );
+    assert!(bad.ticks.contains_key("NSE:INFY"));
+    let p = feed.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(p.counts().rejects, 2);
+}
+
+#[test]
+fn json_feed_config_errors_name_the_variable() {
+    let base = |map: &str| {
+        config(&[
+            ("JSON_FEED_URL", "ws://127.0.0.1:1/feed".into()),
+            ("JSON_FEED_MAP", map.into()),
+        ])
+    };
+    assert!(base("token=symbol,ltp=last_price").is_ok());
+    for bad in [
+        "ltp=last_price",
+        "token=symbol,ltp=p,nope=x",
+        "token=s,ltp=p*abc",
+    ] {
+        let e = base(bad).unwrap_err().to_string();
+        assert!(e.contains("JSON_FEED_MAP"), "{bad}: {e}");
+    }
+    let e = config(&[
+        ("JSON_FEED_URL", "ws://127.0.0.1:1/feed".into()),
+        ("JSON_FEED_MAP", "token=s,ltp=p".into()),
+        ("JSON_FEED_SUBSCRIBE", r#"{"sub":1}"#.into()),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("JSON_FEED_SUBSCRIBE"), "{e}");
+    // Unset URL: no JSON feed.
+    assert!(config(&[]).unwrap().vendors.json.is_none());
+}
