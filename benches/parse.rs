@@ -216,7 +216,45 @@ fn cases() -> Vec<Case> {
             ticks: 50,
             vendor: Vendor::Dhan,
         },
+        Case {
+            name: "json_50",
+            frame: json_frame(50),
+            ticks: 50,
+            vendor: Vendor::Json,
+        },
     ]
+}
+
+/// The mapping of `docs/json-feed.md`'s worked example.
+#[allow(clippy::expect_used)]
+fn json_mapping() -> &'static layer1::parsers::json::JsonMapping {
+    static M: std::sync::OnceLock<layer1::parsers::json::JsonMapping> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        layer1::parsers::json::JsonMapping::parse(
+            "token=symbol,ltp=last_price,ltq=last_qty,volume=vol,close=prev_close_paise*0.01,exchangeTime=ts_ms,lastTradeTime=ltt_s*1000",
+            "NSE",
+        )
+        .expect("mapping")
+    })
+}
+
+/// An array of `n` ticks in the worked example's shape, times near `NOW_NS`.
+fn json_frame(n: usize) -> Vec<u8> {
+    let now_ms = NOW_NS / 1_000_000;
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"symbol":"SYM{i}","last_price":{}.5,"last_qty":{},"vol":{},"prev_close_paise":{},"ts_ms":{},"ltt_s":{},"seq":{i}}}"#,
+                1000 + i,
+                10 + i,
+                100_000 + i * 7,
+                99_000 + i * 100,
+                now_ms,
+                now_ms / 1000
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(",")).into_bytes()
 }
 
 fn parse(c: &Case, sink: &mut Validating) {
@@ -233,6 +271,14 @@ fn parse(c: &Case, sink: &mut Validating) {
         }
         Vendor::Dhan => {
             dhan::parse_frame(black_box(&c.frame), &meta, sink);
+        }
+        Vendor::Json => {
+            layer1::parsers::json::parse_frame_with(
+                json_mapping(),
+                black_box(&c.frame),
+                &meta,
+                sink,
+            );
         }
         _ => {
             kite::parse_frame(black_box(&c.frame), &meta, sink);

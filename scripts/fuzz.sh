@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 SECS="${1:-60}"; shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(kite upstox angel dhan capture)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(kite upstox angel dhan json capture)
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz not installed: cargo install cargo-fuzz --locked" >&2; exit 2; }
 bash seed.sh
-mkdir -p corpus/angel corpus/dhan
+mkdir -p corpus/angel corpus/dhan corpus/json
 status=0
 for t in "${TARGETS[@]}"; do
   echo "== fuzz $t for ${SECS}s"
