@@ -7,14 +7,14 @@
 
 use std::{net::SocketAddr, sync::Arc, thread::JoinHandle, time::Duration};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use crate::{
     affinity::{self, CorePlan},
     backfill::{self, BackfillHandle, BackfillSettings, StaticInstruments},
     calendar::Calendar,
     config::Config,
-    control::{self, ControlCommand},
+    control,
     error::Error,
     feed::{
         self,
@@ -73,7 +73,6 @@ pub struct Engine {
     producer: Option<ProducerHandle>,
     /// One sender per feed thread (plus one for the engine's own records), dropped at stop.
     feed_senders: Vec<Sender<Outbound>>,
-    commands: Receiver<ControlCommand>,
     backfill: Option<BackfillHandle>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
     feeds: Vec<FeedThread<Pipeline>>,
@@ -183,7 +182,8 @@ impl Engine {
         )?;
 
         let mut threads = Vec::new();
-        let (cmd_tx, commands) = crossbeam_channel::bounded::<ControlCommand>(64);
+        // Commands go straight from the control thread to the backfill thread's queue.
+        let cmd_tx = backfill.command_sender();
         {
             let url = config.redis_url.clone();
             let sd = shutdown.clone();
@@ -238,7 +238,6 @@ impl Engine {
             plan,
             producer: Some(producer),
             feed_senders,
-            commands,
             backfill: Some(backfill),
             threads,
             feeds,
@@ -261,28 +260,15 @@ impl Engine {
         self.feed_senders.last().cloned()
     }
 
-    /// Commands received from `system:commands`.
-    pub fn commands(&self) -> &Receiver<ControlCommand> {
-        &self.commands
-    }
-
     /// The configuration the engine runs with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// Blocks until shutdown is requested, then stops. Commands are taken off the control queue
-    /// while waiting so the listener never blocks on a full queue.
+    /// Blocks until shutdown is requested, then stops. (Commands need no help from here: the
+    /// control thread hands them to the backfill thread's queue directly.)
     pub fn run_until_shutdown(self) -> StopReport {
-        while !self.shutdown.is_triggered() {
-            if let Ok(cmd) = self.commands.recv_timeout(Duration::from_millis(100)) {
-                // Never blocks: a refusal (job running, market open, lock held) lands in the
-                // status key with its reason.
-                if let Some(bf) = &self.backfill {
-                    bf.submit(cmd);
-                }
-            }
-        }
+        self.shutdown.wait(Duration::from_millis(100));
         self.stop()
     }
 

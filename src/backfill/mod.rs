@@ -301,6 +301,12 @@ pub struct BackfillHandle {
 impl BackfillHandle {
     /// Hands a command to the backfill control thread. Never blocks; a full queue is refused
     /// (and logged) rather than stalling the caller.
+    /// A sender into the job queue, for the control thread to hand commands over directly.
+    pub fn command_sender(&self) -> Sender<ControlCommand> {
+        self.commands.clone()
+    }
+
+    /// Hands over a command without blocking; a full queue is refused (logged) instead.
     pub fn submit(&self, cmd: ControlCommand) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.commands.try_send(cmd)
