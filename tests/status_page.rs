@@ -537,9 +537,11 @@ fn status_page_shows_live_feeds_and_runs_a_backfill_in_chromium() {
         let s: Value = serde_json::from_str(s.as_str().unwrap()).unwrap();
         // A failure only counts once this run's job was seen running (anything earlier on the
         // page is a previous job's outcome); a refusal counts at once.
+        let msg = s["msg"].as_str().unwrap_or("");
+        let refused = msg.starts_with("refused");
+        let failed = saw_running && msg.starts_with("failed");
         assert!(
-            !s["msg"].as_str().unwrap_or("").starts_with("refused")
-                && !(saw_running && s["msg"].as_str().unwrap_or("").starts_with("failed")),
+            !refused && !failed,
             "the trigger was refused or the job failed: {s}; status: {}",
             backfill_status()
         );
