@@ -19,14 +19,9 @@
 )]
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
     collections::{HashMap, HashSet},
     hash::{Hash, Hasher},
-    sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -37,75 +32,16 @@ use layer1::{
     sim::{SimConfig, Simulator},
 };
 
-// --- allocation counting per OS thread -------------------------------------------------------
+#[path = "support/alloc.rs"]
+mod alloc;
 
-const SLOTS: usize = 128;
-static COUNTS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
-static TIDS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-struct Counting;
-
-fn slot() -> usize {
-    SLOT.try_with(|s| {
-        if s.get() == usize::MAX {
-            let i = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
-            // SAFETY: gettid has no preconditions and touches no memory.
-            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
-            TIDS[i].store(tid, Ordering::Relaxed);
-            s.set(i);
-        }
-        s.get()
-    })
-    .unwrap_or(SLOTS - 1)
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        COUNTS[slot()].fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `System.alloc` with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        COUNTS[slot()].fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `p` came from `System.alloc` with `l`.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use alloc::allocs_of;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Allocation counts of the live threads whose name starts with `prefix`.
-fn allocs_of(prefix: &str) -> u64 {
-    let n = NEXT.load(Ordering::Relaxed).min(SLOTS);
-    (0..n)
-        .filter(|&i| {
-            let tid = TIDS[i].load(Ordering::Relaxed);
-            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
-                .is_ok_and(|c| c.trim().starts_with(prefix))
-        })
-        .map(|i| COUNTS[i].load(Ordering::Relaxed))
-        .sum()
-}
+static ALLOC: alloc::Counting = alloc::Counting;
 
 fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    alloc::rss_mb().1
 }
 
 fn acked_ticks(topic: &str) -> u64 {

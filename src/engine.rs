@@ -1,9 +1,12 @@
 //! Wires the threads of the design card together and owns the one shutdown path.
 //!
-//! Start order: metrics, Kafka check and topics, producer thread (with one hand-over queue per
-//! feed thread), control thread, http thread, feed threads. Stop order is the reverse of the data
-//! flow: feeds stop taking data, their queue senders drop, the producer drains and flushes within
-//! `SHUTDOWN_TIMEOUT_MS`, then control and http stop; every thread is joined and logged.
+//! Start order: metrics, the trading calendar, Kafka check and topics, the backfill threads (they
+//! produce candles through the engine's own queue), the producer thread (one hand-over queue per
+//! feed thread plus the engine's), the control thread (hands `system:commands` to the backfill
+//! queue directly), the http thread, the feed threads and the instrument refresher. Stop order
+//! follows the data: feeds stop taking data, the backfill stops, the queue senders drop, the
+//! producer drains and flushes within `SHUTDOWN_TIMEOUT_MS`, then control and http stop; every
+//! thread is joined and logged.
 
 use std::{net::SocketAddr, sync::Arc, thread::JoinHandle, time::Duration};
 

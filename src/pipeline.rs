@@ -23,7 +23,7 @@ use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use prometheus::IntCounter;
 
 use crate::{
-    feed::{ConnState, FeedEvent, FrameHandler, FrameMeta},
+    feed::{FeedEvent, FrameHandler, FrameMeta},
     metrics::Metrics,
     parsers::{self, FeedEvent as ParsedEvent, ParseError, TickSink},
     producer::{Outbound, RawFrame, Reject},
@@ -341,7 +341,6 @@ impl FrameHandler for Pipeline {
                 state,
             } => {
                 log::debug!(event = "pipeline_conn_state", conn = *conn, vendor = vendor.as_str(), state = format!("{state:?}"); "state");
-                let _ = matches!(state, ConnState::Open);
             }
             FeedEvent::Disconnected { vendor, reason, .. } if *reason == "CONN_UNAUTHORIZED" => {
                 crate::feed::auth::record_failure(*vendor, reason);
