@@ -59,11 +59,16 @@ impl Default for EngineOptions {
 /// compiled-in list); feed threads ask it through [`market_open_now`].
 static CALENDAR: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
 
-/// Whether the NSE/BSE normal session is open now, by the process calendar (open if it is not
-/// loaded yet, the cautious answer for a stale watchdog).
+/// Whether the normal market is open now for the subscribed segments: the process calendar,
+/// overridden by fresh vendor market-status reports ([`crate::market_status`]); open if the
+/// calendar is not loaded yet, the cautious answer for a stale watchdog.
 pub fn market_open_now() -> bool {
     CALENDAR.get().is_none_or(|c| {
-        !c.is_market_closed(i64::try_from(crate::clock::now_unix_ms()).unwrap_or(i64::MAX))
+        let now = i64::try_from(crate::clock::now_unix_ms()).unwrap_or(i64::MAX);
+        crate::market_status::global()
+            .decide_for(crate::market_status::Consumer::Watchdog, c, now)
+            .status
+            .is_open()
     })
 }
 
@@ -206,7 +211,10 @@ impl Engine {
                 version: env!("CARGO_PKG_VERSION"),
             },
             http::HttpOptions {
-                market: status::MarketSource::calendar(calendar),
+                market: crate::market_status::market_source(
+                    calendar,
+                    Arc::clone(crate::market_status::global()),
+                ),
                 ..http::HttpOptions::from_config(&config)
             },
             shutdown.clone(),
@@ -404,6 +412,13 @@ fn start_feeds(
             }
         }
     }
+    // The segments whose vendor-reported market status the watchdog, /health and the backfill
+    // guard follow.
+    crate::market_status::global().watch(
+        entries
+            .iter()
+            .filter_map(|e| crate::market_status::entry_exchange(e)),
+    );
     let mut subs = crate::subscribe::plan(&entries, &masters, &order, v.standby);
     for name in &subs.unresolved {
         log::error!(event = "subscription_unresolved", entry = name.as_str(); "cannot resolve `{name}`: no configured vendor lists it (the other instruments still subscribe)");

@@ -29,6 +29,7 @@ pub mod instruments;
 pub mod journal;
 pub mod latency;
 pub mod logging;
+pub mod market_status;
 pub mod metrics;
 pub mod parsers;
 pub mod pipeline;

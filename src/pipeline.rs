@@ -207,6 +207,10 @@ impl TickSink for Handoff {
                 at_ms,
             } => {
                 log::info!(event = "market_status", vendor = vendor.as_str(), segment = *segment, status = status.as_str(), at_ms = *at_ms; "market status");
+                // Rare (on connect and at session changes): the watchdog, /health and the
+                // backfill guard read it from the shared store.
+                let received_ms = i64::try_from(self.received_at_ns / 1_000_000).unwrap_or(0);
+                crate::market_status::global().record(segment, *status, received_ms);
             }
             ParsedEvent::VendorDisconnect { vendor, reason } => {
                 crate::feed::auth::vendor_disconnect(*vendor, *reason);

@@ -130,6 +130,9 @@ pub struct BackfillSettings {
     pub keys: Keys,
     /// Trading calendar.
     pub calendar: Arc<Calendar>,
+    /// Vendor-reported market status: a fresh report overrides the calendar's "market open"
+    /// for the trigger guard and the automatic job ([`crate::market_status`]).
+    pub market_status: Arc<crate::market_status::MarketStatusStore>,
     /// "Now".
     pub clock: Clock,
     /// Default trading days.
@@ -236,6 +239,7 @@ impl BackfillSettings {
             engine_id: engine_id(),
             keys: Keys::default(),
             calendar: Arc::new(Calendar::load(b.holidays_file.as_deref())),
+            market_status: Arc::clone(crate::market_status::global()),
             clock: system_clock(),
             days: b.days,
             interval: b.interval,
@@ -496,6 +500,14 @@ fn flush_live(rt: &Runtime, con: &mut Option<redis::Connection>) {
     }
 }
 
+/// The market status for the backfill: the calendar, overridden by a fresh vendor report (the
+/// vendor says open on a day the calendar thinks closed: refused; the vendor says closed on a
+/// day the calendar thinks open: allowed).
+fn market_now(s: &BackfillSettings, now: i64) -> crate::market_status::Decision {
+    s.market_status
+        .decide_for(crate::market_status::Consumer::Backfill, &s.calendar, now)
+}
+
 /// The automatic trigger to fire now, if any: the market is closed, the last session closed at
 /// least `auto_delay` ago, and no job has covered that close yet (in any engine).
 fn auto_due(
@@ -505,7 +517,7 @@ fn auto_due(
 ) -> Option<&'static str> {
     let s = &rt.settings;
     let now = (s.clock)();
-    if !s.calendar.is_market_closed(now) || rt.running.load(Ordering::Acquire) {
+    if rt.running.load(Ordering::Acquire) || market_now(s, now).status.is_open() {
         return None;
     }
     let last = s.calendar.last_closed_session(now)?;
@@ -536,7 +548,9 @@ fn trigger_job(
 ) {
     let s = &rt.settings;
     let now = (s.clock)();
-    let market = s.calendar.status(now);
+    let decision = market_now(s, now);
+    let market = decision.status;
+    log::info!(event = "backfill_market_check", trigger = trigger.as_str(), market = market.as_str(), source = decision.source.as_str(), calendar = decision.calendar.as_str(), force = params.force; "backfill trigger: market {} (from the {})", market.as_str(), decision.source.as_str());
     let interval = match params.interval.as_deref() {
         None => Ok(s.interval),
         Some(i) => Interval::parse(i).ok_or_else(|| Refusal::Invalid(format!("interval {i:?} (use minute, 3minute, 5minute, 10minute, 15minute, 30minute or 60minute)"))),
@@ -571,7 +585,10 @@ fn trigger_job(
             market.as_str(),
             false,
             &Refusal::MarketOpen {
-                status: market.as_str(),
+                status: match decision.source {
+                    crate::market_status::Source::Vendor => "open, as reported by the vendor",
+                    crate::market_status::Source::Calendar => market.as_str(),
+                },
             },
         );
     }

@@ -1017,12 +1017,16 @@ impl FeedLoop {
         }
         let silent = now.saturating_duration_since(conn.last_rx);
         if silent < limit {
-            // Re-armed for when the silence would reach the limit; no per-frame timer work.
+            // Re-armed for when the silence would reach the limit; no per-frame timer work. While
+            // the market is closed it re-checks at least every open-market limit, so a market
+            // that opens (by the calendar or a vendor's market-status report) tightens the limit
+            // within that time instead of after the long closed-market one.
+            let recheck = now + Duration::from_millis(self.settings.stale_ms.max(1));
             self.timers.arm(
                 &mut conn.timers,
                 c,
                 TimerKind::Watchdog,
-                conn.last_rx + limit,
+                (conn.last_rx + limit).min(recheck),
             );
             return;
         }

@@ -8,8 +8,10 @@
 //!   (`subscribe`, `mode`, `unsubscribe`); binary multi-packet frames in ltp/quote/full for
 //!   equities, F&O and indices; a 1-byte heartbeat when idle; JSON text messages.
 //! - **Upstox V3**: an HTTP authorize endpoint handing out one-time WebSocket URLs; JSON requests
-//!   in binary frames; protobuf `FeedResponse` (`market_info` first, `initial_feed` after a
-//!   subscribe, then `live_feed`); WebSocket pings when idle.
+//!   in binary frames; protobuf `FeedResponse` (`market_info` first, with the built-in calendar's
+//!   session or the statuses set by [`SimHandle::set_market_status`], which also sends them to
+//!   open connections; `initial_feed` after a subscribe, then `live_feed`); WebSocket pings when
+//!   idle.
 //! - Optional TLS listener for Kite (self-signed certificate generated at start; its PEM is in
 //!   [`SimHandle::ca_pem`]).
 //!
@@ -308,6 +310,7 @@ impl SimError {
 
 pub(crate) enum SimCommand {
     Fault(Fault),
+    MarketInfo(Vec<(String, crate::parsers::MarketStatus)>),
     SetRate(u64),
     Stats(Sender<SimStats>),
     Shutdown,
@@ -413,6 +416,24 @@ impl SimHandle {
     /// [`SimError::NotRunning`] when the simulator stopped.
     pub fn inject(&self, fault: Fault) -> Result<(), SimError> {
         self.send(SimCommand::Fault(fault))
+    }
+
+    /// Sets the Upstox segment statuses: sent now as a `market_info` message on every open
+    /// Upstox connection, and as the greeting of every later one (until set again). Before the
+    /// first call the greeting follows the built-in exchange calendar.
+    ///
+    /// # Errors
+    /// [`SimError::NotRunning`] when the simulator stopped.
+    pub fn set_market_status(
+        &self,
+        statuses: &[(&str, crate::parsers::MarketStatus)],
+    ) -> Result<(), SimError> {
+        self.send(SimCommand::MarketInfo(
+            statuses
+                .iter()
+                .map(|(s, st)| ((*s).to_owned(), *st))
+                .collect(),
+        ))
     }
 
     /// Changes the tick rate per connection.

@@ -277,6 +277,9 @@ struct Sim {
     ranges: Vec<(usize, usize)>,
     ticks: Vec<Tick>,
     stop: bool,
+    /// Segment statuses set through [`SimHandle::set_market_status`]; `None` until then, when the
+    /// greeting follows the built-in exchange calendar.
+    market_info: Option<Vec<(String, MarketStatus)>>,
 }
 
 fn bind(port: u16) -> Result<TcpListener, SimError> {
@@ -400,6 +403,7 @@ pub(super) fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                 ranges: Vec::new(),
                 ticks: Vec::new(),
                 stop: false,
+                market_info: None,
             };
             sim.run();
         })?;
@@ -574,20 +578,7 @@ impl Sim {
             }
             Vendor::Dhan => Message::Pong(Bytes::new()),
             Vendor::Json => Message::text(r#"{"type":"welcome","data":"layer1 simulator"}"#),
-            _ => {
-                let mut buf = Vec::new();
-                encode_market_info(
-                    &[
-                        ("NSE_EQ", MarketStatus::NormalOpen),
-                        ("NSE_FO", MarketStatus::NormalOpen),
-                        ("NSE_INDEX", MarketStatus::NormalOpen),
-                        ("BSE_EQ", MarketStatus::NormalOpen),
-                    ],
-                    now_ms(),
-                    &mut buf,
-                );
-                Message::binary(buf)
-            }
+            _ => Message::binary(self.market_info_frame()),
         };
         let _ = ws.write(greeting);
         if dhan_refused {
@@ -1022,9 +1013,42 @@ impl Sim {
         }
     }
 
+    /// The Upstox `market_info` frame: the statuses set by the test, else what the built-in
+    /// exchange calendar says now (so an engine against the simulator sees the real session).
+    fn market_info_frame(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let set: Vec<(&str, MarketStatus)> = match &self.market_info {
+            Some(v) => v.iter().map(|(s, st)| (s.as_str(), *st)).collect(),
+            None => {
+                let st = match crate::calendar::Calendar::builtin().status(now_ms()) {
+                    crate::calendar::MarketStatus::PreOpen => MarketStatus::PreOpenStart,
+                    crate::calendar::MarketStatus::Open => MarketStatus::NormalOpen,
+                    crate::calendar::MarketStatus::Closing => MarketStatus::ClosingStart,
+                    crate::calendar::MarketStatus::Closed
+                    | crate::calendar::MarketStatus::Holiday => MarketStatus::NormalClose,
+                };
+                vec![
+                    ("NSE_EQ", st),
+                    ("NSE_FO", st),
+                    ("NSE_INDEX", st),
+                    ("BSE_EQ", st),
+                ]
+            }
+        };
+        encode_market_info(&set, now_ms(), &mut buf);
+        buf
+    }
+
     fn commands(&mut self) {
         for _ in 0..256 {
             match self.rx.try_recv() {
+                Ok(SimCommand::MarketInfo(v)) => {
+                    self.market_info = Some(v);
+                    let frame = Message::binary(self.market_info_frame());
+                    let ids = self.targets(Target::all(Vendor::Upstox));
+                    self.send_raw(&ids, &frame);
+                    self.note(format!("market_info to {ids:?}"));
+                }
                 Ok(SimCommand::Fault(f)) => self.apply(f),
                 Ok(SimCommand::SetRate(r)) => self.cfg.ticks_per_sec = r,
                 Ok(SimCommand::Stats(tx)) => {
