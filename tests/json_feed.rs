@@ -230,3 +230,161 @@ fn json_feed_config_errors_name_the_variable() {
     // Unset URL: no JSON feed.
     assert!(config(&[]).unwrap().vendors.json.is_none());
 }
+
+#[test]
+fn json_feed_is_a_failover_standby_and_primary() {
+    let sim = Simulator::start(SimConfig {
+        ticks_per_sec: 400,
+        heartbeat_ms: 100,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let json_vars = |order: &str, standby: &str| {
+        config(&[
+            ("JSON_FEED_URL", sim.json_url()),
+            ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
+            ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
+            ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
+            ("JSON_FEED_UNSUBSCRIBE", SIM_JSON_UNSUBSCRIBE.into()),
+            ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
+            ("SUBSCRIBE", "NSE:INFY".into()),
+            ("VENDOR_ORDER", order.into()),
+            ("STANDBY_VENDOR", standby.into()),
+        ])
+    };
+    // `json` is a vendor name in both variables.
+    let cfg = json_vars("kite,json", "json").unwrap();
+    assert_eq!(cfg.vendors.order, vec![Vendor::Kite, Vendor::Json]);
+    assert_eq!(cfg.vendors.standby, Some(Vendor::Json));
+    let primary_json = json_vars("json,kite", "kite").unwrap();
+    assert_eq!(primary_json.vendors.order, vec![Vendor::Json, Vendor::Kite]);
+    let e = json_vars("kite,bogus", "").unwrap_err().to_string();
+    assert!(e.contains("VENDOR_ORDER") && e.contains("json"), "{e}");
+
+    let j = cfg.vendors.json.clone().unwrap();
+    parsers::json::install(Arc::clone(&j.mapping));
+    let kite_list = layer1::sim::vendors::instrument_list(Vendor::Kite).unwrap();
+    let masters = HashMap::from([
+        (
+            Vendor::Kite,
+            instruments::formats::parse(Vendor::Kite, kite_list.as_bytes()).unwrap(),
+        ),
+        (
+            Vendor::Json,
+            layer1::feed::json::symbol_master(&cfg.subscribe),
+        ),
+    ]);
+
+    // JSON as the primary: it lists every EXCHANGE:SYMBOL, Kite stands by.
+    let p = subscribe::plan(
+        &cfg.subscribe,
+        &masters,
+        &primary_json.vendors.order,
+        primary_json.vendors.standby,
+    );
+    assert!(p.unresolved.is_empty(), "{:?}", p.unresolved);
+    let r = p.routing.build(300, layer1::clock::now_unix_ns());
+    let infy = instruments::names::intern("NSE:INFY").unwrap();
+    assert_eq!(r.active(infy), Some(Vendor::Json), "json is the primary");
+
+    // JSON as the standby of Kite, running against the simulator.
+    let mut plan = subscribe::plan(
+        &cfg.subscribe,
+        &masters,
+        &cfg.vendors.order,
+        cfg.vendors.standby,
+    );
+    assert!(plan.unresolved.is_empty(), "{:?}", plan.unresolved);
+    // The routing's stale bound (500 ms) is well below the stall (2 s) and the connection
+    // watchdog's (5 s), so the switch is the routing's doing, not a reconnect's.
+    let routing = Arc::new(plan.routing.build(500, layer1::clock::now_unix_ns()));
+    assert_eq!(
+        routing.active(infy),
+        Some(Vendor::Kite),
+        "kite is the primary"
+    );
+    let (tx, rx) = producer::queue(1 << 16);
+    let pipeline =
+        Pipeline::new(tx, ValidationLimits::default(), false).with_routing(Arc::clone(&routing));
+    let kite = FeedSpec {
+        connector: Box::new(layer1::feed::kite::KiteConnector::new(
+            layer1::feed::kite::KiteSettings {
+                base_url: sim.kite_url(),
+                api_key: layer1::feed::Credential::Value("sim_api_key".into()),
+                access_token: layer1::feed::Credential::Value("sim_access_token".into()),
+                ..layer1::feed::kite::KiteSettings::default()
+            },
+        )),
+        instruments: plan.per_vendor.remove(&Vendor::Kite).unwrap(),
+        ages: None,
+    };
+    let json = FeedSpec {
+        connector: Box::new(JsonConnector::from_config(&j)),
+        instruments: plan.per_vendor.remove(&Vendor::Json).unwrap(),
+        ages: None,
+    };
+    let settings = FeedSettings {
+        stale_ms: 5000,
+        heartbeat_ms: 100,
+        backoff_base_ms: 20,
+        backoff_cap_ms: 200,
+        connect_timeout_ms: 2000,
+        jitter_seed: Some(11),
+        ..FeedSettings::default()
+    };
+    let feed = spawn_feed_thread(settings, vec![kite, json], pipeline, None).unwrap();
+    let vendors = |s: &Seen| -> Vec<Vendor> {
+        let mut v: Vec<Vendor> = s
+            .ticks
+            .get("NSE:INFY")
+            .map(|ts| ts.iter().map(|t| t.vendor).collect())
+            .unwrap_or_default();
+        v.dedup();
+        v
+    };
+    // Both feeds stream; only Kite's ticks are produced.
+    assert!(wait_for(Duration::from_secs(5), || {
+        routing
+            .stats
+            .suppressed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    }));
+    let _ = drain(&rx, Duration::from_millis(100));
+    let before = drain(&rx, Duration::from_millis(600));
+    assert_eq!(vendors(&before), vec![Vendor::Kite], "primary only");
+    // Kite goes silent: the JSON feed's ticks take over within the stale bound.
+    sim.inject(Fault::Stall {
+        target: Target::all(Vendor::Kite),
+        ms: 2000,
+    })
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || routing.active(infy)
+            == Some(Vendor::Json)),
+        "switched to the json standby"
+    );
+    let during = drain(&rx, Duration::from_millis(500));
+    assert!(
+        vendors(&during).contains(&Vendor::Json),
+        "{:?}",
+        vendors(&during)
+    );
+    // Kite's stall ends: its first tick makes it active again.
+    assert!(
+        wait_for(Duration::from_secs(10), || routing.active(infy)
+            == Some(Vendor::Kite)),
+        "switched back to kite"
+    );
+    let _ = drain(&rx, Duration::from_millis(100));
+    let after = drain(&rx, Duration::from_millis(600));
+    assert_eq!(vendors(&after), vec![Vendor::Kite], "primary only again");
+    assert!(
+        routing
+            .stats
+            .switches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+    feed.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -198,12 +198,12 @@ pub const VARIABLES: &[VarDoc] = &[
     var(
         "VENDOR_ORDER",
         "kite,upstox,angel,dhan",
-        "preference order: a symbol's primary is the first configured vendor that lists it",
+        "preference order: a symbol's primary is the first configured vendor that lists it (json lists every EXCHANGE:SYMBOL)",
     ),
     var(
         "STANDBY_VENDOR",
         "",
-        "vendor that also subscribes every symbol it lists, as the failover standby",
+        "vendor that also subscribes every symbol it lists, as the failover standby (kite, upstox, angel, dhan or json)",
     ),
     var(
         "INSTRUMENTS_CACHE_DIR",

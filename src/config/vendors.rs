@@ -217,27 +217,25 @@ pub(super) fn read(r: &Reader<'_>) -> Result<VendorsConfig, ConfigError> {
         }
         None => None,
     };
-    const ORDER: &str = "comma-separated vendor names: kite, upstox, angel, dhan";
+    // The JSON feed (`json`) may be named like any vendor: as a primary it takes every
+    // `EXCHANGE:SYMBOL` entry (it lists them all), as the standby it doubles every symbol.
+    const ORDER: &str = "comma-separated vendor names: kite, upstox, angel, dhan, json";
     let order = r
         .list("VENDOR_ORDER")
         .iter()
         .map(|n| {
-            Vendor::from_name(n)
-                .filter(|v| *v != Vendor::Json)
-                .ok_or(ConfigError::Invalid {
-                    var: "VENDOR_ORDER",
-                    expected: ORDER,
-                })
+            Vendor::from_name(n).ok_or(ConfigError::Invalid {
+                var: "VENDOR_ORDER",
+                expected: ORDER,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let standby = match r.raw("STANDBY_VENDOR") {
         None => None,
-        Some(n) => Some(Vendor::from_name(&n).filter(|v| *v != Vendor::Json).ok_or(
-            ConfigError::Invalid {
-                var: "STANDBY_VENDOR",
-                expected: "kite, upstox, angel or dhan",
-            },
-        )?),
+        Some(n) => Some(Vendor::from_name(&n).ok_or(ConfigError::Invalid {
+            var: "STANDBY_VENDOR",
+            expected: "kite, upstox, angel, dhan or json",
+        })?),
     };
     let urls = [
         (Vendor::Kite, "KITE_INSTRUMENTS_URL"),
