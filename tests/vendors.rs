@@ -666,3 +666,151 @@ fn daily_refresh_in_a_running_feed_subscribes_newly_listed_symbols() {
     assert!(refresh.refresh(day + 86_400 + 40_000).subscribed.is_empty());
     feed.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn daily_refresh_pairs_a_symbol_newly_listed_on_both_vendors() {
+    use layer1::instruments::refresh::{DailyRefresh, FeedHandle};
+    use std::sync::atomic::Ordering;
+    let sim = sim();
+    let dir = tmpdir("refresh-pair");
+    // Both vendors' lists as local files: today's lack NSE:TCS, tomorrow's list it.
+    let day = 1_732_665_600u64; // 2024-11-27 00:00 UTC; 08:00 IST is +9000 s
+    let start = day + 10_000;
+    let mut lists = Vec::new();
+    let mut sources = Vec::new();
+    let mut m = HashMap::new();
+    for v in [Vendor::Kite, Vendor::Dhan] {
+        let list = dir.join(format!("{v}-list.csv"));
+        let full = layer1::sim::vendors::instrument_list(v).unwrap();
+        let today: String = full
+            .lines()
+            .filter(|l| !l.contains(",TCS,"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(today.len(), full.len(), "{v}: the list names TCS");
+        std::fs::write(&list, &today).unwrap();
+        let src = MasterSource {
+            vendor: v,
+            location: list.display().to_string(),
+            cache_dir: dir.join("cache"),
+            timeout: Duration::from_secs(5),
+        };
+        m.insert(v, instruments::load(&src, start).unwrap().0);
+        lists.push((list, full));
+        sources.push(src);
+    }
+    let entries = vec!["NSE:INFY".to_owned(), "NSE:TCS".to_owned()];
+    let order = [Vendor::Kite, Vendor::Dhan];
+    let mut plan = subscribe::plan(&entries, &m, &order, Some(Vendor::Dhan));
+    assert_eq!(plan.unresolved, vec!["NSE:TCS"]);
+    let initial = plan.per_vendor.clone();
+    // A wide stale bound: the standby never takes over by accident while the primary streams.
+    let routing = Arc::new(plan.routing.build(1000, layer1::clock::now_unix_ns()));
+    let infy_id = instruments::names::intern("NSE:INFY").unwrap();
+    let tcs_id = instruments::names::intern("NSE:TCS").unwrap();
+    assert_eq!(routing.active(infy_id), Some(Vendor::Kite));
+    assert_eq!(routing.active(tcs_id), None);
+    let (tx, rx) = producer::queue(1 << 16);
+    let pipeline =
+        Pipeline::new(tx, ValidationLimits::default(), false).with_routing(Arc::clone(&routing));
+    let specs = order
+        .iter()
+        .map(|v| FeedSpec {
+            connector: connector(*v, &sim, default_token(*v)),
+            instruments: plan.per_vendor.remove(v).unwrap(),
+            ages: None,
+        })
+        .collect();
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            stale_ms: 5000,
+            ..settings()
+        },
+        specs,
+        pipeline,
+        None,
+    )
+    .unwrap();
+    let mut refresh = DailyRefresh::new(
+        entries,
+        order.to_vec(),
+        Some(Vendor::Dhan),
+        sources,
+        order
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    *v,
+                    FeedHandle {
+                        control: feed.control(),
+                        feed: i,
+                    },
+                )
+            })
+            .collect(),
+        Arc::clone(&routing),
+        &initial,
+        start,
+    );
+    let tcs = "NSE:TCS".to_owned();
+    for (list, full) in &lists {
+        std::fs::write(list, full).unwrap();
+    }
+    let report = refresh
+        .tick(day + 86_400 + 9_060)
+        .expect("next day after 08:00 IST: refreshed");
+    let mut subscribed = report.subscribed.clone();
+    subscribed.sort();
+    assert_eq!(subscribed, vec![(Vendor::Kite, 1), (Vendor::Dhan, 1)]);
+    assert_eq!(routing.stats.late_pairs.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        routing.active(tcs_id),
+        Some(Vendor::Kite),
+        "the new symbol is a failover pair with Kite as its primary"
+    );
+    // Both vendors stream TCS; only Kite's ticks are produced.
+    assert!(wait_for(Duration::from_secs(5), || {
+        sim.stats()
+            .unwrap()
+            .connections
+            .iter()
+            .filter(|c| c.open)
+            .all(|c| c.subscribed == 2)
+    }));
+    let _ = drain(&rx, Duration::from_millis(200));
+    let suppressed = routing.stats.suppressed.load(Ordering::Relaxed);
+    let both = drain(&rx, Duration::from_millis(800));
+    assert!(
+        both.get(&(Vendor::Kite, tcs.clone())).copied().unwrap_or(0) > 0,
+        "{both:?}"
+    );
+    assert_eq!(both.get(&(Vendor::Dhan, tcs.clone())), None, "{both:?}");
+    assert!(routing.stats.suppressed.load(Ordering::Relaxed) > suppressed);
+    // Kite goes silent: Dhan's TCS ticks take over, then hand back when Kite resumes.
+    sim.inject(Fault::Stall {
+        target: Target::all(Vendor::Kite),
+        ms: 2500,
+    })
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || routing.active(tcs_id)
+            == Some(Vendor::Dhan)),
+        "standby took over the late symbol"
+    );
+    let during = drain(&rx, Duration::from_millis(400));
+    assert!(
+        during
+            .get(&(Vendor::Dhan, tcs.clone()))
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{during:?}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || routing.active(tcs_id)
+            == Some(Vendor::Kite)),
+        "primary back"
+    );
+    feed.shutdown(Duration::from_secs(5)).unwrap();
+}

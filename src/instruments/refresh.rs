@@ -8,8 +8,9 @@
 //! subscribes the ones that became resolvable (a new contract, a symbol listed late) through
 //! [`FeedControl::subscribe`]; their canonical names go into the routing table's late map
 //! ([`Routing::add_late`]). Instruments already subscribed are left alone; symbols that
-//! disappeared are not unsubscribed (their vendor stops sending). Late instruments get no
-//! failover pair.
+//! disappeared are not unsubscribed (their vendor stops sending). A symbol that is now listed on
+//! both the primary and the `STANDBY_VENDOR` gets its failover pair as at start-up, whether both
+//! sides are new or one was subscribed at start-up.
 //!
 //! The clock is injected ([`DailyRefresh::tick`] takes unix seconds), so tests drive it across
 //! the mark without waiting for a day.
@@ -156,7 +157,8 @@ impl DailyRefresh {
         }
         // Names first, so the first ticks of a new instrument already carry its canonical name.
         if !pending.is_empty() {
-            self.routing.add_late(plan.routing);
+            self.routing
+                .add_late(plan.routing, crate::clock::now_unix_ns());
         }
         for (v, new) in pending {
             let Some(h) = self.feeds.get(&v) else {
