@@ -9,18 +9,29 @@
 //! Exit semantics (see [`DecodeError::exit_code`]): 0 unless the file cannot be opened or read,
 //! or is not a capture. A truncated last record (a capture cut off mid-write) is reported on
 //! `err` and still exits 0, after every record before it was printed.
+//!
+//! JSON-feed records (vendor code 5) need the feed's field mapping, which is configuration, not
+//! part of the capture: [`DecodeOptions::json_mapping`], built by [`json_mapping`] from
+//! `--json-map`/`--json-exchange` or the engine's own `JSON_FEED_MAP`/`JSON_FEED_EXCHANGE` (the
+//! environment and `.env`). Without one such records count as `PARSE_JSON_NOT_CONFIGURED` and
+//! the summary says how to supply it.
 
 use std::{
     collections::BTreeMap,
     fs::File,
     io::{self, BufWriter, Read, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use crate::{
     capture::{CaptureError, CaptureReader},
     encode::json::encode_json,
-    parsers::{self, FrameKind, FrameMeta, ParseError, TickSink},
+    parsers::{
+        self,
+        json::{JsonMapping, MappingError},
+        FrameKind, FrameMeta, ParseError, TickSink,
+    },
     tick::Tick,
     validate::{validate, ValidationLimits},
 };
@@ -72,17 +83,80 @@ pub enum DecodeError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(io::Error),
+    /// The JSON-feed mapping (`--json-map` or `JSON_FEED_MAP`) is not valid.
+    #[error("invalid JSON feed mapping ({var}): {source}")]
+    JsonMap {
+        /// Where it came from: the option or the variable.
+        var: &'static str,
+        /// What is wrong.
+        source: MappingError,
+    },
 }
 
 impl DecodeError {
     /// The process exit code: 1 for an unreadable input or one that is not a capture; 0 for a
-    /// closed output pipe (`layer1 decode f | head` is not a failure); 1 for other output errors.
+    /// closed output pipe (`layer1 decode f | head` is not a failure); 1 for other output errors;
+    /// 2 for an invalid JSON mapping (a usage error).
     pub fn exit_code(&self) -> u8 {
         match self {
             DecodeError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+            DecodeError::JsonMap { .. } => 2,
             _ => 1,
         }
     }
+
+    /// A stable code (`docs/errors.md`).
+    pub const fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Open { .. } => "DECODE_OPEN",
+            DecodeError::Capture(_) => "DECODE_CAPTURE",
+            DecodeError::Output(_) => "DECODE_OUTPUT",
+            DecodeError::JsonMap { source, .. } => source.code(),
+        }
+    }
+}
+
+/// What a decode needs besides the capture.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeOptions {
+    /// The JSON feed's field mapping for vendor-code-5 records; installed for the run.
+    pub json_mapping: Option<Arc<JsonMapping>>,
+}
+
+/// The JSON-feed mapping for a decode: `map` (`--json-map`) with `exchange`
+/// (`--json-exchange`) when given, else `JSON_FEED_MAP` with `JSON_FEED_EXCHANGE` from `lookup`
+/// (the engine's configuration: the environment and `.env`); the exchange defaults to `NSE` as
+/// in the engine. `Ok(None)` when neither names a mapping.
+///
+/// # Errors
+/// [`DecodeError::JsonMap`] naming the option or variable when the mapping does not parse.
+pub fn json_mapping(
+    map: Option<&str>,
+    exchange: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Arc<JsonMapping>>, DecodeError> {
+    let (spec, var) = match map {
+        Some(m) => (m.to_owned(), "--json-map"),
+        None => match lookup("JSON_FEED_MAP").filter(|v| !v.trim().is_empty()) {
+            Some(m) => (m, "JSON_FEED_MAP"),
+            None => return Ok(None),
+        },
+    };
+    let exchange = exchange
+        .map(str::to_owned)
+        .or_else(|| lookup("JSON_FEED_EXCHANGE").filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "NSE".to_owned());
+    JsonMapping::parse(&spec, &exchange)
+        .map(|m| Some(Arc::new(m)))
+        .map_err(|source| DecodeError::JsonMap {
+            var: match (&source, map.is_some()) {
+                (MappingError::Exchange(_), true) => "--json-exchange",
+                (MappingError::Exchange(_), false) => "JSON_FEED_EXCHANGE",
+                (_, true) => "--json-map",
+                (_, false) => var,
+            },
+            source,
+        })
 }
 
 struct Printer<'a, W: Write> {
@@ -126,6 +200,22 @@ pub fn run_decode(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<DecodeSummary, DecodeError> {
+    run_decode_with(input, &DecodeOptions::default(), out, err)
+}
+
+/// [`run_decode`] with [`DecodeOptions`] (the JSON feed's mapping).
+///
+/// # Errors
+/// As [`run_decode`].
+pub fn run_decode_with(
+    input: Option<&Path>,
+    options: &DecodeOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<DecodeSummary, DecodeError> {
+    if let Some(m) = &options.json_mapping {
+        parsers::json::install(Arc::clone(m));
+    }
     match input {
         Some(path) => {
             let file = File::open(path).map_err(|source| DecodeError::Open {
@@ -151,6 +241,23 @@ pub fn decode_from(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<DecodeSummary, DecodeError> {
+    decode_from_with(input, &DecodeOptions::default(), out, err)
+}
+
+/// [`decode_from`] with [`DecodeOptions`]: the JSON mapping, when given, is installed for the
+/// parsers (process-wide, as the engine does at start-up).
+///
+/// # Errors
+/// As [`run_decode`].
+pub fn decode_from_with(
+    input: impl Read,
+    options: &DecodeOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<DecodeSummary, DecodeError> {
+    if let Some(m) = &options.json_mapping {
+        parsers::json::install(Arc::clone(m));
+    }
     let mut reader = CaptureReader::new(input)?;
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut p = Printer {
@@ -229,5 +336,12 @@ fn write_summary(err: &mut impl Write, s: &DecodeSummary) -> io::Result<()> {
     if s.truncated {
         write!(err, ", capture truncated")?;
     }
-    writeln!(err)
+    writeln!(err)?;
+    if s.parse_errors.contains_key("PARSE_JSON_NOT_CONFIGURED") {
+        writeln!(
+            err,
+            "layer1 decode: JSON-feed records need the feed's mapping: set JSON_FEED_MAP (and JSON_FEED_EXCHANGE) in the environment or .env, or pass --json-map SPEC [--json-exchange EX]"
+        )?;
+    }
+    Ok(())
 }

@@ -22,7 +22,9 @@ COMMANDS:
     demo             start Kafka, Redis and the vendor simulator, then run the engine against them
     sim [FLAGS]      run the vendor simulator alone (--seed --rate --frame-packets --kite-port
                      --upstox-port --http-port --tls --tls-port --fault-every-ms)
-    decode [FILE]    print the ticks of a capture file (stdin without FILE) as JSON lines
+    decode [FILE] [--json-map SPEC] [--json-exchange EX]
+                     print the ticks of a capture file (stdin without FILE) as JSON lines;
+                     JSON-feed records use SPEC, else JSON_FEED_MAP from the environment / .env
     replay FILE [--paced]
                      feed a capture through the parsers, validator and producer into Kafka
     chaos [--secs N] [--rate R] [--seed S]
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
         "run" => run(false),
         "demo" => run(true),
         "sim" => layer1::sim::run_cli(rest).map_err(|e| Error::Usage(e.to_string())),
-        "decode" => return decode(rest.first().map(Path::new)),
+        "decode" => return decode(rest),
         "replay" => replay(rest),
         "chaos" => layer1::chaos::run_cli(rest, &mut std::io::stdout()).map_err(Error::from),
         "help" | "--help" | "-h" => {
@@ -65,10 +67,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn decode(file: Option<&Path>) -> ExitCode {
+fn decode(args: &[String]) -> ExitCode {
+    let mut file = None;
+    let (mut map, mut exchange) = (None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--json-map" => &mut map,
+            "--json-exchange" => &mut exchange,
+            other if file.is_none() && !other.starts_with("--") => {
+                file = Some(Path::new(other));
+                continue;
+            }
+            other => {
+                eprintln!("layer1 decode: unexpected argument `{other}`; try `layer1 help`");
+                return ExitCode::from(2);
+            }
+        };
+        match it.next() {
+            Some(v) => *slot = Some(v.as_str()),
+            None => {
+                eprintln!("layer1 decode: {a} needs a value");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // The mapping is the engine's configuration: the environment, then `.env` (a malformed
+    // `.env` only matters if the mapping is needed from it, and then the mapping is missing).
+    let _ = dotenvy::dotenv();
+    let options = match layer1::decode::json_mapping(map, exchange, &|k| std::env::var(k).ok()) {
+        Ok(json_mapping) => layer1::decode::DecodeOptions { json_mapping },
+        Err(e) => {
+            eprintln!("layer1 decode: error [{}]: {e}", e.code());
+            return ExitCode::from(e.exit_code());
+        }
+    };
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    match layer1::decode::run_decode(file, &mut out, &mut err) {
+    match layer1::decode::run_decode_with(file, &options, &mut out, &mut err) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("layer1 decode: {e}");

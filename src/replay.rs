@@ -99,6 +99,10 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
         },
         vec![rx],
     )?;
+    // JSON-feed records parse with the configured mapping, as in the engine.
+    if let Some(j) = &config.vendors.json {
+        crate::parsers::json::install(std::sync::Arc::clone(&j.mapping));
+    }
     let mut pipeline = Pipeline::new(tx, ValidationLimits::default(), false);
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut truncated = false;

@@ -388,3 +388,165 @@ fn json_feed_is_a_failover_standby_and_primary() {
     );
     feed.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn layer1_decode_reads_a_json_capture_with_the_configured_mapping() {
+    use layer1::{
+        capture::{CaptureWriter, Record},
+        decode::{self, DecodeOptions},
+    };
+    let sim = Simulator::start(SimConfig {
+        ticks_per_sec: 200,
+        heartbeat_ms: 100,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = config(&[
+        ("JSON_FEED_URL", sim.json_url()),
+        ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
+        ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
+        ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
+        ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
+        ("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50".into()),
+    ])
+    .unwrap();
+    let j = cfg.vendors.json.clone().unwrap();
+    parsers::json::install(Arc::clone(&j.mapping));
+    let master = layer1::feed::json::symbol_master(&cfg.subscribe);
+    let mut plan = subscribe::plan(
+        &cfg.subscribe,
+        &HashMap::from([(Vendor::Json, master)]),
+        &[Vendor::Json],
+        None,
+    );
+    // Raw frames on: what the engine writes to market.raw and capture files.
+    let (tx, rx) = producer::queue(1 << 16);
+    let spec = FeedSpec {
+        connector: Box::new(JsonConnector::from_config(&j)),
+        instruments: plan.per_vendor.remove(&Vendor::Json).unwrap(),
+        ages: None,
+    };
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            heartbeat_ms: 100,
+            jitter_seed: Some(5),
+            ..FeedSettings::default()
+        },
+        vec![spec],
+        Pipeline::new(tx, ValidationLimits::default(), true),
+        None,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || rx.len() > 200));
+    feed.shutdown(Duration::from_secs(5)).unwrap();
+    // The capture of every frame the simulator sent, and the ticks the engine produced of them.
+    let mut w = CaptureWriter::new(Vec::new()).unwrap();
+    let mut produced: Vec<f64> = Vec::new();
+    let mut frames = 0;
+    while let Ok(item) = rx.try_recv() {
+        match item {
+            Outbound::Raw(f) => {
+                frames += 1;
+                w.write_record(
+                    &Record {
+                        received_at_ns: f.received_at_ns,
+                        vendor: f.vendor,
+                        kind: f.kind,
+                        conn_id: f.conn_id,
+                    },
+                    &f.payload,
+                )
+                .unwrap();
+            }
+            Outbound::Tick(t) => produced.push(t.ltp),
+            _ => {}
+        }
+    }
+    assert!(frames > 0 && !produced.is_empty());
+    let cap = w.into_inner();
+    let dir = std::env::temp_dir().join(format!("layer1-json-decode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("json.l1cap");
+    std::fs::write(&path, &cap).unwrap();
+
+    // In process: the mapping from the same configuration variables the engine reads.
+    let vars: HashMap<&str, String> = HashMap::from([("JSON_FEED_MAP", SIM_JSON_MAP.to_owned())]);
+    let mapping = decode::json_mapping(None, None, &|k| vars.get(k).cloned())
+        .unwrap()
+        .expect("mapping from JSON_FEED_MAP");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let s = decode::decode_from_with(
+        &cap[..],
+        &DecodeOptions {
+            json_mapping: Some(mapping),
+        },
+        &mut out,
+        &mut err,
+    )
+    .unwrap();
+    assert_eq!(
+        s.parse_error_count(),
+        0,
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let decoded: Vec<f64> = lines.iter().map(|l| l["ltp"].as_f64().unwrap()).collect();
+    assert_eq!(
+        decoded, produced,
+        "decode prints the ticks the engine produced"
+    );
+    assert!(lines.iter().all(|l| l["vendor"] == "json"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["close"].as_f64().is_some_and(|c| c > 0.0)),
+        "mapped and scaled fields present: {:?}",
+        lines.first()
+    );
+    assert!(decode::json_mapping(Some("ltp=x"), None, &|_| None).is_err());
+    assert!(decode::json_mapping(None, None, &|_| None)
+        .unwrap()
+        .is_none());
+
+    // The binary: --json-map, JSON_FEED_MAP from the environment, and neither.
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layer1"));
+        cmd.arg("decode")
+            .arg(&path)
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("JSON_FEED_MAP")
+            .env_remove("JSON_FEED_EXCHANGE");
+        if let Some(m) = env {
+            cmd.env("JSON_FEED_MAP", m);
+        }
+        cmd.output().unwrap()
+    };
+    let count = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).lines().count();
+    let with_option = run(
+        &["--json-map", SIM_JSON_MAP, "--json-exchange", "NSE"],
+        None,
+    );
+    assert!(with_option.status.success(), "{with_option:?}");
+    assert_eq!(count(&with_option), produced.len());
+    let with_env = run(&[], Some(SIM_JSON_MAP));
+    assert!(with_env.status.success());
+    assert_eq!(with_env.stdout, with_option.stdout);
+    let without = run(&[], None);
+    assert!(without.status.success());
+    assert_eq!(count(&without), 0);
+    let e = String::from_utf8_lossy(&without.stderr);
+    assert!(
+        e.contains("PARSE_JSON_NOT_CONFIGURED") && e.contains("--json-map"),
+        "{e}"
+    );
+    let bad = run(&["--json-map", "ltp=last_price"], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("JSON_MAP_REQUIRED"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
