@@ -1,7 +1,8 @@
 //! Upstox `market_info` drives the stale watchdog, `/health`'s market phase and the backfill
 //! guard: the simulator's Upstox server reports segment statuses, a real feed thread parses them
 //! into the process's market-status store, and each consumer follows the vendor where it
-//! contradicts the calendar.
+//! contradicts the calendar. Last, the engine itself (`Engine::start`) shows the vendor's status
+//! as `/health/ready`'s market.
 //!
 //! One test function: the store is process-wide (as in the engine), so the phases run in order.
 
@@ -14,6 +15,7 @@
 )]
 
 mod common;
+mod http_support;
 
 use std::{
     sync::{
@@ -307,5 +309,50 @@ fn upstox_market_info_drives_the_watchdog_health_and_the_backfill_guard() {
         .is_some_and(|r| r.contains("reported by the vendor")));
 
     feed.shutdown(Duration::from_secs(5)).unwrap();
+
+    // 3. The engine wires the same store: `/health/ready` reports the market the vendor reports,
+    //    whatever the real calendar says now.
+    let dir = std::env::temp_dir().join(common::unique("layer1-market-status"));
+    let vars: Vec<(&str, String)> = vec![
+        ("KAFKA_BROKERS", common::brokers()),
+        ("REDIS_URL", common::redis_url()),
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("KAFKA_TOPIC_TICKS", common::unique("test.mstatus.ticks")),
+        ("KAFKA_TOPIC_RAW", common::unique("test.mstatus.raw")),
+        ("KAFKA_TOPIC_DLQ", common::unique("test.mstatus.dlq")),
+        ("KAFKA_PARTITIONS", "1".into()),
+        ("JOURNAL_DIR", dir.join("journal").display().to_string()),
+        ("UPSTOX_AUTHORIZE_URL", sim.upstox_authorize_url()),
+        ("UPSTOX_ACCESS_TOKEN", "sim_upstox_token".into()),
+        ("SUBSCRIBE", "upstox:NSE_EQ|INE002A01018@ltp".into()),
+        ("CORE_PINNING", "off".into()),
+        ("BACKFILL_AUTO", "false".into()),
+    ];
+    let cfg =
+        Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    let engine = layer1::engine::Engine::start(Arc::new(cfg), Shutdown::new()).unwrap();
+    let market = || {
+        http_support::get(engine.http_addr(), "/health/ready").json()["market"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    for (status, want) in [
+        (MarketStatus::NormalClose, "closed"),
+        (MarketStatus::NormalOpen, "open"),
+        (MarketStatus::NormalClose, "closed"),
+    ] {
+        sim.set_market_status(&[("NSE_EQ", status)]).unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(10), || (market() == want).then_some(()))
+                .is_some(),
+            "/health/ready market {want} after {}: {}",
+            status.as_str(),
+            market()
+        );
+    }
+    engine.stop();
+    let _ = std::fs::remove_dir_all(&dir);
     sim.shutdown();
 }
