@@ -8,7 +8,8 @@
 //! values, valid after any panic), so a bug elsewhere never takes the status page down.
 //!
 //! The market phase (pre-open, open, closed, holiday) comes from a [`MarketSource`] that the
-//! engine plugs in from its trading calendar; [`MarketSource::ist_hours_only`] is a fallback that
+//! engine plugs in from its trading calendar and the vendors' market-status reports
+//! ([`crate::market_status::market_source`]); [`MarketSource::ist_hours_only`] is a fallback that
 //! knows NSE hours and weekends but no holidays.
 
 use std::{
