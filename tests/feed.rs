@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use layer1::{
     feed::{
         kite::{KiteConnector, KiteSettings},
@@ -57,7 +56,7 @@ impl TickSink for Sink<'_> {
 }
 
 impl FrameHandler for TestHandler {
-    fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
         let mut s = self.0.lock().unwrap();
         s.frames += 1;
         let pm = parsers::FrameMeta {
