@@ -552,3 +552,404 @@ impl<S: Write> Write for HsStream<S> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// xorshift64*: deterministic randomness for the property tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// A server frame (unmasked), with the length in the form `form` forces (0: shortest,
+    /// 1: 16-bit, 2: 64-bit) where it fits.
+    fn frame(fin: bool, opcode: u8, payload: &[u8], form: u8) -> Vec<u8> {
+        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+        let len = payload.len();
+        if len < 126 && form == 0 {
+            f.push(len as u8);
+        } else if len <= 0xFFFF && form < 2 {
+            f.push(126);
+            f.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            f.push(127);
+            f.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Yields the wire in chunks of random size, with `WouldBlock` between some of them.
+    struct Chunky<'a> {
+        data: &'a [u8],
+        pos: usize,
+        rng: Rng,
+    }
+    impl Read for Chunky<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.data.len() {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            if self.rng.below(4) == 0 {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            let n = (1 + self.rng.below(300) as usize)
+                .min(out.len())
+                .min(self.data.len() - self.pos);
+            out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Data(FrameKind, Vec<u8>),
+        Ping(Vec<u8>),
+        Pong,
+        Close(Option<u16>),
+    }
+
+    /// Everything the reader yields from `wire`, read in random chunks; stops at the first error.
+    fn read_all(wire: &[u8], seed: u64, buf: usize, max: usize) -> (Vec<Got>, Option<WsError>) {
+        let mut r = FrameReader::new(buf, max, max);
+        let mut src = Chunky {
+            data: wire,
+            pos: 0,
+            rng: Rng(seed | 1),
+        };
+        let mut got = Vec::new();
+        let mut idle = 0;
+        loop {
+            loop {
+                match r.next_frame() {
+                    Ok(Some(f)) => got.push(match f {
+                        Frame::Data(k, p) => Got::Data(k, r.payload(p).to_vec()),
+                        Frame::Ping(p) => Got::Ping(r.payload(p).to_vec()),
+                        Frame::Pong => Got::Pong,
+                        Frame::Close(c) => Got::Close(c),
+                    }),
+                    Ok(None) => break,
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+            match r.fill(&mut src) {
+                Ok(n) => {
+                    assert!(n > 0);
+                    idle = 0;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if src.pos == wire.len() {
+                        idle += 1;
+                        if idle > 2 {
+                            return (got, None);
+                        }
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn random_frame_sequences_in_random_chunks_come_out_whole() {
+        let mut rng = Rng(0x5EED);
+        for case in 0..300 {
+            let mut wire = Vec::new();
+            let mut want = Vec::new();
+            for _ in 0..rng.below(20) + 1 {
+                let kind = if rng.below(2) == 0 {
+                    FrameKind::Binary
+                } else {
+                    FrameKind::Text
+                };
+                let len = match rng.below(10) {
+                    0 => 0,
+                    1..=5 => rng.below(126) as usize,
+                    6..=8 => rng.below(70_000) as usize,
+                    _ => 126 + rng.below(4) as usize,
+                };
+                let payload: Vec<u8> = (0..len)
+                    .map(|_| {
+                        if kind == FrameKind::Text {
+                            b'a' + rng.below(26) as u8
+                        } else {
+                            rng.next() as u8
+                        }
+                    })
+                    .collect();
+                let op = if kind == FrameKind::Text { 1 } else { 2 };
+                let parts = rng.below(4) as usize + 1;
+                if parts == 1 || payload.len() < parts {
+                    wire.extend(frame(true, op, &payload, rng.below(3) as u8));
+                } else {
+                    // Fragmented, with control frames interleaved between the fragments.
+                    let step = payload.len() / parts;
+                    for i in 0..parts {
+                        let s = i * step;
+                        let e = if i + 1 == parts {
+                            payload.len()
+                        } else {
+                            s + step
+                        };
+                        let opcode = if i == 0 { op } else { 0 };
+                        wire.extend(frame(i + 1 == parts, opcode, &payload[s..e], 0));
+                        if i + 1 < parts && rng.below(2) == 0 {
+                            let ping: Vec<u8> = (0..rng.below(126)).map(|x| x as u8).collect();
+                            wire.extend(frame(true, 9, &ping, 0));
+                            want.push(Got::Ping(ping));
+                        }
+                        if i + 1 < parts && rng.below(3) == 0 {
+                            wire.extend(frame(true, 10, b"p", 0));
+                            want.push(Got::Pong);
+                        }
+                    }
+                }
+                want.push(Got::Data(kind, payload));
+            }
+            if rng.below(2) == 0 {
+                wire.extend(frame(true, 8, &1000u16.to_be_bytes(), 0));
+                want.push(Got::Close(Some(1000)));
+            }
+            // A small starting buffer makes the reader compact and grow; a large one does not.
+            let buf = if case % 2 == 0 { 64 } else { 128 << 10 };
+            let (got, err) = read_all(&wire, rng.next(), buf, 1 << 20);
+            assert_eq!(err, None, "case {case}");
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_with_their_code() {
+        let cases: Vec<(Vec<u8>, WsError)> = vec![
+            (vec![0x80 | 0x40 | 2, 0], WsError::ReservedBits),
+            (vec![0x80 | 0x10 | 1, 0], WsError::ReservedBits),
+            (vec![0x82, 0x80 | 1, 1, 2, 3, 4, 9], WsError::MaskedFrame),
+            (vec![0x83, 0], WsError::BadOpcode(3)),
+            (vec![0x8B, 0], WsError::BadOpcode(0xB)),
+            (
+                [vec![0x82, 127], (1u64 << 63).to_be_bytes().to_vec()].concat(),
+                WsError::BadLength,
+            ),
+            (
+                [vec![0x82, 127], (1u64 << 40).to_be_bytes().to_vec()].concat(),
+                WsError::FrameTooLarge,
+            ),
+            (frame(false, 9, b"", 0), WsError::BadControlFrame),
+            (frame(true, 9, &[0; 126], 1), WsError::BadControlFrame),
+            (frame(true, 0, b"x", 0), WsError::UnexpectedContinuation),
+            (
+                [frame(false, 2, b"a", 0), frame(true, 2, b"b", 0)].concat(),
+                WsError::ExpectedContinuation,
+            ),
+            (frame(true, 1, &[0xFF, 0xFE], 0), WsError::BadUtf8),
+            (
+                [
+                    frame(false, 1, &[0xE2, 0x82], 0),
+                    frame(true, 0, &[0x28], 0),
+                ]
+                .concat(),
+                WsError::BadUtf8,
+            ),
+            (frame(true, 8, &[3], 0), WsError::BadClose),
+            (frame(true, 8, &[3, 232, 0xFF], 0), WsError::BadUtf8),
+            (
+                [frame(false, 2, &[0; 700], 1), frame(true, 0, &[0; 400], 1)].concat(),
+                WsError::MessageTooLarge,
+            ),
+        ];
+        for (i, (wire, want)) in cases.iter().enumerate() {
+            for seed in 1..20 {
+                let (_, err) = read_all(wire, seed, 32, 1000);
+                assert_eq!(err, Some(*want), "case {i} seed {seed}");
+            }
+            assert!(want.code().starts_with("WS_"));
+        }
+        // A UTF-8 character split across fragments is fine.
+        let ok = [
+            frame(false, 1, &[0xE2, 0x82], 0),
+            frame(true, 0, &[0xAC], 0),
+        ]
+        .concat();
+        let (got, err) = read_all(&ok, 3, 32, 1000);
+        assert_eq!(err, None);
+        assert_eq!(
+            got,
+            vec![Got::Data(FrameKind::Text, "€".as_bytes().to_vec())]
+        );
+    }
+
+    #[test]
+    fn random_garbage_never_panics_and_limits_hold() {
+        let mut rng = Rng(77);
+        for _ in 0..3000 {
+            let len = rng.below(400) as usize;
+            let mut wire: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if rng.below(2) == 0 && !wire.is_empty() {
+                // Mostly-valid headers reach deeper states.
+                wire[0] = (wire[0] & 0x8F) | if rng.below(2) == 0 { 0 } else { 0x80 };
+                if wire.len() > 1 {
+                    wire[1] &= 0x7F;
+                }
+            }
+            let max = 1 + rng.below(300) as usize;
+            let (got, _) = read_all(&wire, rng.next(), 1 + rng.below(64) as usize, max);
+            for g in got {
+                if let Got::Data(_, p) = g {
+                    assert!(p.len() <= max);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_buffer_is_reused_once_grown() {
+        // Thousands of frames of varying size through a reader: its buffers keep their size.
+        let mut rng = Rng(9);
+        let mut wire = Vec::new();
+        for _ in 0..2000 {
+            let n = rng.below(5000) as usize;
+            wire.extend(frame(true, 2, &vec![1; n], 0));
+        }
+        let mut r = FrameReader::new(8 << 10, 1 << 20, 1 << 20);
+        let mut src = Chunky {
+            data: &wire,
+            pos: 0,
+            rng: Rng(5),
+        };
+        let mut frames = 0;
+        let mut sizes = std::collections::BTreeSet::new();
+        while src.pos < wire.len() || r.buffered() > 0 {
+            while let Some(f) = r.next_frame().unwrap() {
+                assert!(matches!(f, Frame::Data(FrameKind::Binary, _)));
+                frames += 1;
+            }
+            let _ = r.fill(&mut src);
+            sizes.insert(r.buf.len());
+        }
+        assert_eq!(frames, 2000);
+        assert_eq!(sizes.len(), 1, "never grew: frames fit the initial buffer");
+    }
+
+    #[test]
+    fn client_frames_are_masked_and_decode_back() {
+        let mut w = FrameWriter::new(1 << 20, 42);
+        let long = vec![b'x'; 70_000];
+        w.queue_message(&Message::Text("{\"a\":1}".into())).unwrap();
+        w.queue_message(&Message::Binary(bytes::Bytes::from(long.clone())))
+            .unwrap();
+        w.queue_pong(b"hi").unwrap();
+        w.queue_close(Some(1000)).unwrap();
+        assert_eq!(w.queue(9, &[0; 126]), Err(WsError::BadControlFrame));
+        let mut out = Vec::new();
+        assert!(w.flush(&mut out).unwrap());
+        // Decode: every frame masked, FIN set, unmasked payloads as queued.
+        let mut pos = 0;
+        let mut got = Vec::new();
+        while pos < out.len() {
+            let (b0, b1) = (out[pos], out[pos + 1]);
+            assert_eq!(b0 & 0xF0, 0x80);
+            assert_eq!(b1 & 0x80, 0x80, "client frames are masked");
+            let (mut len, mut h) = (u64::from(b1 & 0x7F), 2);
+            if len == 126 {
+                len = u64::from(u16::from_be_bytes([out[pos + 2], out[pos + 3]]));
+                h = 4;
+            } else if len == 127 {
+                len = u64::from_be_bytes(out[pos + 2..pos + 10].try_into().unwrap());
+                h = 10;
+            }
+            let key = &out[pos + h..pos + h + 4];
+            let body: Vec<u8> = out[pos + h + 4..pos + h + 4 + len as usize]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            got.push((b0 & 0x0F, body));
+            pos += h + 4 + len as usize;
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, b"{\"a\":1}".to_vec()),
+                (2, long),
+                (0xA, b"hi".to_vec()),
+                (8, 1000u16.to_be_bytes().to_vec())
+            ]
+        );
+        // The cap on unsent bytes holds.
+        let mut small = FrameWriter::new(100, 1);
+        assert_eq!(small.queue(2, &[0; 200]), Err(WsError::WriteBufferFull));
+    }
+
+    #[test]
+    fn a_writer_resumes_after_would_block() {
+        struct Slow(Vec<u8>, usize);
+        impl Write for Slow {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.1 += 1;
+                if self.1 % 2 == 0 {
+                    return Err(ErrorKind::WouldBlock.into());
+                }
+                let n = b.len().min(3);
+                self.0.extend_from_slice(&b[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = FrameWriter::new(1 << 10, 3);
+        w.queue(2, b"abcdefghij").unwrap();
+        let mut s = Slow(Vec::new(), 0);
+        let mut rounds = 0;
+        while !w.flush(&mut s).unwrap() {
+            rounds += 1;
+            assert!(rounds < 100);
+        }
+        assert_eq!(s.0.len(), 2 + 4 + 10);
+        assert_eq!(w.pending(), 0);
+    }
+
+    #[test]
+    fn the_handshake_stream_keeps_bytes_behind_the_response() {
+        let response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let after = frame(true, 2, b"early data", 0);
+        let wire = [response.to_vec(), after.clone()].concat();
+        for seed in 1..50 {
+            let mut hs = HsStream::new(Chunky {
+                data: &wire,
+                pos: 0,
+                rng: Rng(seed),
+            });
+            let mut given = Vec::new();
+            let mut buf = [0u8; 64];
+            for _ in 0..10_000 {
+                match hs.read(&mut buf) {
+                    Ok(n) => given.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        if hs.done || hs.inner.pos == wire.len() {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(given, response.to_vec(), "seed {seed}");
+            let (inner, tail) = hs.into_parts();
+            let rest = [tail, wire[inner.pos..].to_vec()].concat();
+            assert_eq!(rest, after, "seed {seed}");
+        }
+    }
+}
