@@ -28,7 +28,7 @@ use crate::{
     metrics::Metrics,
     parsers::{self, FeedEvent as ParsedEvent, ParseError, TickSink},
     producer::{Outbound, RawFrame, Reject},
-    rawpool::{RawBuf, RawPool},
+    rawpool::{PoolCounters, RawBuf, RawPool},
     tick::Tick,
     validate::{validate, ValidationLimits},
     vendor::Vendor,
@@ -37,11 +37,17 @@ use crate::{
 /// How long a hand-off waits for space before the item is dropped and counted.
 pub const QUEUE_FULL_WAIT: Duration = Duration::from_secs(5);
 
-/// Free raw-frame buffers a feed thread's pool keeps (`src/rawpool.rs`). Raw frames in flight
-/// are bounded by the hand-over queue; a frame carries many ticks, so the queue's 65,536 slots
-/// hold a few hundred frames at most at the vendors' frame sizes, and 4096 leaves room for
-/// one-tick frames (Angel) at the producer's batch size. More in flight: allocated and counted.
-pub const RAW_POOL_BUFFERS: usize = 4096;
+/// Raw-frame buffers per feed thread (`src/rawpool.rs`), allocated when the pipeline is built.
+/// They bound the raw frames in flight to the producer: with all of them out the feed thread
+/// waits for the producer, like on a full hand-over queue. 2,048 frames are ~20 ms of one-tick
+/// frames at 100,000 ticks/s, and ~2 s of 100-tick frames.
+pub const RAW_POOL_BUFFERS: usize = 2048;
+
+/// Capacity of each pooled buffer. Frames up to this size never grow a buffer (a 200-packet
+/// Kite quote frame is ~9 KB, a 50-entry Upstox full frame ~16 KB); larger ones grow it once
+/// (counted in `raw_buffer_allocations_total`). Virtual size 32 MiB per feed thread; only the
+/// buffers in use at the peak are ever touched (the pool hands out the most recently returned).
+pub const RAW_POOL_BUFFER_BYTES: usize = 16 << 10;
 
 impl Pipeline {
     /// Raw-frame buffers this pipeline had to allocate or grow (flat once warm).
@@ -294,9 +300,16 @@ impl Pipeline {
                 slots: [None, None, None, None, None, None],
                 overflowing: false,
                 backpressure_logged: false,
+                // With raw frames off only rejects use the pool: no fill, and the rare
+                // allocations count.
                 pool: RawPool::new(
                     RAW_POOL_BUFFERS,
-                    Some(metrics.raw_buffer_allocations_total.clone()),
+                    RAW_POOL_BUFFER_BYTES,
+                    raw_enabled,
+                    PoolCounters {
+                        allocations: Some(metrics.raw_buffer_allocations_total.clone()),
+                        waits: Some(metrics.queue_full_total.with_label_values(&["raw_pool"])),
+                    },
                 ),
                 routing: None,
                 vendor: Vendor::Kite,

@@ -2,9 +2,10 @@
 //!
 //! Every connection moves through explicit phases (idle → preparing → TCP connect → handshake →
 //! open → waiting → ...). Readiness drives each step: a handshake that would block is resumed on
-//! the next event, reads drain until `WouldBlock`, and writes that would block stay queued in
-//! tungstenite and are flushed on the next writable event. Timers live in one heap whose next
-//! deadline is the poll timeout.
+//! the next event, reads drain until `WouldBlock`, and writes that would block stay queued in the
+//! connection's `FrameWriter` and are flushed on the next writable event. Timers live in one heap
+//! whose next deadline is the poll timeout. tungstenite does the HTTP upgrade only; an open
+//! connection is framed by `super::ws`, so reading a frame allocates nothing.
 
 use std::{
     collections::HashMap,
