@@ -878,10 +878,13 @@ fn silence_outside_market_hours_causes_no_reconnect() {
     feed.shutdown(Duration::from_secs(2)).expect("joins");
 }
 
+/// Each frame's receive time and bytes, in arrival order.
+type Stamps = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
 /// Records each frame's receive time; on the first frame it lets the server send the second,
 /// then stays busy for `busy`, so the second frame arrives while the loop is still draining.
 struct StampHandler {
-    stamps: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    stamps: Stamps,
     go: Option<std::sync::mpsc::Sender<()>>,
     busy: Duration,
 }
@@ -924,7 +927,7 @@ fn frames_from_a_later_read_carry_that_reads_receive_time() {
         std::thread::sleep(Duration::from_millis(500));
     });
     let busy = Duration::from_millis(40);
-    let stamps = Arc::new(Mutex::new(Vec::new()));
+    let stamps: Stamps = Arc::new(Mutex::new(Vec::new()));
     let h = StampHandler {
         stamps: Arc::clone(&stamps),
         go: Some(go_tx),
