@@ -1,8 +1,8 @@
 //! The feed thread's frame handler: parse, validate, hand over. This is the per-tick hot path.
 //!
 //! For every frame: the raw frame is copied into a pooled buffer for `market.raw` and capture
-//! files (`src/rawpool.rs`: the buffer returns from the producer thread, so the copy allocates
-//! nothing once warm), each packet is parsed into a stack `Tick`, validated, and moved into the
+//! files (`src/rawpool.rs`: filled when the pipeline is built, each buffer returns from the
+//! producer thread, so the copy allocates nothing), each packet is parsed into a stack `Tick`, validated, and moved into the
 //! feed thread's bounded queue to the producer; rejects (parse errors and validator refusals) go
 //! to the dead-letter topic with their bytes (pooled too) and reason and are counted in
 //! `ingestion_ticks_rejected_total{vendor,reason}`. Nothing here allocates per tick or per frame
@@ -48,13 +48,6 @@ pub const RAW_POOL_BUFFERS: usize = 2048;
 /// (counted in `raw_buffer_allocations_total`). Virtual size 32 MiB per feed thread; only the
 /// buffers in use at the peak are ever touched (the pool hands out the most recently returned).
 pub const RAW_POOL_BUFFER_BYTES: usize = 16 << 10;
-
-impl Pipeline {
-    /// Raw-frame buffers this pipeline had to allocate or grow (flat once warm).
-    pub fn raw_allocations(&self) -> u64 {
-        self.handoff.pool.allocations()
-    }
-}
 
 /// Per-vendor counters, resolved once.
 struct VendorSlot {
@@ -337,6 +330,12 @@ impl Pipeline {
     /// What this pipeline has handled.
     pub fn counts(&self) -> PipelineCounts {
         self.counts
+    }
+
+    /// Raw-frame buffers this pipeline allocated or grew on the feed thread (not the initial
+    /// fill): 0 unless a frame was over [`RAW_POOL_BUFFER_BYTES`] or the producer starved it.
+    pub fn raw_allocations(&self) -> u64 {
+        self.handoff.pool.allocations()
     }
 }
 
