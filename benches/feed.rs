@@ -24,7 +24,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use layer1::{
     feed::{
@@ -133,7 +132,7 @@ impl TickSink for PushSink<'_> {
 }
 
 impl FrameHandler for BenchHandler {
-    fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
         let measuring = self.c.measuring.load(Ordering::Relaxed);
         let pm = parsers::FrameMeta {
             received_at_ns: meta.received_at_ns,

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod parsers;
 pub mod pipeline;
 pub mod producer;
+pub mod rawpool;
 pub mod redact;
 pub mod replay;
 pub mod routing;

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub ticks_dropped_total: IntCounterVec,
     /// `journal_dropped_total`: records dropped because the journal was full or failing.
     pub journal_dropped_total: IntCounter,
+    /// `raw_buffer_allocations_total`: raw-frame buffers a feed thread had to allocate or grow
+    /// because its pool had none free or none large enough (flat once warm, see
+    /// `src/rawpool.rs`).
+    pub raw_buffer_allocations_total: IntCounter,
     /// `handoff_latency_seconds`: frame receive -> queued for the producer.
     pub handoff_latency: Histogram,
     /// `ack_latency_seconds`: frame receive -> broker acknowledgement (observed by the producer
@@ -219,6 +223,14 @@ impl Metrics {
                 "1 while the Redis command subscription is live",
             )?,
             journal_dropped_total,
+            raw_buffer_allocations_total: {
+                let c = IntCounter::new(
+                    "raw_buffer_allocations_total",
+                    "Raw-frame buffers allocated or grown on a feed thread (pool empty or too small)",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
             queue_depth,
             log_dropped_total,
             handoff_latency,

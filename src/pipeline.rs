@@ -1,11 +1,13 @@
 //! The feed thread's frame handler: parse, validate, hand over. This is the per-tick hot path.
 //!
-//! For every frame: the raw frame goes to `market.raw` (a reference-counted `Bytes` clone, no
-//! copy), each packet is parsed into a stack `Tick`, validated, and moved into the feed thread's
-//! bounded queue to the producer; rejects (parse errors and validator refusals) go to the
-//! dead-letter topic with their bytes and reason and are counted in
-//! `ingestion_ticks_rejected_total{vendor,reason}`. Nothing here allocates per tick, locks,
-//! logs per tick above `debug`, or makes a syscall beyond one clock read per frame.
+//! For every frame: the raw frame is copied into a pooled buffer for `market.raw` and capture
+//! files (`src/rawpool.rs`: filled when the pipeline is built, each buffer returns from the
+//! producer thread, so the copy allocates nothing), each packet is parsed into a stack `Tick`, validated, and moved into the
+//! feed thread's bounded queue to the producer; rejects (parse errors and validator refusals) go
+//! to the dead-letter topic with their bytes (pooled too) and reason and are counted in
+//! `ingestion_ticks_rejected_total{vendor,reason}`. Nothing here allocates per tick or per frame
+//! (a reject boxes its record: rejects are the exception path), locks, logs per tick above
+//! `debug`, or makes a syscall beyond one clock read per frame (the hand-off stamp).
 //!
 //! Queue-full policy (never a silent drop): back-pressure first. A full queue makes the feed
 //! thread wait for the producer (counted in `queue_full_total{queue="feed"}`, logged once), so
@@ -18,7 +20,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use prometheus::IntCounter;
 
@@ -27,6 +28,7 @@ use crate::{
     metrics::Metrics,
     parsers::{self, FeedEvent as ParsedEvent, ParseError, TickSink},
     producer::{Outbound, RawFrame, Reject},
+    rawpool::{PoolCounters, RawBuf, RawPool},
     tick::Tick,
     validate::{validate, ValidationLimits},
     vendor::Vendor,
@@ -34,6 +36,18 @@ use crate::{
 
 /// How long a hand-off waits for space before the item is dropped and counted.
 pub const QUEUE_FULL_WAIT: Duration = Duration::from_secs(5);
+
+/// Raw-frame buffers per feed thread (`src/rawpool.rs`), allocated when the pipeline is built.
+/// They bound the raw frames in flight to the producer: with all of them out the feed thread
+/// waits for the producer, like on a full hand-over queue. 2,048 frames are ~20 ms of one-tick
+/// frames at 100,000 ticks/s, and ~2 s of 100-tick frames.
+pub const RAW_POOL_BUFFERS: usize = 2048;
+
+/// Capacity of each pooled buffer. Frames up to this size never grow a buffer (a 200-packet
+/// Kite quote frame is ~9 KB, a 50-entry Upstox full frame ~16 KB); larger ones grow it once
+/// (counted in `raw_buffer_allocations_total`). Virtual size 32 MiB per feed thread; only the
+/// buffers in use at the peak are ever touched (the pool hands out the most recently returned).
+pub const RAW_POOL_BUFFER_BYTES: usize = 16 << 10;
 
 /// Per-vendor counters, resolved once.
 struct VendorSlot {
@@ -51,8 +65,8 @@ struct Handoff {
     slots: [Option<VendorSlot>; 6],
     overflowing: bool,
     backpressure_logged: bool,
-    /// The frame being parsed, so rejects can share its bytes.
-    frame: Bytes,
+    /// Buffers for raw frames and rejects' bytes, recycled by the producer thread.
+    pool: RawPool,
     /// Canonical ids and multi-vendor failover (issue 6); `None` produces every tick as parsed.
     routing: Option<std::sync::Arc<crate::routing::Routing>>,
     vendor: Vendor,
@@ -133,9 +147,9 @@ impl Handoff {
             .inc();
         log::debug!(event = "tick_rejected", vendor = v.as_str(), reason = reason; "{detail}");
         let raw = if raw.is_empty() {
-            Bytes::new()
+            RawBuf::empty()
         } else {
-            self.frame.slice_ref(raw)
+            self.pool.copy(raw)
         };
         let r = Reject {
             vendor: v,
@@ -151,8 +165,31 @@ impl Handoff {
     }
 }
 
-impl TickSink for Handoff {
+/// The sink for one frame: the hand-off plus the frame's bytes (a validator refusal carries the
+/// whole frame to the DLQ).
+struct FrameSink<'a> {
+    h: &'a mut Handoff,
+    frame: &'a [u8],
+}
+
+impl TickSink for FrameSink<'_> {
     fn tick(&mut self, tick: &Tick) {
+        self.h.tick(tick, self.frame);
+    }
+
+    fn reject(&mut self, err: &ParseError, raw: &[u8]) {
+        let received = self.h.received_at_ns;
+        self.h
+            .reject(err.label(), err.code(), "", raw, received, None);
+    }
+
+    fn event(&mut self, event: &ParsedEvent<'_>) {
+        self.h.event(event);
+    }
+}
+
+impl Handoff {
+    fn tick(&mut self, tick: &Tick, frame: &[u8]) {
         self.slot(tick.vendor).ticks.inc();
         crate::feed::auth::note_data(tick.vendor);
         // The copy is the one the queue needs anyway; routing sets its canonical id.
@@ -171,22 +208,16 @@ impl TickSink for Handoff {
                 self.push(Outbound::Tick(*tick));
             }
             Err(rej) => {
-                let frame = self.frame.clone();
                 self.reject(
                     rej.reason.label(),
                     "VALIDATION_REJECTED",
                     rej.field,
-                    &frame,
+                    frame,
                     tick.received_at_ns,
                     Some(*tick),
                 );
             }
         }
-    }
-
-    fn reject(&mut self, err: &ParseError, raw: &[u8]) {
-        let received = self.received_at_ns;
-        Handoff::reject(self, err.label(), err.code(), "", raw, received, None);
     }
 
     fn event(&mut self, event: &ParsedEvent<'_>) {
@@ -266,7 +297,17 @@ impl Pipeline {
                 slots: [None, None, None, None, None, None],
                 overflowing: false,
                 backpressure_logged: false,
-                frame: Bytes::new(),
+                // With raw frames off only rejects use the pool: no fill, and the rare
+                // allocations count.
+                pool: RawPool::new(
+                    RAW_POOL_BUFFERS,
+                    RAW_POOL_BUFFER_BYTES,
+                    raw_enabled,
+                    PoolCounters {
+                        allocations: Some(metrics.raw_buffer_allocations_total.clone()),
+                        waits: Some(metrics.queue_full_total.with_label_values(&["raw_pool"])),
+                    },
+                ),
                 routing: None,
                 vendor: Vendor::Kite,
                 conn: 0,
@@ -294,10 +335,16 @@ impl Pipeline {
     pub fn counts(&self) -> PipelineCounts {
         self.counts
     }
+
+    /// Raw-frame buffers this pipeline allocated or grew on the feed thread (not the initial
+    /// fill): 0 unless a frame was over [`RAW_POOL_BUFFER_BYTES`] or the producer starved it.
+    pub fn raw_allocations(&self) -> u64 {
+        self.handoff.pool.allocations()
+    }
 }
 
 impl FrameHandler for Pipeline {
-    fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
         // Last-message time for the status page: forwarded at most once a second per connection.
         self.clock.on_frame(
             crate::status::global(),
@@ -309,29 +356,29 @@ impl FrameHandler for Pipeline {
         h.vendor = meta.vendor;
         h.conn = meta.conn;
         h.received_at_ns = meta.received_at_ns;
-        h.frame = payload.clone();
         if self.raw_enabled {
+            let payload = h.pool.copy(payload);
             h.push(Outbound::Raw(RawFrame {
                 vendor: meta.vendor,
                 conn_id: meta.conn,
                 kind: meta.kind,
                 received_at_ns: meta.received_at_ns,
-                payload: payload.clone(),
+                payload,
             }));
         }
         let pmeta = parsers::FrameMeta {
             received_at_ns: meta.received_at_ns,
             conn_id: meta.conn,
         };
-        let outcome = parsers::parse_frame(meta.vendor, meta.kind, payload, &pmeta, h);
+        let mut sink = FrameSink { h, frame: payload };
+        let outcome = parsers::parse_frame(meta.vendor, meta.kind, payload, &pmeta, &mut sink);
+        let h = sink.h;
         // One clock read per frame: every tick of the frame shares its receive time.
         let lat = crate::clock::now_unix_ns().saturating_sub(meta.received_at_ns);
         if outcome.ticks > 0 {
             crate::latency::handoff().record(lat);
             h.metrics.handoff_latency.observe(lat as f64 * 1e-9);
         }
-        // Drop our reference so the read buffer can be reused once the producer is done.
-        h.frame = Bytes::new();
         self.counts.frames += 1;
         self.counts.ticks += u64::from(outcome.ticks);
         self.counts.rejects += u64::from(outcome.rejects);

@@ -11,8 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-
 use crate::{
     capture::{CaptureError, CaptureReader},
     config::Config,
@@ -135,7 +133,7 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
             kind: rec.kind,
             received_at_ns: rec.received_at_ns,
         };
-        pipeline.on_frame(&meta, &Bytes::copy_from_slice(&buf));
+        pipeline.on_frame(&meta, &buf);
     }
     let counts = pipeline.counts();
     drop(pipeline);

@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use layer1::{
     feed::{
         kite::{KiteConnector, KiteSettings},
@@ -57,7 +56,7 @@ impl TickSink for Sink<'_> {
 }
 
 impl FrameHandler for TestHandler {
-    fn on_frame(&mut self, meta: &FrameMeta, payload: &Bytes) {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
         let mut s = self.0.lock().unwrap();
         s.frames += 1;
         let pm = parsers::FrameMeta {
@@ -877,4 +876,96 @@ fn silence_outside_market_hours_causes_no_reconnect() {
         "the same connection carries on"
     );
     feed.shutdown(Duration::from_secs(2)).expect("joins");
+}
+
+/// Each frame's receive time and bytes, in arrival order.
+type Stamps = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+/// Records each frame's receive time; on the first frame it lets the server send the second,
+/// then stays busy for `busy`, so the second frame arrives while the loop is still draining.
+struct StampHandler {
+    stamps: Stamps,
+    go: Option<std::sync::mpsc::Sender<()>>,
+    busy: Duration,
+}
+
+impl FrameHandler for StampHandler {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
+        self.stamps
+            .lock()
+            .unwrap()
+            .push((meta.received_at_ns, payload.to_vec()));
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+            std::thread::sleep(self.busy);
+        }
+    }
+    fn on_event(&mut self, _ev: &FeedEvent) {}
+}
+
+/// A frame is stamped by the read that delivered it, not by the start of the drained batch: the
+/// second frame arrives during the handler's work on the first and is read in the same readiness
+/// event, yet its receive time is later than the first's by at least that work. (Stamping once
+/// per batch gave both the same time.)
+#[test]
+fn frames_from_a_later_read_carry_that_reads_receive_time() {
+    let _shared = shared();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut ws = tungstenite::accept(stream).expect("upgrade");
+        ws.send(tungstenite::Message::Binary(vec![1u8; 8].into()))
+            .expect("first");
+        go_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("first frame seen");
+        ws.send(tungstenite::Message::Binary(vec![2u8; 8].into()))
+            .expect("second");
+        // Keep the connection open until the client is done.
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let busy = Duration::from_millis(40);
+    let stamps: Stamps = Arc::new(Mutex::new(Vec::new()));
+    let h = StampHandler {
+        stamps: Arc::clone(&stamps),
+        go: Some(go_tx),
+        busy,
+    };
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            stale_ms: 10_000,
+            closed_stale_ms: 10_000,
+            heartbeat_ms: 5_000,
+            ..settings("feed-stamp")
+        },
+        vec![kite_spec(
+            KiteSettings {
+                base_url: format!("ws://127.0.0.1:{port}/"),
+                api_key: Credential::Value("k".into()),
+                access_token: Credential::Value("t".into()),
+                ..KiteSettings::default()
+            },
+            vec![Instrument::kite(256_265, Mode::Ltp)],
+        )],
+        h,
+        None,
+    )
+    .expect("spawn");
+    assert!(wait_until(Duration::from_secs(10), || stamps
+        .lock()
+        .unwrap()
+        .len()
+        >= 2));
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+    server.join().expect("server");
+    let s = stamps.lock().unwrap();
+    assert_eq!(s[0].1, vec![1u8; 8]);
+    assert_eq!(s[1].1, vec![2u8; 8]);
+    let gap = s[1].0.saturating_sub(s[0].0);
+    assert!(
+        gap >= busy.as_nanos() as u64,
+        "second frame stamped {gap} ns after the first; it was read at least {busy:?} later"
+    );
 }

@@ -2,9 +2,10 @@
 //!
 //! Every connection moves through explicit phases (idle → preparing → TCP connect → handshake →
 //! open → waiting → ...). Readiness drives each step: a handshake that would block is resumed on
-//! the next event, reads drain until `WouldBlock`, and writes that would block stay queued in
-//! tungstenite and are flushed on the next writable event. Timers live in one heap whose next
-//! deadline is the poll timeout.
+//! the next event, reads drain until `WouldBlock`, and writes that would block stay queued in the
+//! connection's `FrameWriter` and are flushed on the next writable event. Timers live in one heap
+//! whose next deadline is the poll timeout. tungstenite does the HTTP upgrade only; an open
+//! connection is framed by `super::ws`, so reading a frame allocates nothing.
 
 use std::{
     collections::HashMap,
@@ -14,7 +15,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{net::TcpStream, Events, Interest, Poll, Token, Waker};
 use tungstenite::{
@@ -23,7 +23,7 @@ use tungstenite::{
     http::Uri,
     protocol::WebSocketConfig,
     stream::MaybeTlsStream,
-    ClientRequestBuilder, Error as WsError, Message, WebSocket,
+    ClientRequestBuilder, Error as TungError, Message, WebSocket,
 };
 
 use super::{
@@ -31,6 +31,7 @@ use super::{
     metrics::ConnMetrics,
     now_unix_ns,
     timers::{TimerKind, TimerSlots, Timers},
+    ws::{Frame, FrameReader, FrameWriter, HsStream, WsError},
     Command, ConnState, ConnectError, ConnectRequest, Connector, ConnectorCaps, FeedEvent,
     FeedMetrics, FeedSettings, FeedSpec, FeedStats, FrameHandler, FrameKind, FrameMeta, Instrument,
     InstrumentAges, Prepare,
@@ -40,12 +41,25 @@ use crate::vendor::Vendor;
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 
 type WsStream = MaybeTlsStream<TcpStream>;
-type Ws = WebSocket<WsStream>;
-type Mid = MidHandshake<ClientHandshake<WsStream>>;
+/// The stream during the upgrade: it keeps the bytes behind the 101 response for our reader.
+type Hs = HsStream<WsStream>;
+type Mid = MidHandshake<ClientHandshake<Hs>>;
 type HandshakeResult = Result<
-    (Ws, tungstenite::handshake::client::Response),
-    HandshakeError<ClientHandshake<WsStream>>,
+    (WebSocket<Hs>, tungstenite::handshake::client::Response),
+    HandshakeError<ClientHandshake<Hs>>,
 >;
+
+/// An open connection: the stream and our own RFC 6455 framing over it (see `super::ws`).
+struct Ws {
+    stream: WsStream,
+    reader: FrameReader,
+    writer: FrameWriter,
+    /// Receive time of the last read that returned data: every frame those bytes completed
+    /// was received then (one clock read per read syscall, not per frame or per batch).
+    rx_ns: u64,
+    /// A close was queued (ours or the answer to the server's).
+    closing: bool,
+}
 
 /// Work for the helper thread: produce the request and resolve its address.
 type Work = Box<dyn FnOnce() -> Result<(ConnectRequest, SocketAddr), ConnectError> + Send>;
@@ -427,15 +441,9 @@ impl FeedLoop {
         }
         let mut failure = None;
         for m in self.scratch.drain(..) {
-            match ws.write(m) {
-                Ok(()) => {}
-                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                    conn.pending_flush = true
-                }
-                Err(e) => {
-                    failure = Some(map_ws_error(&e));
-                    break;
-                }
+            if let Err(e) = ws.writer.queue_message(&m) {
+                failure = Some(map_frame_error(e));
+                break;
             }
         }
         if failure.is_none() {
@@ -678,18 +686,49 @@ impl FeedLoop {
                 return;
             }
         };
-        let r = tungstenite::client_tls_with_config(
+        // TLS below, our handshake wrapper above: the bytes behind the 101 response are then
+        // plaintext kept for our frame reader.
+        let stream = match wrap_tls(&req, stream, &self.tls) {
+            Ok(s) => s,
+            Err((e, stream)) => {
+                if let Some(mut s) = stream {
+                    let _ = self.poll.registry().deregister(&mut s);
+                }
+                self.stats.sockets.fetch_sub(1, Ordering::Relaxed);
+                self.fail(c, e, handler);
+                return;
+            }
+        };
+        let r = tungstenite::client::client_with_config(
             req,
-            stream,
+            HsStream::new(stream),
             Some(self.ws_config),
-            Some(tungstenite::Connector::Rustls(Arc::clone(&self.tls))),
         );
         self.on_handshake(c, r, handler);
     }
 
     fn on_handshake<H: FrameHandler>(&mut self, c: usize, r: HandshakeResult, handler: &mut H) {
         match r {
-            Ok((ws, _response)) => self.on_open(c, Box::new(ws), handler),
+            Ok((ws, _response)) => {
+                // From here on the connection is ours: tungstenite only did the upgrade.
+                let (stream, tail) = ws.into_inner().into_parts();
+                let s = &self.settings;
+                let mut reader = FrameReader::new(
+                    s.read_buffer_bytes,
+                    s.max_message_bytes,
+                    s.max_message_bytes,
+                );
+                reader.push(&tail);
+                let seed = now_unix_ns() ^ ((c as u64) << 32) ^ u64::from(s.thread_index);
+                let ws = Ws {
+                    stream,
+                    reader,
+                    writer: FrameWriter::new(s.max_write_buffer_bytes, seed),
+                    rx_ns: now_unix_ns(),
+                    closing: false,
+                };
+                self.on_open(c, Box::new(ws), handler)
+            }
             Err(HandshakeError::Interrupted(mid)) => {
                 if let Some(conn) = self.conns.get_mut(c) {
                     conn.phase = Phase::Handshake(Box::new(mid));
@@ -749,56 +788,89 @@ impl FeedLoop {
                 return;
             }
         }
-        // One clock read per batch: every frame drained now shares this receive time.
         let mut meta = FrameMeta {
             conn: conn.id,
             vendor: conn.vendor,
             kind: FrameKind::Binary,
-            received_at_ns: now_unix_ns(),
+            received_at_ns: ws.rx_ns,
         };
         let mut frames = 0u64;
         let mut bytes = 0u64;
         let mut messages = 0usize;
         let mut failure = None;
-        loop {
-            if messages >= max_frames {
-                // Fairness: serve the other connections, then come back without an event.
-                self.revisit.push(c);
-                break;
+        'drain: loop {
+            // Every complete frame in the buffer first: they were all completed by the last
+            // read, so they carry its receive time. Only then read again.
+            loop {
+                if messages >= max_frames {
+                    // Fairness: serve the other connections, then come back without an event.
+                    self.revisit.push(c);
+                    break 'drain;
+                }
+                let frame = match ws.reader.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.stats.frame_errors.fetch_add(1, Ordering::Relaxed);
+                        log::warn!(event = "ws_frame_error", vendor = conn.vendor.as_str(), conn = conn.id, code = e.code(); "{e}");
+                        failure = Some(map_frame_error(e));
+                        break 'drain;
+                    }
+                };
+                messages += 1;
+                match frame {
+                    Frame::Data(kind, p) => {
+                        let payload = ws.reader.payload(p);
+                        frames += 1;
+                        bytes += payload.len() as u64;
+                        meta.kind = kind;
+                        meta.received_at_ns = ws.rx_ns;
+                        if !conn.got_data && feed.connector.is_data(kind, payload) {
+                            conn.got_data = true;
+                            conn.attempt = 0;
+                            conn.auth_retry_used = false;
+                        }
+                        handler.on_frame(&meta, payload);
+                    }
+                    // Pings are answered at once; they, pongs and close frames still prove the
+                    // peer alive.
+                    Frame::Ping(p) => {
+                        let r = ws.writer.queue_pong(ws.reader.payload(p));
+                        if let Err(e) = r {
+                            failure = Some(map_frame_error(e));
+                            break 'drain;
+                        }
+                        if let Err(e) = flush(ws, &mut conn.pending_flush) {
+                            failure = Some(e);
+                            break 'drain;
+                        }
+                    }
+                    Frame::Pong => {}
+                    Frame::Close(code) => {
+                        // Answer with the same code (best effort), then reconnect.
+                        if !ws.closing && ws.writer.queue_close(code).is_ok() {
+                            ws.closing = true;
+                            let _ = ws.writer.flush(&mut ws.stream);
+                        }
+                        failure = Some(ConnectError::Closed);
+                        break 'drain;
+                    }
+                }
             }
-            match ws.read() {
-                Ok(Message::Binary(b)) => {
-                    messages += 1;
-                    frames += 1;
-                    bytes += b.len() as u64;
-                    meta.kind = FrameKind::Binary;
-                    if !conn.got_data && feed.connector.is_data(FrameKind::Binary, &b) {
-                        conn.got_data = true;
-                        conn.attempt = 0;
-                        conn.auth_retry_used = false;
-                    }
-                    handler.on_frame(&meta, &b);
+            match ws.reader.fill(&mut ws.stream) {
+                Ok(0) => {
+                    failure = Some(ConnectError::Closed);
+                    break;
                 }
-                Ok(Message::Text(t)) => {
-                    messages += 1;
-                    frames += 1;
-                    let b = Bytes::from(t);
-                    bytes += b.len() as u64;
-                    meta.kind = FrameKind::Text;
-                    if !conn.got_data && feed.connector.is_data(FrameKind::Text, &b) {
-                        conn.got_data = true;
-                        conn.attempt = 0;
-                        conn.auth_retry_used = false;
-                    }
-                    handler.on_frame(&meta, &b);
+                Ok(_) => ws.rx_ns = now_unix_ns(),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    failure = Some(ConnectError::Closed);
+                    break;
                 }
-                // Pings are answered by tungstenite (the pong is queued and flushed by read);
-                // they, pongs and close frames still prove the peer alive.
-                Ok(_) => messages += 1,
-                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(WsError::Io(e)) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    failure = Some(map_ws_error(&e));
+                    failure = Some(ConnectError::Io(e.kind()));
                     break;
                 }
             }
@@ -895,13 +967,13 @@ impl FeedLoop {
                 true
             }
             Phase::Handshake(mut mid) => {
-                if let Some(s) = inner_tcp(mid.get_mut().get_mut()) {
+                if let Some(s) = inner_tcp(mid.get_mut().get_mut().get_mut()) {
                     let _ = registry.deregister(s);
                 }
                 true
             }
             Phase::Open(mut ws) => {
-                if let Some(s) = inner_tcp(ws.get_mut()) {
+                if let Some(s) = inner_tcp(&mut ws.stream) {
                     let _ = registry.deregister(s);
                 }
                 true
@@ -988,12 +1060,8 @@ impl FeedLoop {
         };
         let mut failure = None;
         if let Some(msg) = feed.connector.heartbeat() {
-            match ws.write(msg) {
-                Ok(()) => {}
-                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                    conn.pending_flush = true
-                }
-                Err(e) => failure = Some(map_ws_error(&e)),
+            if let Err(e) = ws.writer.queue_message(&msg) {
+                failure = Some(map_frame_error(e));
             }
             if failure.is_none() {
                 failure = flush(ws, &mut conn.pending_flush).err();
@@ -1121,8 +1189,10 @@ impl FeedLoop {
             }) = self.conns.get_mut(c)
             {
                 // Best effort and non-blocking: queue the close frame and try to send it once.
-                let _ = ws.close(None);
-                let _ = ws.flush();
+                if !ws.closing && ws.writer.queue_close(Some(1000)).is_ok() {
+                    ws.closing = true;
+                }
+                let _ = ws.writer.flush(&mut ws.stream);
             }
             self.teardown(c);
             self.set_state(c, ConnState::Closed, handler);
@@ -1138,17 +1208,54 @@ impl FeedLoop {
 }
 
 fn flush(ws: &mut Ws, pending: &mut bool) -> Result<(), ConnectError> {
-    match ws.flush() {
-        Ok(()) => {
-            *pending = false;
+    match ws.writer.flush(&mut ws.stream) {
+        Ok(done) => {
+            // Not done: still queued in our writer (or rustls); finished on the next writable
+            // event.
+            *pending = !done;
             Ok(())
         }
-        Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-            // Still queued in tungstenite; finished on the next writable event.
-            *pending = true;
-            Ok(())
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(ConnectError::Closed),
+        Err(e) => Err(ConnectError::Io(e.kind())),
+    }
+}
+
+/// A framing error as the connection error it ends the connection with (the frame code is
+/// logged by the caller).
+fn map_frame_error(e: WsError) -> ConnectError {
+    match e {
+        WsError::FrameTooLarge | WsError::MessageTooLarge => ConnectError::FrameTooLarge,
+        other => ConnectError::Protocol(other.code()),
+    }
+}
+
+/// `wss://`: a rustls client over the socket; `ws://`: the socket itself. On failure the socket
+/// is handed back (for deregistering) when it is still ours.
+fn wrap_tls(
+    req: &tungstenite::handshake::client::Request,
+    stream: TcpStream,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<WsStream, (ConnectError, Option<TcpStream>)> {
+    let uri = req.uri();
+    match uri.scheme_str() {
+        Some("ws") => Ok(MaybeTlsStream::Plain(stream)),
+        Some("wss") => {
+            let Some(host) = uri.host() else {
+                return Err((ConnectError::Url, Some(stream)));
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = match rustls::pki_types::ServerName::try_from(host.to_owned()) {
+                Ok(n) => n,
+                Err(_) => return Err((ConnectError::Url, Some(stream))),
+            };
+            match rustls::ClientConnection::new(Arc::clone(tls), name) {
+                Ok(conn) => Ok(MaybeTlsStream::Rustls(rustls::StreamOwned::new(
+                    conn, stream,
+                ))),
+                Err(_) => Err((ConnectError::Tls, Some(stream))),
+            }
         }
-        Err(e) => Err(map_ws_error(&e)),
+        _ => Err((ConnectError::Url, Some(stream))),
     }
 }
 
@@ -1206,29 +1313,29 @@ fn resolve(url: &str) -> Result<SocketAddr, ConnectError> {
         .ok_or(ConnectError::Resolve)
 }
 
-fn map_ws_error(e: &WsError) -> ConnectError {
+fn map_ws_error(e: &TungError) -> ConnectError {
     match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => ConnectError::Closed,
-        WsError::Io(io) if io.kind() == ErrorKind::UnexpectedEof => ConnectError::Closed,
-        WsError::Io(io) => ConnectError::Io(io.kind()),
-        WsError::Tls(_) => ConnectError::Tls,
-        WsError::Capacity(_) => ConnectError::FrameTooLarge,
-        WsError::WriteBufferFull(_) => ConnectError::Protocol("write buffer full"),
-        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+        TungError::ConnectionClosed | TungError::AlreadyClosed => ConnectError::Closed,
+        TungError::Io(io) if io.kind() == ErrorKind::UnexpectedEof => ConnectError::Closed,
+        TungError::Io(io) => ConnectError::Io(io.kind()),
+        TungError::Tls(_) => ConnectError::Tls,
+        TungError::Capacity(_) => ConnectError::FrameTooLarge,
+        TungError::WriteBufferFull(_) => ConnectError::Protocol("write buffer full"),
+        TungError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
             ConnectError::Closed
         }
-        WsError::Protocol(_) => ConnectError::Protocol("protocol violation"),
-        WsError::Utf8(_) => ConnectError::Protocol("invalid utf-8 in text frame"),
-        WsError::Url(_) => ConnectError::Url,
-        WsError::Http(resp) => ConnectError::Http(resp.status().as_u16()),
-        WsError::HttpFormat(_) => ConnectError::Protocol("malformed http"),
+        TungError::Protocol(_) => ConnectError::Protocol("protocol violation"),
+        TungError::Utf8(_) => ConnectError::Protocol("invalid utf-8 in text frame"),
+        TungError::Url(_) => ConnectError::Url,
+        TungError::Http(resp) => ConnectError::Http(resp.status().as_u16()),
+        TungError::HttpFormat(_) => ConnectError::Protocol("malformed http"),
         _ => ConnectError::Protocol("websocket error"),
     }
 }
 
-fn map_handshake_error(e: &WsError) -> ConnectError {
+fn map_handshake_error(e: &TungError) -> ConnectError {
     match e {
-        WsError::Http(resp) => {
+        TungError::Http(resp) => {
             let status = resp.status().as_u16();
             match status {
                 401 | 403 => ConnectError::Unauthorized(status),

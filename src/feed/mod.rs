@@ -11,9 +11,11 @@
 //! block (Upstox's authorize REST call, DNS) runs on one small helper thread per feed thread and
 //! comes back over a channel plus the waker. Nothing in the loop sleeps.
 //!
-//! Hot path: a readable event drains the socket until `WouldBlock`; each complete WebSocket frame
-//! is handed to [`FrameHandler::on_frame`] as the `bytes::Bytes` tungstenite split out of its read
-//! buffer (no copy, no allocation by this layer), with one receive timestamp per read batch.
+//! Hot path: a readable event drains the socket until `WouldBlock`. tungstenite performs only the
+//! HTTP upgrade; after it our own RFC 6455 reader ([`ws`]) reads into one reusable buffer per
+//! connection and hands each complete message to [`FrameHandler::on_frame`] as a slice of that
+//! buffer (no copy, no allocation). Each read syscall that returns data takes one receive
+//! timestamp, shared by the frames its bytes completed.
 
 pub mod ages;
 pub mod angel;
@@ -27,6 +29,7 @@ pub mod metrics;
 mod timers;
 mod tls;
 pub mod upstox;
+pub mod ws;
 
 use std::{
     fmt,
@@ -58,8 +61,8 @@ pub struct FrameMeta {
     pub vendor: Vendor,
     /// Binary or text.
     pub kind: FrameKind,
-    /// Unix nanoseconds, read once per read batch (every frame of one drained readiness event
-    /// shares it).
+    /// Unix nanoseconds, read once per read syscall that returned data: the time of the read
+    /// that delivered the frame's last byte (frames completed by the same read share it).
     pub received_at_ns: u64,
 }
 
@@ -149,11 +152,11 @@ pub enum FeedEvent {
 /// Receives every complete frame and every connection event of one feed thread.
 ///
 /// Called on the feed thread: `on_frame` must not block (push into a bounded queue and count what
-/// does not fit). The payload is the buffer tungstenite read into; clone the `Bytes` (a reference
-/// count) to keep it.
+/// does not fit). The payload borrows the connection's read buffer, which the next read reuses:
+/// copy what must outlive the call (the pipeline copies raw frames into pooled buffers).
 pub trait FrameHandler {
-    /// One complete WebSocket data frame.
-    fn on_frame(&mut self, meta: &FrameMeta, payload: &bytes::Bytes);
+    /// One complete WebSocket data message (reassembled if it came in fragments).
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]);
     /// A connection event.
     fn on_event(&mut self, ev: &FeedEvent);
 }
@@ -455,7 +458,8 @@ pub struct FeedSettings {
     /// buffering, and the connection is recycled. Default 4 MiB (a full Kite frame of 3000
     /// instruments in full mode is 552 KB).
     pub max_message_bytes: usize,
-    /// tungstenite read buffer size. Default 128 KiB.
+    /// Initial read buffer per connection; it grows to the largest frame seen (at most
+    /// `max_message_bytes`) and is reused. Default 128 KiB.
     pub read_buffer_bytes: usize,
     /// Cap on queued outgoing bytes per connection. Default 4 MiB.
     pub max_write_buffer_bytes: usize,
@@ -540,6 +544,9 @@ pub struct FeedStats {
     pub stale_events: AtomicU64,
     /// Frames refused for size.
     pub refused_frames: AtomicU64,
+    /// Connections ended by a server frame that broke RFC 6455 or a size limit (`WS_*` codes in
+    /// `docs/errors.md`; oversized frames are also in `refused_frames`).
+    pub frame_errors: AtomicU64,
     /// Loop iterations (for idle-spin detection in tests).
     pub loop_turns: AtomicU64,
 }

@@ -34,7 +34,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 pub use client::{check_broker, ensure_topics, producer_config, DeliveryStats, FailedRecord};
 use crossbeam_channel::{bounded, Receiver, Select, Sender};
 pub use encode::TICK_SCHEMA_VERSION;
@@ -50,6 +49,7 @@ use crate::{
     config::{JournalConfig, KafkaConfig},
     journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
     parsers::FrameKind,
+    rawpool::RawBuf,
     tick::Tick,
     vendor::Vendor,
 };
@@ -103,8 +103,9 @@ pub struct RawFrame {
     pub kind: FrameKind,
     /// Receive time, epoch ns.
     pub received_at_ns: u64,
-    /// The frame's bytes (shared with the parser's view, not copied).
-    pub payload: Bytes,
+    /// The frame's bytes, in a buffer of the feed thread's pool that returns there when this
+    /// frame is dropped (after it is encoded, journaled or captured).
+    pub payload: RawBuf,
 }
 
 /// A rejected tick or unparseable frame, for the dead-letter topic.
@@ -122,8 +123,8 @@ pub struct Reject {
     pub code: &'static str,
     /// A short static detail (the offending field, for validation rejects).
     pub detail: &'static str,
-    /// The raw bytes (the packet or frame), shared with the frame.
-    pub raw: Bytes,
+    /// The raw bytes (the packet or frame), in a pooled buffer like [`RawFrame::payload`].
+    pub raw: RawBuf,
     /// The decoded tick, when the validator refused it.
     pub tick: Option<Tick>,
 }
