@@ -150,6 +150,16 @@ pub const VARIABLES: &[VarDoc] = &[
         "slots in each feed->producer queue (power of two, 1024..=4194304)",
     ),
     var(
+        "FEED_RT_PRIORITY",
+        "",
+        "SCHED_FIFO priority 1..=99 for the feed threads (empty: normal scheduling; see docs/operations.md)",
+    ),
+    var(
+        "PRODUCER_RT_PRIORITY",
+        "",
+        "SCHED_FIFO priority 1..=99 for the producer thread (empty: normal scheduling)",
+    ),
+    var(
         "STALE_MS",
         "5000",
         "a connection with no message for this long is closed and reconnected",
@@ -423,6 +433,16 @@ pub struct ThreadConfig {
     pub queue_capacity: usize,
 }
 
+/// Opt-in real-time scheduling (`SCHED_FIFO`) of the pinned threads; `None` leaves a thread
+/// under the normal scheduler. A priority the host refuses is logged and ignored at run time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RealtimeConfig {
+    /// Priority of every feed thread (`FEED_RT_PRIORITY`).
+    pub feed_priority: Option<u8>,
+    /// Priority of the producer thread (`PRODUCER_RT_PRIORITY`).
+    pub producer_priority: Option<u8>,
+}
+
 /// Connection timing shared by every feed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedTiming {
@@ -495,6 +515,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Thread placement.
     pub threads: ThreadConfig,
+    /// Real-time scheduling of the feed and producer threads.
+    pub realtime: RealtimeConfig,
     /// Connection timing.
     pub feed: FeedTiming,
     /// Shutdown flush bound (`SHUTDOWN_TIMEOUT_MS`).
@@ -672,6 +694,20 @@ fn url(
     }
 }
 
+/// An optional `SCHED_FIFO` priority: unset or empty is `None`, else an integer 1..=99.
+fn rt_priority(r: &Reader<'_>, name: &'static str) -> Result<Option<u8>, ConfigError> {
+    if r.raw(name).is_none() {
+        return Ok(None);
+    }
+    r.num::<u8>(
+        name,
+        1,
+        99,
+        "a SCHED_FIFO priority 1..=99, or empty for normal scheduling",
+    )
+    .map(Some)
+}
+
 fn core_list(r: &Reader<'_>, name: &'static str) -> Result<Vec<usize>, ConfigError> {
     const EXPECTED: &str = "comma-separated core ids (0..=1023)";
     r.list(name)
@@ -839,6 +875,10 @@ impl Config {
                 reason: "give exactly one core id per feed thread (FEED_THREADS)",
             });
         }
+        let realtime = RealtimeConfig {
+            feed_priority: rt_priority(&r, "FEED_RT_PRIORITY")?,
+            producer_priority: rt_priority(&r, "PRODUCER_RT_PRIORITY")?,
+        };
         let feed = FeedTiming {
             stale: r.millis("STALE_MS", 100, 3_600_000, "milliseconds 100..=3600000")?,
             heartbeat: r.millis("HEARTBEAT_MS", 50, 600_000, "milliseconds 50..=600000")?,
@@ -938,6 +978,7 @@ impl Config {
             log_level,
             log_file: r.raw("LOG_FILE").map(PathBuf::from),
             threads,
+            realtime,
             feed,
             shutdown_timeout: r.millis(
                 "SHUTDOWN_TIMEOUT_MS",
@@ -979,6 +1020,27 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.threads.queue_capacity, 65536);
         assert!(c.kite.is_none() && c.upstox.is_none());
+    }
+
+    #[test]
+    fn realtime_priorities_are_opt_in() {
+        let c = build(&[]).expect("defaults");
+        assert_eq!(c.realtime, RealtimeConfig::default());
+        assert_eq!(c.realtime.feed_priority, None);
+        let c = build(&[("FEED_RT_PRIORITY", " ")]).expect("blank");
+        assert_eq!(c.realtime.feed_priority, None);
+        let c = build(&[("FEED_RT_PRIORITY", "80"), ("PRODUCER_RT_PRIORITY", "1")])
+            .expect("priorities");
+        assert_eq!(
+            c.realtime,
+            RealtimeConfig {
+                feed_priority: Some(80),
+                producer_priority: Some(1),
+            }
+        );
+        let c = build(&[("PRODUCER_RT_PRIORITY", "99")]).expect("max");
+        assert_eq!(c.realtime.producer_priority, Some(99));
+        assert_eq!(c.realtime.feed_priority, None);
     }
 
     #[test]
@@ -1034,6 +1096,21 @@ mod tests {
                 "CONFIG_CONFLICT",
             ),
             (&[("FEED_CORES", "x")], "FEED_CORES", "CONFIG_INVALID"),
+            (
+                &[("FEED_RT_PRIORITY", "0")],
+                "FEED_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("FEED_RT_PRIORITY", "100")],
+                "FEED_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("PRODUCER_RT_PRIORITY", "high")],
+                "PRODUCER_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
             (
                 &[("BACKOFF_BASE_MS", "5000"), ("BACKOFF_CAP_MS", "1000")],
                 "BACKOFF_CAP_MS",
