@@ -14,7 +14,9 @@
 //!
 //! `cargo bench --bench e2e`. Env: `E2E_SECS` each phase's length (default 10);
 //! `E2E_RT_PRIORITY` the feed thread's `SCHED_FIFO` priority in the second engine (default 50;
-//! `off` runs both engines with normal scheduling).
+//! `off` runs both engines with normal scheduling); `E2E_FRAME_PACKETS` the simulator's most ticks
+//! per frame (default 200); `KAFKA_BUFFER_MAX_MESSAGES`, `KAFKA_BUFFER_MAX_KBYTES` and
+//! `QUEUE_CAPACITY`, when set, are passed to the engine (to compare memory sizings).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -328,6 +330,19 @@ fn print_phase(p: &Phase) {
     }
 }
 
+/// Stops the simulator and waits (at most 60 s) until Kafka acknowledged every tick it sent, so
+/// an engine can stop without anything in flight; returns the wait in seconds.
+fn pause_and_drain(sim: &mut SimProcess, topic: &str) -> f64 {
+    sim.set_rate(0);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = sim.ticks_frames().0;
+    while acked_ticks(topic) < sent && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn main() {
     let secs: u64 = std::env::var("E2E_SECS")
         .ok()
@@ -342,6 +357,7 @@ fn main() {
     layer1::services::up().expect("services");
     let run_id = layer1::clock::now_unix_ns() % 1_000_000_000;
     let ticks_topic = format!("bench.e2e.ticks.{run_id}");
+    let frame_packets = std::env::var("E2E_FRAME_PACKETS").unwrap_or_else(|_| "200".into());
     let mut sim = SimProcess::start(&[
         "--control",
         "--historical",
@@ -350,7 +366,7 @@ fn main() {
         "--seed",
         "11",
         "--frame-packets",
-        "200",
+        &frame_packets,
     ]);
     let sc = SimConfig::default();
     // 1,000 NSE equities in quote mode on one Kite connection.
@@ -380,6 +396,22 @@ fn main() {
         ("BACKFILL_INSTRUMENTS", backfill.join(",")),
         ("BACKFILL_AUTO", "false".into()),
     ];
+    let mut base_vars = base_vars;
+    let mut sizing = Vec::new();
+    for name in [
+        "KAFKA_BUFFER_MAX_MESSAGES",
+        "KAFKA_BUFFER_MAX_KBYTES",
+        "QUEUE_CAPACITY",
+    ] {
+        let v = std::env::var(name).unwrap_or_default();
+        sizing.push(format!(
+            "{name}={}",
+            if v.is_empty() { "(default)" } else { &v }
+        ));
+        if !v.is_empty() {
+            base_vars.push((name, v));
+        }
+    }
     let config = |rt: Option<u8>| {
         let mut vars = base_vars.clone();
         if let Some(p) = rt {
@@ -394,29 +426,28 @@ fn main() {
     };
     let rss_at_start = alloc::rss_mb().0;
 
-    // Engine 1, normal scheduling: maximum rate, then 100,000 ticks/s.
+    // Engine 1, normal scheduling: 100,000 ticks/s on a fresh engine (as engine 2 below, so the
+    // two latency phases start alike), then the maximum rate.
     let engine = Engine::start(config(None), Shutdown::new()).expect("engine");
     std::thread::sleep(Duration::from_secs(2));
     let plan = engine.core_plan().clone();
+    let normal = fixed_rate_phase(
+        &mut sim,
+        &ticks_topic,
+        secs,
+        3,
+        format!("feed thread {}", policy_of("feed-0")),
+    );
     sim.set_rate(2_000_000);
     std::thread::sleep(Duration::from_secs(2));
     let a0 = acked_ticks(&ticks_topic);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let max_rate = (acked_ticks(&ticks_topic) - a0) as f64 / t0.elapsed().as_secs_f64();
-    // Let the backlog of the max-rate phase drain before measuring latency at the fixed rate.
-    let normal = fixed_rate_phase(
-        &mut sim,
-        &ticks_topic,
-        secs,
-        6,
-        format!("feed thread {}", policy_of("feed-0")),
-    );
-    // Pause so everything sent is read before the engine stops (nothing is lost in between).
-    sim.set_rate(0);
-    std::thread::sleep(Duration::from_secs(2));
+    // Pause, and let the backlog be acknowledged before the engine stops.
+    let drained1 = pause_and_drain(&mut sim, &ticks_topic);
     let report1 = engine.stop();
-    let rss_engine1 = alloc::rss_mb().1;
+    let (rss_between, rss_engine1) = alloc::rss_mb();
 
     // Engine 2, the feed thread under SCHED_FIFO (FEED_RT_PRIORITY): 100,000 ticks/s, then the
     // same rate while a backfill job runs on its own thread.
@@ -476,8 +507,7 @@ fn main() {
         hc.count(),
     );
 
-    sim.set_rate(0);
-    std::thread::sleep(Duration::from_secs(2));
+    let drained2 = pause_and_drain(&mut sim, &ticks_topic);
     let stats = sim.stats();
     let report2 = engine.stop();
     // The engine's peak, read before the consumer below allocates anything.
@@ -513,6 +543,20 @@ fn main() {
 
     println!("\n== layer1 end-to-end bench (simulator process -> feed -> producer -> Kafka), {secs} s phases");
     println!("2 cores shared with the broker, the simulator process and the Java baseline; core plan feed {:?}, producer {:?}", plan.feed, plan.producer);
+    println!(
+        "engine sizing: {}; simulator frames of at most {frame_packets} ticks",
+        sizing.join(" ")
+    );
+    let item = std::mem::size_of::<layer1::producer::Outbound>();
+    let slots: usize = std::env::var("QUEUE_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(65_536);
+    println!(
+        "hand-over item: {item} B by value per tick (Tick {} B); the feed queue's {slots} slots are {:.1} MB once touched",
+        std::mem::size_of::<layer1::tick::Tick>(),
+        (slots * item) as f64 / 1e6
+    );
     println!("max rate: {max_rate:>12.0} ticks/s acknowledged by Kafka (quote mode, 1,000 instruments, raw topic on)");
     print_phase(&normal);
     print_phase(&rt);
@@ -524,7 +568,10 @@ fn main() {
         lat_c.3
     );
     println!(
-        "engine peak RSS (VmHWM of the bench process; the simulator runs in its own process): {rss_engine1:.1} MB after engine 1 (max rate + 100k/s), {rss_peak:.1} MB over both engines (RSS before any engine {rss_at_start:.1} MB, after both stopped {rss_now:.1} MB); includes the bench's counting allocator and Redis client, not the consume-back"
+        "engine peak RSS: {rss_engine1:.1} MB (VmHWM of the bench process over engine 1: start, max rate, 100k/s; the simulator runs in its own process; includes the bench's counting allocator, not the consume-back; {rss_at_start:.1} MB before the engine)"
+    );
+    println!(
+        "  over both engines {rss_peak:.1} MB: engine 2 starts on top of the {rss_between:.1} MB the allocator kept from engine 1 ({rss_now:.1} MB after both stopped), so this is not one engine's peak"
     );
     println!("ticks sent by the simulator: {expected}; lost: {lost}; duplicated: {} (extra per instrument {extra})", dupes);
     let m = layer1::metrics::global();
@@ -533,8 +580,14 @@ fn main() {
         m.queue_full_total.with_label_values(&["feed"]).get(),
         m.ticks_dropped_total.with_label_values(&["kite"]).get()
     );
-    println!("producer report, engine 1: {:?}", report1.producer);
-    println!("producer report, engine 2: {:?}", report2.producer);
+    println!(
+        "producer report, engine 1 (backlog acknowledged {drained1:.1} s after the pause): {:?}",
+        report1.producer
+    );
+    println!(
+        "producer report, engine 2 (backlog acknowledged {drained2:.1} s after the pause): {:?}",
+        report2.producer
+    );
     match java {
         Some(j) => println!("Kafka ProducerPerformance ({java_n} records of {avg_size:.0} B, acks=all): {j:.0} records/s; layer1 end to end = {:.2}x of it", max_rate / j),
         None => println!("Kafka ProducerPerformance: could not run (see stderr)"),

@@ -101,6 +101,16 @@ pub const VARIABLES: &[VarDoc] = &[
         "delivery timeout before a record is journaled (1000..=900000)",
     ),
     var(
+        "KAFKA_BUFFER_MAX_MESSAGES",
+        "50000",
+        "librdkafka queue.buffering.max.messages: records held before the producer waits (25000..=200000; docs/operations.md, Sizing)",
+    ),
+    var(
+        "KAFKA_BUFFER_MAX_KBYTES",
+        "32768",
+        "librdkafka queue.buffering.max.kbytes: bytes held before the producer waits (16384..=1048576)",
+    ),
+    var(
         "REDIS_URL",
         "redis://127.0.0.1:6379",
         "Redis for system:commands and system:layer1:backfill",
@@ -416,6 +426,10 @@ pub struct KafkaConfig {
     pub compression: &'static str,
     /// `message.timeout.ms` (`KAFKA_MESSAGE_TIMEOUT_MS`).
     pub message_timeout_ms: u32,
+    /// `queue.buffering.max.messages` (`KAFKA_BUFFER_MAX_MESSAGES`).
+    pub buffer_max_messages: u32,
+    /// `queue.buffering.max.kbytes` (`KAFKA_BUFFER_MAX_KBYTES`).
+    pub buffer_max_kbytes: u32,
 }
 
 /// How threads are placed on cores.
@@ -791,6 +805,21 @@ impl Config {
                 900_000,
                 "milliseconds 1000..=900000",
             )?,
+            // The producer's receive-time ring (`producer::client`) holds 2^18 records, so a slot
+            // is never reused while in flight: the cap stays below it. The floors keep a journal
+            // drain window (20,000 records, `producer`) inside the buffer.
+            buffer_max_messages: r.num(
+                "KAFKA_BUFFER_MAX_MESSAGES",
+                25_000,
+                200_000,
+                "an integer 25000..=200000",
+            )?,
+            buffer_max_kbytes: r.num(
+                "KAFKA_BUFFER_MAX_KBYTES",
+                16_384,
+                1_048_576,
+                "kilobytes 16384..=1048576",
+            )?,
         };
         let redis_url = url(
             &r,
@@ -1019,6 +1048,10 @@ mod tests {
         assert_eq!(c.kafka.topic_ticks, "market.ticks");
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.threads.queue_capacity, 65536);
+        assert_eq!(
+            (c.kafka.buffer_max_messages, c.kafka.buffer_max_kbytes),
+            (50_000, 32_768)
+        );
         assert!(c.kite.is_none() && c.upstox.is_none());
     }
 
@@ -1096,6 +1129,16 @@ mod tests {
                 "CONFIG_CONFLICT",
             ),
             (&[("FEED_CORES", "x")], "FEED_CORES", "CONFIG_INVALID"),
+            (
+                &[("KAFKA_BUFFER_MAX_MESSAGES", "300000")],
+                "KAFKA_BUFFER_MAX_MESSAGES",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_BUFFER_MAX_KBYTES", "1024")],
+                "KAFKA_BUFFER_MAX_KBYTES",
+                "CONFIG_INVALID",
+            ),
             (
                 &[("FEED_RT_PRIORITY", "0")],
                 "FEED_RT_PRIORITY",
