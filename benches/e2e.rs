@@ -1,13 +1,22 @@
-//! End-to-end bench of issue 5: simulator -> feed thread -> producer thread -> local Kafka.
+//! End-to-end bench of issue 5: simulator process -> feed thread -> producer thread -> local Kafka.
 //!
-//! One run prints: sustained ticks/s at the maximum rate the simulator can offer; receive ->
-//! hand-off and receive -> ack latency p50/p99/p99.9 at a fixed 100,000 ticks/s; allocations per
-//! tick on the feed and producer threads; peak RSS; ticks lost and duplicated (everything the
-//! simulator sent, consumed back from Kafka and compared); and Kafka's own Java producer
-//! (`ProducerPerformance`, same record size, acks=all) on the same broker, with our throughput
-//! as a ratio of it. Figures are printed, never asserted.
+//! The simulator (and the historical-candle server of the backfill phase) run in a child process,
+//! `layer1 sim --control --historical`, driven over its stdin, so this process holds the engine and
+//! the bench's own bookkeeping only and its peak RSS is the engine's. One run prints: sustained
+//! ticks/s at the maximum rate the simulator can offer; receive -> hand-off and receive -> ack
+//! latency p50/p99/p99.9 at a fixed 100,000 ticks/s, with normal scheduling and with the feed
+//! thread under `SCHED_FIFO` (`FEED_RT_PRIORITY`), each with what the feed thread did meanwhile
+//! (CPU time, run-queue wait, involuntary switches, ticks per frame); allocations per tick on the
+//! feed and producer threads; the engine's peak RSS; ticks lost and duplicated (everything the
+//! simulator reports it sent, consumed back from Kafka after the engine's peak was read, and
+//! compared); and Kafka's own Java producer (`ProducerPerformance`, same record size, acks=all)
+//! on the same broker, with our throughput as a ratio of it. Figures are printed, never asserted.
 //!
-//! `cargo bench --bench e2e` (env `E2E_SECS` sets each phase's length, default 10).
+//! `cargo bench --bench e2e`. Env: `E2E_SECS` each phase's length (default 10);
+//! `E2E_RT_PRIORITY` the feed thread's `SCHED_FIFO` priority in the second engine (default 50;
+//! `off` runs both engines with normal scheduling); `E2E_FRAME_PACKETS` the simulator's most ticks
+//! per frame (default 200); `KAFKA_BUFFER_MAX_MESSAGES`, `KAFKA_BUFFER_MAX_KBYTES` and
+//! `QUEUE_CAPACITY`, when set, are passed to the engine (to compare memory sizings).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,16 +30,13 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::{Hash, Hasher},
+    io::{BufRead, BufReader, Write},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use layer1::{
-    config::Config,
-    engine::Engine,
-    shutdown::Shutdown,
-    sim::{SimConfig, Simulator},
-};
+use layer1::{config::Config, engine::Engine, shutdown::Shutdown, sim::SimConfig};
 
 #[path = "support/alloc.rs"]
 mod alloc;
@@ -39,10 +45,6 @@ use alloc::allocs_of;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
-
-fn peak_rss_mb() -> f64 {
-    alloc::rss_mb().1
-}
 
 fn acked_ticks(topic: &str) -> u64 {
     layer1::metrics::global()
@@ -55,95 +57,414 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// The simulator child process and its control protocol (`layer1 sim --control`).
+struct SimProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    kite_url: String,
+    historical_url: String,
+}
+
+impl SimProcess {
+    fn start(args: &[&str]) -> SimProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_layer1"))
+            .arg("sim")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn layer1 sim");
+        let stdin = child.stdin.take().expect("sim stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("sim stdout"));
+        let (mut kite_url, mut historical_url) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).expect("sim output") > 0,
+                "simulator exited"
+            );
+            let line = line.trim();
+            if line == "ready" {
+                break;
+            }
+            if let Some(u) = line.strip_prefix("kite ws:") {
+                kite_url = u.trim().to_owned();
+            }
+            if let Some(u) = line.strip_prefix("historical:") {
+                historical_url = u.trim().to_owned();
+            }
+        }
+        SimProcess {
+            child,
+            stdin,
+            stdout,
+            kite_url,
+            historical_url,
+        }
+    }
+
+    fn ask(&mut self, cmd: &str) -> String {
+        writeln!(self.stdin, "{cmd}").expect("sim stdin");
+        self.stdin.flush().expect("sim stdin");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("sim answer");
+        assert!(!line.starts_with("error"), "simulator: {line}");
+        line
+    }
+
+    fn set_rate(&mut self, r: u64) {
+        self.ask(&format!("rate {r}"));
+    }
+
+    fn stats(&mut self) -> serde_json::Value {
+        serde_json::from_str(&self.ask("stats")).expect("stats json")
+    }
+
+    /// (ticks, frames) sent on every Kite connection so far.
+    fn ticks_frames(&mut self) -> (u64, u64) {
+        let s = self.stats();
+        s["connections"]
+            .as_array()
+            .map(|cs| {
+                cs.iter().fold((0, 0), |(t, f), c| {
+                    (
+                        t + c["ticks_sent"].as_u64().unwrap_or(0),
+                        f + c["frames_sent"].as_u64().unwrap_or(0),
+                    )
+                })
+            })
+            .unwrap_or((0, 0))
+    }
+
+    fn quit(mut self) {
+        let _ = self.ask("quit");
+        let _ = self.child.wait();
+    }
+}
+
+/// Scheduler counters of one thread of this process (by name): CPU time and run-queue wait from
+/// `/proc/self/task/TID/schedstat`, involuntary context switches from its `status`.
+#[derive(Clone, Copy, Default)]
+struct SchedSample {
+    run_ns: u64,
+    wait_ns: u64,
+    slices: u64,
+    involuntary: u64,
+}
+
+fn thread_tid(name: &str) -> Option<String> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let tid = e.file_name().to_string_lossy().into_owned();
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            (comm.trim() == name).then_some(tid)
+        })
+}
+
+fn sched_of(name: &str) -> SchedSample {
+    let Some(tid) = thread_tid(name) else {
+        return SchedSample::default();
+    };
+    let st =
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap_or_default();
+    let v: Vec<u64> = st
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let status =
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
+    let involuntary = status
+        .lines()
+        .find(|l| l.starts_with("nonvoluntary_ctxt_switches"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    SchedSample {
+        run_ns: v.first().copied().unwrap_or(0),
+        wait_ns: v.get(1).copied().unwrap_or(0),
+        slices: v.get(2).copied().unwrap_or(0),
+        involuntary,
+    }
+}
+
+/// The scheduling policy of a thread of this process, as `chrt` would name it.
+fn policy_of(name: &str) -> String {
+    let Some(tid) = thread_tid(name).and_then(|t| t.parse::<i32>().ok()) else {
+        return "thread not found".into();
+    };
+    // SAFETY: sched_getscheduler takes a tid and touches no memory.
+    let p = unsafe { libc::sched_getscheduler(tid) } & !libc::SCHED_RESET_ON_FORK;
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, writable sched_param.
+    unsafe { libc::sched_getparam(tid, &mut param) };
+    match p {
+        libc::SCHED_FIFO => format!("SCHED_FIFO {}", param.sched_priority),
+        libc::SCHED_OTHER => "SCHED_OTHER".into(),
+        other => format!("policy {other}"),
+    }
+}
+
+/// What one fixed-rate phase measured.
+struct Phase {
+    label: String,
+    rate: f64,
+    ticks: u64,
+    handoff: (u64, u64, u64, u64, u64),
+    ack: (u64, u64, u64, u64),
+    feed_allocs: u64,
+    producer_allocs: u64,
+    feed: SchedSample,
+    producer: SchedSample,
+    secs: f64,
+    sim_ticks: u64,
+    sim_frames: u64,
+}
+
+fn delta(a: SchedSample, b: SchedSample) -> SchedSample {
+    SchedSample {
+        run_ns: b.run_ns.saturating_sub(a.run_ns),
+        wait_ns: b.wait_ns.saturating_sub(a.wait_ns),
+        slices: b.slices.saturating_sub(a.slices),
+        involuntary: b.involuntary.saturating_sub(a.involuntary),
+    }
+}
+
+/// Runs the simulator at 100,000 ticks/s for `secs` (after `settle_secs`) and measures.
+fn fixed_rate_phase(
+    sim: &mut SimProcess,
+    topic: &str,
+    secs: u64,
+    settle_secs: u64,
+    label: String,
+) -> Phase {
+    sim.set_rate(100_000);
+    std::thread::sleep(Duration::from_secs(settle_secs));
+    layer1::latency::handoff().reset();
+    layer1::latency::ack().reset();
+    let (f0, p0, b0) = (
+        allocs_of("feed-"),
+        allocs_of("producer"),
+        acked_ticks(topic),
+    );
+    let (s0, q0) = (sched_of("feed-0"), sched_of("producer"));
+    let (st0, sf0) = sim.ticks_frames();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let ticks = acked_ticks(topic) - b0;
+    let elapsed = t.elapsed().as_secs_f64();
+    let (f1, p1) = (allocs_of("feed-"), allocs_of("producer"));
+    let (s1, q1) = (sched_of("feed-0"), sched_of("producer"));
+    let (st1, sf1) = sim.ticks_frames();
+    let h = layer1::latency::handoff();
+    let k = layer1::latency::ack();
+    Phase {
+        label,
+        rate: ticks as f64 / elapsed,
+        ticks,
+        handoff: (
+            h.quantile(0.5),
+            h.quantile(0.99),
+            h.quantile(0.999),
+            h.max(),
+            h.count(),
+        ),
+        ack: (
+            k.quantile(0.5),
+            k.quantile(0.99),
+            k.quantile(0.999),
+            k.count(),
+        ),
+        feed_allocs: f1 - f0,
+        producer_allocs: p1 - p0,
+        feed: delta(s0, s1),
+        producer: delta(q0, q1),
+        secs: elapsed,
+        sim_ticks: st1 - st0,
+        sim_frames: sf1 - sf0,
+    }
+}
+
+fn print_phase(p: &Phase) {
+    let (h, k) = (p.handoff, p.ack);
+    println!(
+        "-- 100,000 ticks/s, {}: {:.0} ticks/s acknowledged",
+        p.label, p.rate
+    );
+    println!(
+        "   receive -> hand-off   p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us  (n={} frames)",
+        us(h.0), us(h.1), us(h.2), us(h.3), h.4
+    );
+    println!(
+        "   receive -> broker ack p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={})",
+        us(k.0),
+        us(k.1),
+        us(k.2),
+        k.3
+    );
+    println!(
+        "   allocations per tick: feed thread {:.4}, producer thread {:.4} (over {} ticks)",
+        p.feed_allocs as f64 / p.ticks.max(1) as f64,
+        p.producer_allocs as f64 / p.ticks.max(1) as f64,
+        p.ticks
+    );
+    let per_frame = p.sim_ticks as f64 / p.sim_frames.max(1) as f64;
+    let feed_ns_per_tick = p.feed.run_ns as f64 / p.sim_ticks.max(1) as f64;
+    println!(
+        "   frames: {:.1} ticks per frame, {:.0} frames/s; feed thread CPU {:.0} ns per tick, so one frame is ~{:.1} us of work",
+        per_frame,
+        p.sim_frames as f64 / p.secs,
+        feed_ns_per_tick,
+        feed_ns_per_tick * per_frame / 1000.0
+    );
+    for (name, s) in [("feed-0", p.feed), ("producer", p.producer)] {
+        println!(
+            "   {name:<8} thread: on CPU {:>5.1}% of the phase, waited runnable {:>7.1} ms in all ({:>6.1} us per wake-up over {} slices), involuntary switches {}",
+            s.run_ns as f64 / (p.secs * 1e9) * 100.0,
+            s.wait_ns as f64 / 1e6,
+            s.wait_ns as f64 / 1000.0 / s.slices.max(1) as f64,
+            s.slices,
+            s.involuntary
+        );
+    }
+}
+
+/// Stops the simulator and waits (at most 60 s) until Kafka acknowledged every tick it sent, so
+/// an engine can stop without anything in flight; returns the wait in seconds.
+fn pause_and_drain(sim: &mut SimProcess, topic: &str) -> f64 {
+    sim.set_rate(0);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = sim.ticks_frames().0;
+    while acked_ticks(topic) < sent && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn main() {
     let secs: u64 = std::env::var("E2E_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    let rt_priority: Option<u8> = match std::env::var("E2E_RT_PRIORITY").ok().as_deref() {
+        Some("off") => None,
+        Some(v) => Some(v.parse().expect("E2E_RT_PRIORITY: 1..=99 or off")),
+        None => Some(50),
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     layer1::services::up().expect("services");
     let run_id = layer1::clock::now_unix_ns() % 1_000_000_000;
     let ticks_topic = format!("bench.e2e.ticks.{run_id}");
-    let sim = Simulator::start(SimConfig {
-        ticks_per_sec: 1_000,
-        seed: 11,
-        max_packets_per_frame: 200,
-        ..SimConfig::default()
-    })
-    .expect("sim");
+    let frame_packets = std::env::var("E2E_FRAME_PACKETS").unwrap_or_else(|_| "200".into());
+    let mut sim = SimProcess::start(&[
+        "--control",
+        "--historical",
+        "--rate",
+        "1000",
+        "--seed",
+        "11",
+        "--frame-packets",
+        &frame_packets,
+    ]);
     let sc = SimConfig::default();
     // 1,000 NSE equities in quote mode on one Kite connection.
     let subscribe: Vec<String> = (1..=1000u32)
         .map(|i| format!("kite:{}@quote", i * 256 + 1))
         .collect();
     let journal = std::env::temp_dir().join(format!("bench-e2e-journal-{run_id}"));
-    // Candles for phase C: 60 instruments (names unique to this run, so no coverage from earlier
-    // runs applies) from the historical REST simulator at Kite's 3 requests/s.
-    let historical = layer1::sim::historical::HistoricalServer::start(
-        layer1::sim::historical::HistoricalConfig::default(),
-    )
-    .expect("historical sim");
+    // Candles for the backfill phase: 60 instruments (names unique to this run, so no coverage
+    // from earlier runs applies) from the simulator process's historical REST server at Kite's
+    // 3 requests/s.
     let backfill: Vec<String> = (1..=60u32)
         .map(|i| format!("kite:{}=NSE:B{run_id}N{i}", i * 256 + 1))
         .collect();
-    let vars: Vec<(&str, String)> = vec![
+    let base_vars: Vec<(&str, String)> = vec![
         ("HTTP_ADDR", "127.0.0.1:0".into()),
         ("KAFKA_TOPIC_TICKS", ticks_topic.clone()),
         ("KAFKA_TOPIC_RAW", format!("bench.e2e.raw.{run_id}")),
         ("KAFKA_TOPIC_DLQ", format!("bench.e2e.dlq.{run_id}")),
         ("KAFKA_PARTITIONS", "6".into()),
         ("JOURNAL_DIR", journal.display().to_string()),
-        ("KITE_WS_URL", sim.kite_url()),
+        ("KITE_WS_URL", sim.kite_url.clone()),
         ("KITE_API_KEY", sc.kite_api_key.clone()),
         ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
         ("SUBSCRIBE", subscribe.join(",")),
         ("LOG_LEVEL", "warn".into()),
-        ("KITE_API_URL", historical.base_url()),
+        ("KITE_API_URL", sim.historical_url.clone()),
         ("BACKFILL_INSTRUMENTS", backfill.join(",")),
         ("BACKFILL_AUTO", "false".into()),
     ];
-    let cfg =
-        Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .expect("config");
-    let engine = Engine::start(Arc::new(cfg), Shutdown::new()).expect("engine");
-    std::thread::sleep(Duration::from_secs(2));
+    let mut base_vars = base_vars;
+    let mut sizing = Vec::new();
+    for name in [
+        "KAFKA_BUFFER_MAX_MESSAGES",
+        "KAFKA_BUFFER_MAX_KBYTES",
+        "QUEUE_CAPACITY",
+    ] {
+        let v = std::env::var(name).unwrap_or_default();
+        sizing.push(format!(
+            "{name}={}",
+            if v.is_empty() { "(default)" } else { &v }
+        ));
+        if !v.is_empty() {
+            base_vars.push((name, v));
+        }
+    }
+    let config = |rt: Option<u8>| {
+        let mut vars = base_vars.clone();
+        if let Some(p) = rt {
+            vars.push(("FEED_RT_PRIORITY", p.to_string()));
+        }
+        Arc::new(
+            Config::from_lookup(&move |k| {
+                vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+            })
+            .expect("config"),
+        )
+    };
+    let rss_at_start = alloc::rss_mb().0;
 
-    // Phase A: maximum rate.
-    sim.set_rate(2_000_000).expect("rate");
+    // Engine 1, normal scheduling: 100,000 ticks/s on a fresh engine (as engine 2 below, so the
+    // two latency phases start alike), then the maximum rate.
+    let engine = Engine::start(config(None), Shutdown::new()).expect("engine");
+    std::thread::sleep(Duration::from_secs(2));
+    let plan = engine.core_plan().clone();
+    let normal = fixed_rate_phase(
+        &mut sim,
+        &ticks_topic,
+        secs,
+        3,
+        format!("feed thread {}", policy_of("feed-0")),
+    );
+    sim.set_rate(2_000_000);
     std::thread::sleep(Duration::from_secs(2));
     let a0 = acked_ticks(&ticks_topic);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let max_rate = (acked_ticks(&ticks_topic) - a0) as f64 / t0.elapsed().as_secs_f64();
+    // Pause, and let the backlog be acknowledged before the engine stops.
+    let drained1 = pause_and_drain(&mut sim, &ticks_topic);
+    let report1 = engine.stop();
+    let (rss_between, rss_engine1) = alloc::rss_mb();
 
-    // Phase B: fixed 100,000 ticks/s.
-    sim.set_rate(100_000).expect("rate");
-    // Let the backlog of the max-rate phase drain before measuring latency at the fixed rate.
-    std::thread::sleep(Duration::from_secs(6));
-    layer1::latency::handoff().reset();
-    layer1::latency::ack().reset();
-    let (f0, p0, b0) = (
-        allocs_of("feed-"),
-        allocs_of("producer"),
-        acked_ticks(&ticks_topic),
-    );
-    let t1 = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    let ticks_b = acked_ticks(&ticks_topic) - b0;
-    let rate_b = ticks_b as f64 / t1.elapsed().as_secs_f64();
-    let (f1, p1) = (allocs_of("feed-"), allocs_of("producer"));
-    let h = layer1::latency::handoff();
-    let k = layer1::latency::ack();
-    let lat = (
-        h.quantile(0.5),
-        h.quantile(0.99),
-        h.quantile(0.999),
-        k.quantile(0.5),
-        k.quantile(0.99),
-        k.quantile(0.999),
+    // Engine 2, the feed thread under SCHED_FIFO (FEED_RT_PRIORITY): 100,000 ticks/s, then the
+    // same rate while a backfill job runs on its own thread.
+    let engine = Engine::start(config(rt_priority), Shutdown::new()).expect("engine 2");
+    std::thread::sleep(Duration::from_secs(2));
+    let rt = fixed_rate_phase(
+        &mut sim,
+        &ticks_topic,
+        secs,
+        3,
+        format!(
+            "FEED_RT_PRIORITY={}: feed thread {}",
+            rt_priority.map_or("(unset)".into(), |p| p.to_string()),
+            policy_of("feed-0")
+        ),
     );
 
-    // Phase C: the same 100,000 ticks/s while a backfill job runs on its own thread.
     layer1::latency::handoff().reset();
     let redis = redis::Client::open("redis://127.0.0.1:6379").expect("redis");
     let mut con = redis.get_connection().expect("redis connection");
@@ -186,18 +507,20 @@ fn main() {
         hc.count(),
     );
 
-    sim.set_rate(0).expect("pause");
-    std::thread::sleep(Duration::from_secs(2));
-    let sent: HashMap<String, u64> = sim
-        .stats()
-        .expect("stats")
-        .ticks_sent
-        .into_iter()
-        .map(|((_, key), n)| (key, n))
-        .collect();
-    let report = engine.stop();
-    let rss = peak_rss_mb();
-    sim.shutdown();
+    let drained2 = pause_and_drain(&mut sim, &ticks_topic);
+    let stats = sim.stats();
+    let report2 = engine.stop();
+    // The engine's peak, read before the consumer below allocates anything.
+    let (rss_now, rss_peak) = alloc::rss_mb();
+    sim.quit();
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    if let Some(vendors) = stats["ticks_sent"].as_object() {
+        for per in vendors.values() {
+            for (key, n) in per.as_object().into_iter().flatten() {
+                *sent.entry(key.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
 
     // Lost and duplicated: consume the topic back.
     let expected: u64 = sent.values().sum();
@@ -218,36 +541,38 @@ fn main() {
         avg_size as usize,
     );
 
-    println!("\n== layer1 end-to-end bench (simulator -> feed -> producer -> Kafka), {secs} s phases, 2 cores shared with broker and simulator");
+    println!("\n== layer1 end-to-end bench (simulator process -> feed -> producer -> Kafka), {secs} s phases");
+    println!("2 cores shared with the broker, the simulator process and the Java baseline; core plan feed {:?}, producer {:?}", plan.feed, plan.producer);
+    println!(
+        "engine sizing: {}; simulator frames of at most {frame_packets} ticks",
+        sizing.join(" ")
+    );
+    let item = std::mem::size_of::<layer1::producer::Outbound>();
+    let slots: usize = std::env::var("QUEUE_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(65_536);
+    println!(
+        "hand-over item: {item} B by value per tick (Tick {} B); the feed queue's {slots} slots are {:.1} MB once touched",
+        std::mem::size_of::<layer1::tick::Tick>(),
+        (slots * item) as f64 / 1e6
+    );
     println!("max rate: {max_rate:>12.0} ticks/s acknowledged by Kafka (quote mode, 1,000 instruments, raw topic on)");
-    println!("fixed rate: {rate_b:>10.0} ticks/s acknowledged (target 100,000)");
+    print_phase(&normal);
+    print_phase(&rt);
     println!(
-        "receive -> hand-off   p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={})",
-        us(lat.0),
-        us(lat.1),
-        us(lat.2),
-        h.count()
-    );
-    println!(
-        "receive -> broker ack p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={})",
-        us(lat.3),
-        us(lat.4),
-        us(lat.5),
-        k.count()
-    );
-    println!(
-        "allocations per tick: feed thread {:.4}, producer thread {:.4} (over {ticks_b} ticks)",
-        (f1 - f0) as f64 / ticks_b.max(1) as f64,
-        (p1 - p0) as f64 / ticks_b.max(1) as f64
-    );
-    println!(
-        "  while a backfill runs: hand-off p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={}; job: {job})",
+        "-- while a backfill runs (engine 2): hand-off p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={}; job: {job})",
         us(lat_c.0),
         us(lat_c.1),
         us(lat_c.2),
         lat_c.3
     );
-    println!("peak RSS: {rss:.1} MB (engine + simulator in one process)");
+    println!(
+        "engine peak RSS: {rss_engine1:.1} MB (VmHWM of the bench process over engine 1: start, max rate, 100k/s; the simulator runs in its own process; includes the bench's counting allocator, not the consume-back; {rss_at_start:.1} MB before the engine)"
+    );
+    println!(
+        "  over both engines {rss_peak:.1} MB: engine 2 starts on top of the {rss_between:.1} MB the allocator kept from engine 1 ({rss_now:.1} MB after both stopped), so this is not one engine's peak"
+    );
     println!("ticks sent by the simulator: {expected}; lost: {lost}; duplicated: {} (extra per instrument {extra})", dupes);
     let m = layer1::metrics::global();
     println!(
@@ -255,7 +580,14 @@ fn main() {
         m.queue_full_total.with_label_values(&["feed"]).get(),
         m.ticks_dropped_total.with_label_values(&["kite"]).get()
     );
-    println!("producer report: {:?}", report.producer);
+    println!(
+        "producer report, engine 1 (backlog acknowledged {drained1:.1} s after the pause): {:?}",
+        report1.producer
+    );
+    println!(
+        "producer report, engine 2 (backlog acknowledged {drained2:.1} s after the pause): {:?}",
+        report2.producer
+    );
     match java {
         Some(j) => println!("Kafka ProducerPerformance ({java_n} records of {avg_size:.0} B, acks=all): {j:.0} records/s; layer1 end to end = {:.2}x of it", max_rate / j),
         None => println!("Kafka ProducerPerformance: could not run (see stderr)"),

@@ -1,8 +1,13 @@
-//! Thread-to-core placement: which pinned thread gets which core, and the pinning itself.
+//! Thread-to-core placement: which pinned thread gets which core, and the pinning itself; and the
+//! opt-in real-time scheduling (`SCHED_FIFO`) of the feed and producer threads.
 //!
 //! Cores are read once in `main` (from the process's affinity mask, which reflects cpusets and
 //! containers) and planned before any thread starts; a thread pins itself first thing. A core id
-//! that is not in the mask is reported and the thread runs unpinned instead of failing.
+//! that is not in the mask is reported and the thread runs unpinned instead of failing. Likewise a
+//! real-time priority the host refuses is logged as an error and the thread runs with normal
+//! scheduling: a latency refinement must never stop ingestion.
+
+use thiserror::Error;
 
 use crate::config::ThreadConfig;
 
@@ -156,6 +161,103 @@ pub fn pin_current(thread: &str, core: Option<usize>) -> bool {
     }
 }
 
+/// Why a thread could not be given real-time scheduling (codes in `docs/errors.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RealtimeError {
+    /// The priority is outside what `SCHED_FIFO` accepts on this host (1..=99 on Linux).
+    #[error("priority {0} is outside SCHED_FIFO's range (1..=99)")]
+    InvalidPriority(u8),
+    /// The kernel refused (`EPERM`): the process lacks root or `CAP_SYS_NICE` with an
+    /// `RLIMIT_RTPRIO` at least the priority, or its cgroup has no real-time budget.
+    #[error("not permitted to use SCHED_FIFO (needs root or CAP_SYS_NICE, RLIMIT_RTPRIO, and a real-time budget for the cgroup)")]
+    NotPermitted,
+    /// Any other refusal, with its errno.
+    #[error("sched_setscheduler failed with errno {0}")]
+    Os(i32),
+}
+
+impl RealtimeError {
+    /// The stable code for logs.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            RealtimeError::InvalidPriority(_) => "RT_INVALID_PRIORITY",
+            RealtimeError::NotPermitted => "RT_NOT_PERMITTED",
+            RealtimeError::Os(_) => "RT_OS",
+        }
+    }
+}
+
+/// Puts the calling thread under `SCHED_FIFO` at `priority`, with `SCHED_RESET_ON_FORK` so that
+/// threads it spawns later (the feed thread's connect helper) start with normal scheduling
+/// instead of inheriting a real-time policy they were not planned for.
+///
+/// # Errors
+/// [`RealtimeError`] when the priority is out of range or the kernel refuses; the thread's
+/// scheduling is then unchanged.
+pub fn set_realtime_current(priority: u8) -> Result<(), RealtimeError> {
+    // SAFETY: both calls take a policy constant and touch no memory.
+    let (min, max) = unsafe {
+        (
+            libc::sched_get_priority_min(libc::SCHED_FIFO),
+            libc::sched_get_priority_max(libc::SCHED_FIFO),
+        )
+    };
+    let p = i32::from(priority);
+    if p < min.max(1) || p > max {
+        return Err(RealtimeError::InvalidPriority(priority));
+    }
+    let param = libc::sched_param { sched_priority: p };
+    // SAFETY: pid 0 names the calling thread; `param` is an initialised `sched_param` that lives
+    // across the call and is only read by the kernel.
+    let rc = unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    Err(match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => RealtimeError::NotPermitted,
+        Some(libc::EINVAL) => RealtimeError::InvalidPriority(priority),
+        Some(e) => RealtimeError::Os(e),
+        None => RealtimeError::Os(0),
+    })
+}
+
+/// The calling thread's scheduling as the kernel reports it: the policy (`libc::SCHED_*`, the
+/// reset-on-fork flag removed), whether reset-on-fork is set, and the static priority.
+pub fn current_scheduling() -> (i32, bool, i32) {
+    // SAFETY: pid 0 names the calling thread; no memory is passed.
+    let raw = unsafe { libc::sched_getscheduler(0) };
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `param` is a valid, writable `sched_param`.
+    let rc = unsafe { libc::sched_getparam(0, &mut param) };
+    let priority = if rc == 0 { param.sched_priority } else { -1 };
+    (
+        raw & !libc::SCHED_RESET_ON_FORK,
+        raw >= 0 && raw & libc::SCHED_RESET_ON_FORK != 0,
+        priority,
+    )
+}
+
+/// Applies the configured real-time priority (if any) to the calling thread and logs the outcome:
+/// `thread_realtime` on success, `thread_realtime_failed` (error, with its code) when refused, in
+/// which case the thread goes on with normal scheduling. Returns whether the policy is in force.
+pub fn apply_realtime(thread: &str, priority: Option<u8>) -> bool {
+    let Some(p) = priority else {
+        return false;
+    };
+    match set_realtime_current(p) {
+        Ok(()) => {
+            log::info!(event = "thread_realtime", thread = thread, priority = p; "SCHED_FIFO priority {p}");
+            true
+        }
+        Err(e) => {
+            log::error!(event = "thread_realtime_failed", thread = thread, priority = p, code = e.code(); "could not set SCHED_FIFO priority {p}: {e}; {thread} runs with normal scheduling");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +334,60 @@ mod tests {
         };
         assert_eq!(warn_not_isolated(&p, &[2, 3]), vec![1]);
         assert!(warn_not_isolated(&p, &[1, 2, 3]).is_empty());
+    }
+
+    #[test]
+    fn realtime_is_applied_and_read_back_or_refused_with_a_typed_error() {
+        let t = std::thread::spawn(|| {
+            let before = current_scheduling();
+            match set_realtime_current(3) {
+                Ok(()) => {
+                    let now = current_scheduling();
+                    // A thread spawned now must not inherit the real-time policy.
+                    let child = std::thread::spawn(current_scheduling)
+                        .join()
+                        .map_err(|_| "child panicked");
+                    Ok((before, now, child))
+                }
+                Err(e) => Err((before, e, current_scheduling())),
+            }
+        });
+        match t.join().expect("thread") {
+            Ok((before, now, child)) => {
+                assert_eq!(before.0, libc::SCHED_OTHER);
+                assert_eq!(now, (libc::SCHED_FIFO, true, 3));
+                let child = child.expect("child");
+                assert_eq!(child.0, libc::SCHED_OTHER);
+                assert!(!child.1);
+            }
+            Err((before, e, after)) => {
+                // Hosts without the privilege refuse cleanly and leave the thread as it was.
+                assert_eq!(e, RealtimeError::NotPermitted);
+                assert_eq!(e.code(), "RT_NOT_PERMITTED");
+                assert_eq!(before, after);
+            }
+        }
+    }
+
+    #[test]
+    fn realtime_priority_out_of_range_changes_nothing() {
+        let t = std::thread::spawn(|| {
+            let before = current_scheduling();
+            let zero = set_realtime_current(0);
+            let high = set_realtime_current(100);
+            let off = apply_realtime("test", None);
+            (before, zero, high, off, current_scheduling())
+        });
+        let (before, zero, high, off, after) = t.join().expect("thread");
+        assert_eq!(zero, Err(RealtimeError::InvalidPriority(0)));
+        assert_eq!(high, Err(RealtimeError::InvalidPriority(100)));
+        assert_eq!(
+            RealtimeError::InvalidPriority(0).code(),
+            "RT_INVALID_PRIORITY"
+        );
+        assert!(!off);
+        assert_eq!(before, after);
+        assert_eq!(after.0, libc::SCHED_OTHER);
     }
 
     #[test]

@@ -20,8 +20,10 @@ USAGE:
 COMMANDS:
     run              run the engine with the configuration from the environment / .env
     demo             start Kafka, Redis and the vendor simulator, then run the engine against them
-    sim [FLAGS]      run the vendor simulator alone (--seed --rate --frame-packets --kite-port
-                     --upstox-port --http-port --tls --tls-port --fault-every-ms)
+    sim [FLAGS]      run the vendor simulator alone (--seed --rate --frame-packets
+                     --tick-interval-ms --kite-port --upstox-port --http-port --tls --tls-port
+                     --fault-every-ms --historical --historical-port); --control takes
+                     `rate N` / `stats` / `quit` lines on stdin and answers on stdout
     decode [FILE] [--json-map SPEC] [--json-exchange EX]
                      print the ticks of a capture file (stdin without FILE) as JSON lines;
                      JSON-feed records use SPEC, else JSON_FEED_MAP from the environment / .env

@@ -90,6 +90,7 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
             kafka: config.kafka.clone(),
             journal: config.journal.clone(),
             core: None,
+            rt_priority: None,
             flush_timeout: config.shutdown_timeout,
             batch: 4096,
             capture_dir: None,

@@ -102,6 +102,7 @@ impl Fixture {
                     ..cfg.journal.clone()
                 },
                 core: None,
+                rt_priority: None,
                 flush_timeout: Duration::from_secs(10),
                 batch: 1024,
                 capture_dir: None,

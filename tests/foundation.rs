@@ -54,6 +54,7 @@ fn kafka_round_trip_through_the_producer_thread() {
                 ..cfg.journal.clone()
             },
             core: None,
+            rt_priority: None,
             flush_timeout: Duration::from_secs(10),
             batch: 256,
             capture_dir: None,

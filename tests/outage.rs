@@ -65,6 +65,7 @@ fn settings(topic: &str, journal: PathBuf) -> ProducerSettings {
             ..cfg.journal
         },
         core: None,
+        rt_priority: None,
         flush_timeout: Duration::from_secs(5),
         batch: 512,
         capture_dir: None,

@@ -101,6 +101,16 @@ pub const VARIABLES: &[VarDoc] = &[
         "delivery timeout before a record is journaled (1000..=900000)",
     ),
     var(
+        "KAFKA_BUFFER_MAX_MESSAGES",
+        "50000",
+        "librdkafka queue.buffering.max.messages: records held before the producer waits (25000..=200000; docs/operations.md, Sizing)",
+    ),
+    var(
+        "KAFKA_BUFFER_MAX_KBYTES",
+        "32768",
+        "librdkafka queue.buffering.max.kbytes: bytes held before the producer waits (16384..=1048576)",
+    ),
+    var(
         "REDIS_URL",
         "redis://127.0.0.1:6379",
         "Redis for system:commands and system:layer1:backfill",
@@ -148,6 +158,16 @@ pub const VARIABLES: &[VarDoc] = &[
         "QUEUE_CAPACITY",
         "65536",
         "slots in each feed->producer queue (power of two, 1024..=4194304)",
+    ),
+    var(
+        "FEED_RT_PRIORITY",
+        "",
+        "SCHED_FIFO priority 1..=99 for the feed threads (empty: normal scheduling; see docs/operations.md)",
+    ),
+    var(
+        "PRODUCER_RT_PRIORITY",
+        "",
+        "SCHED_FIFO priority 1..=99 for the producer thread (empty: normal scheduling)",
     ),
     var(
         "STALE_MS",
@@ -406,6 +426,10 @@ pub struct KafkaConfig {
     pub compression: &'static str,
     /// `message.timeout.ms` (`KAFKA_MESSAGE_TIMEOUT_MS`).
     pub message_timeout_ms: u32,
+    /// `queue.buffering.max.messages` (`KAFKA_BUFFER_MAX_MESSAGES`).
+    pub buffer_max_messages: u32,
+    /// `queue.buffering.max.kbytes` (`KAFKA_BUFFER_MAX_KBYTES`).
+    pub buffer_max_kbytes: u32,
 }
 
 /// How threads are placed on cores.
@@ -421,6 +445,16 @@ pub struct ThreadConfig {
     pub producer_core: Option<usize>,
     /// Slots per feed->producer queue (`QUEUE_CAPACITY`).
     pub queue_capacity: usize,
+}
+
+/// Opt-in real-time scheduling (`SCHED_FIFO`) of the pinned threads; `None` leaves a thread
+/// under the normal scheduler. A priority the host refuses is logged and ignored at run time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RealtimeConfig {
+    /// Priority of every feed thread (`FEED_RT_PRIORITY`).
+    pub feed_priority: Option<u8>,
+    /// Priority of the producer thread (`PRODUCER_RT_PRIORITY`).
+    pub producer_priority: Option<u8>,
 }
 
 /// Connection timing shared by every feed connection.
@@ -495,6 +529,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Thread placement.
     pub threads: ThreadConfig,
+    /// Real-time scheduling of the feed and producer threads.
+    pub realtime: RealtimeConfig,
     /// Connection timing.
     pub feed: FeedTiming,
     /// Shutdown flush bound (`SHUTDOWN_TIMEOUT_MS`).
@@ -672,6 +708,20 @@ fn url(
     }
 }
 
+/// An optional `SCHED_FIFO` priority: unset or empty is `None`, else an integer 1..=99.
+fn rt_priority(r: &Reader<'_>, name: &'static str) -> Result<Option<u8>, ConfigError> {
+    if r.raw(name).is_none() {
+        return Ok(None);
+    }
+    r.num::<u8>(
+        name,
+        1,
+        99,
+        "a SCHED_FIFO priority 1..=99, or empty for normal scheduling",
+    )
+    .map(Some)
+}
+
 fn core_list(r: &Reader<'_>, name: &'static str) -> Result<Vec<usize>, ConfigError> {
     const EXPECTED: &str = "comma-separated core ids (0..=1023)";
     r.list(name)
@@ -754,6 +804,21 @@ impl Config {
                 1000,
                 900_000,
                 "milliseconds 1000..=900000",
+            )?,
+            // The producer's receive-time ring (`producer::client`) holds 2^18 records, so a slot
+            // is never reused while in flight: the cap stays below it. The floors keep a journal
+            // drain window (20,000 records, `producer`) inside the buffer.
+            buffer_max_messages: r.num(
+                "KAFKA_BUFFER_MAX_MESSAGES",
+                25_000,
+                200_000,
+                "an integer 25000..=200000",
+            )?,
+            buffer_max_kbytes: r.num(
+                "KAFKA_BUFFER_MAX_KBYTES",
+                16_384,
+                1_048_576,
+                "kilobytes 16384..=1048576",
             )?,
         };
         let redis_url = url(
@@ -839,6 +904,10 @@ impl Config {
                 reason: "give exactly one core id per feed thread (FEED_THREADS)",
             });
         }
+        let realtime = RealtimeConfig {
+            feed_priority: rt_priority(&r, "FEED_RT_PRIORITY")?,
+            producer_priority: rt_priority(&r, "PRODUCER_RT_PRIORITY")?,
+        };
         let feed = FeedTiming {
             stale: r.millis("STALE_MS", 100, 3_600_000, "milliseconds 100..=3600000")?,
             heartbeat: r.millis("HEARTBEAT_MS", 50, 600_000, "milliseconds 50..=600000")?,
@@ -938,6 +1007,7 @@ impl Config {
             log_level,
             log_file: r.raw("LOG_FILE").map(PathBuf::from),
             threads,
+            realtime,
             feed,
             shutdown_timeout: r.millis(
                 "SHUTDOWN_TIMEOUT_MS",
@@ -978,7 +1048,32 @@ mod tests {
         assert_eq!(c.kafka.topic_ticks, "market.ticks");
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.threads.queue_capacity, 65536);
+        assert_eq!(
+            (c.kafka.buffer_max_messages, c.kafka.buffer_max_kbytes),
+            (50_000, 32_768)
+        );
         assert!(c.kite.is_none() && c.upstox.is_none());
+    }
+
+    #[test]
+    fn realtime_priorities_are_opt_in() {
+        let c = build(&[]).expect("defaults");
+        assert_eq!(c.realtime, RealtimeConfig::default());
+        assert_eq!(c.realtime.feed_priority, None);
+        let c = build(&[("FEED_RT_PRIORITY", " ")]).expect("blank");
+        assert_eq!(c.realtime.feed_priority, None);
+        let c = build(&[("FEED_RT_PRIORITY", "80"), ("PRODUCER_RT_PRIORITY", "1")])
+            .expect("priorities");
+        assert_eq!(
+            c.realtime,
+            RealtimeConfig {
+                feed_priority: Some(80),
+                producer_priority: Some(1),
+            }
+        );
+        let c = build(&[("PRODUCER_RT_PRIORITY", "99")]).expect("max");
+        assert_eq!(c.realtime.producer_priority, Some(99));
+        assert_eq!(c.realtime.feed_priority, None);
     }
 
     #[test]
@@ -1034,6 +1129,31 @@ mod tests {
                 "CONFIG_CONFLICT",
             ),
             (&[("FEED_CORES", "x")], "FEED_CORES", "CONFIG_INVALID"),
+            (
+                &[("KAFKA_BUFFER_MAX_MESSAGES", "300000")],
+                "KAFKA_BUFFER_MAX_MESSAGES",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_BUFFER_MAX_KBYTES", "1024")],
+                "KAFKA_BUFFER_MAX_KBYTES",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("FEED_RT_PRIORITY", "0")],
+                "FEED_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("FEED_RT_PRIORITY", "100")],
+                "FEED_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("PRODUCER_RT_PRIORITY", "high")],
+                "PRODUCER_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
             (
                 &[("BACKOFF_BASE_MS", "5000"), ("BACKOFF_CAP_MS", "1000")],
                 "BACKOFF_CAP_MS",

@@ -439,6 +439,9 @@ pub struct FeedSettings {
     /// Core to pin the thread to; `None` leaves it unpinned. A core that is not allowed is
     /// logged as a warning and the thread runs unpinned. Default `None`.
     pub core: Option<usize>,
+    /// `SCHED_FIFO` priority for the thread; `None` keeps normal scheduling. A refusal by the
+    /// host is logged as an error and the thread runs on normally. Default `None`.
+    pub rt_priority: Option<u8>,
     /// Backoff base delay in ms (full jitter: delay uniform in `[0, min(cap, base * 2^n)]`).
     /// Default 1000.
     pub backoff_base_ms: u64,
@@ -482,6 +485,7 @@ impl Default for FeedSettings {
             name: "feed-0".to_owned(),
             thread_index: 0,
             core: None,
+            rt_priority: None,
             backoff_base_ms: 1000,
             backoff_cap_ms: 30_000,
             stale_ms: 5000,
@@ -697,6 +701,7 @@ where
         waker: Arc::clone(&waker),
     };
     let name = settings.name.clone();
+    let rt = (name.clone(), settings.rt_priority);
     let lp = event_loop::FeedLoop::new(
         settings,
         poll,
@@ -707,9 +712,11 @@ where
         metrics,
         Arc::clone(&stats),
     );
-    let join = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || lp.run(handler))?;
+    let join = std::thread::Builder::new().name(name).spawn(move || {
+        // Before the loop (which pins the thread): the policy holds for the thread's life.
+        crate::affinity::apply_realtime(&rt.0, rt.1);
+        lp.run(handler)
+    })?;
     Ok(FeedThread {
         join,
         control,

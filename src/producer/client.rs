@@ -239,8 +239,17 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
             cfg.message_timeout_ms.min(30_000).to_string(),
         )
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "200000")
-        .set("queue.buffering.max.kbytes", "262144")
+        // The producer's standing buffer: enough for what is in flight plus bursts; beyond it
+        // the producer waits (back-pressure) and, after a while, journals. Sizing reasoning:
+        // docs/operations.md (Sizing).
+        .set(
+            "queue.buffering.max.messages",
+            cfg.buffer_max_messages.to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            cfg.buffer_max_kbytes.to_string(),
+        )
         .set("socket.nagle.disable", "true")
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "1000")

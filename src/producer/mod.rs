@@ -213,6 +213,8 @@ pub struct ProducerSettings {
     pub journal: JournalConfig,
     /// Core to pin the thread to, if any.
     pub core: Option<usize>,
+    /// `SCHED_FIFO` priority for the thread, if any (a refusal is logged; the thread runs on).
+    pub rt_priority: Option<u8>,
     /// Bound on the final flush.
     pub flush_timeout: Duration,
     /// Records drained per queue per turn before a `poll`.
@@ -300,6 +302,7 @@ pub fn spawn(
         .name("producer".into())
         .spawn(move || {
             crate::affinity::pin_current("producer", settings.core);
+            crate::affinity::apply_realtime("producer", settings.rt_priority);
             let m = crate::metrics::global();
             m.journal_bytes
                 .set(i64::try_from(journal.bytes()).unwrap_or(i64::MAX));

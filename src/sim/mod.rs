@@ -20,6 +20,7 @@
 //! on a seeded schedule ([`FaultSchedule`]). The simulator records what each connection asked for
 //! and how many ticks it sent per instrument ([`SimStats`]).
 
+mod cli;
 pub mod historical;
 pub mod json;
 mod market;
@@ -37,6 +38,8 @@ use std::{
 
 use crossbeam_channel::Sender;
 use thiserror::Error;
+
+pub use cli::{run_cli, stats_json, ControlCommand};
 
 use crate::vendor::Vendor;
 
@@ -478,70 +481,4 @@ impl Drop for SimHandle {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `layer1 sim [--seed N] [--rate N] [--frame-packets N] [--kite-port P] [--upstox-port P]
-/// [--http-port P] [--tls] [--tls-port P] [--fault-every-ms N]`: runs the simulator until
-/// SIGINT/SIGTERM, printing its addresses.
-///
-/// # Errors
-/// [`SimError::Usage`] for an unknown flag or bad value; start errors as [`Simulator::start`].
-pub fn run_cli(args: &[String]) -> Result<(), SimError> {
-    use std::io::Write as _;
-    let mut cfg = SimConfig::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut num = |name: &str| -> Result<u64, SimError> {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| SimError::Usage(format!("{name} needs a number")))
-        };
-        match flag.as_str() {
-            "--seed" => cfg.seed = num("--seed")?,
-            "--rate" => cfg.ticks_per_sec = num("--rate")?,
-            "--frame-packets" => {
-                cfg.max_packets_per_frame = usize::try_from(num("--frame-packets")?).unwrap_or(200)
-            }
-            "--kite-port" => cfg.kite_port = port(num("--kite-port")?)?,
-            "--upstox-port" => cfg.upstox_port = port(num("--upstox-port")?)?,
-            "--http-port" => cfg.http_port = port(num("--http-port")?)?,
-            "--tls-port" => cfg.tls_port = port(num("--tls-port")?)?,
-            "--tls" => cfg.tls = true,
-            "--fault-every-ms" => {
-                cfg.fault_schedule = Some(FaultSchedule {
-                    every_ms: num("--fault-every-ms")?,
-                    kinds: vec![
-                        ScheduledFault::Drop,
-                        ScheduledFault::Stall(8000),
-                        ScheduledFault::Malformed,
-                        ScheduledFault::Truncated,
-                    ],
-                })
-            }
-            other => return Err(SimError::Usage(format!("unknown flag {other}"))),
-        }
-    }
-    let handle = Simulator::start(cfg)?;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "kite ws:          {}", handle.kite_url())?;
-    if let Some(u) = handle.kite_tls_url() {
-        writeln!(out, "kite wss:         {u}")?;
-    }
-    writeln!(out, "upstox authorize: {}", handle.upstox_authorize_url())?;
-    writeln!(out, "upstox ws:        ws://{}/", handle.upstox_addr)?;
-    out.flush()?;
-    drop(out);
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    handle.shutdown();
-    Ok(())
-}
-
-fn port(v: u64) -> Result<u16, SimError> {
-    u16::try_from(v).map_err(|_| SimError::Usage("port out of range".to_owned()))
 }
