@@ -346,7 +346,13 @@ impl MarketStatusStore {
                 }
             };
         }
-        let (status, source) = best.unwrap_or((from_calendar, Source::Calendar));
+        let (mut status, mut source) = best.unwrap_or((from_calendar, Source::Calendar));
+        // A vendor's "closed" on a day the calendar knows as a holiday agrees with it: keep the
+        // calendar's more specific reason (the status page says "holiday", not "closed").
+        if status == CalStatus::Closed && from_calendar == CalStatus::Holiday {
+            status = CalStatus::Holiday;
+            source = Source::Calendar;
+        }
         Decision {
             status,
             source,
@@ -509,6 +515,26 @@ mod tests {
         let d = s.decide(&cal, ist(fri, 11, 0));
         assert_eq!((d.status, d.source), (CalStatus::Open, Source::Calendar));
         assert!(!d.overrides_calendar());
+    }
+
+    #[test]
+    fn vendor_closed_on_a_calendar_holiday_keeps_the_holiday() {
+        let cal = Calendar::builtin();
+        let s = MarketStatusStore::new();
+        s.watch([Exchange::Nse]);
+        // Republic Day 2026, a Monday in the holiday file; the vendor agrees the market is shut.
+        let holiday = day(2026, 1, 26);
+        s.record("NSE_EQ", VendorStatus::NormalClose, ist(holiday, 9, 0));
+        let d = s.decide(&cal, ist(holiday, 11, 0));
+        assert_eq!(
+            (d.status, d.source, d.calendar),
+            (CalStatus::Holiday, Source::Calendar, CalStatus::Holiday)
+        );
+        assert!(!d.overrides_calendar());
+        // An open report on that day still wins (a special session missing from the file).
+        s.record("NSE_EQ", VendorStatus::NormalOpen, ist(holiday, 10, 0));
+        let d = s.decide(&cal, ist(holiday, 11, 0));
+        assert_eq!((d.status, d.source), (CalStatus::Open, Source::Vendor));
     }
 
     #[test]
