@@ -28,6 +28,9 @@ pub const RECORD_HEADER_LEN: usize = 16;
 /// larger length is corruption, and refusing it keeps a bad length from allocating gigabytes.
 pub const MAX_PAYLOAD_LEN: u32 = 64 << 20;
 
+/// Most of a record's payload reserved before its bytes are read (see `next_record`).
+const PREALLOC_LIMIT: usize = 1 << 20;
+
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 struct RawRecordHeader {
@@ -238,11 +241,15 @@ impl<R: Read> CaptureReader<R> {
         let (received_at_ns, conn_id) = (h.received_at_ns.get(), h.conn_id.get());
         // usize is at least 32 bits on every target this builds for.
         let len = len as usize;
-        buf.resize(len, 0);
-        let got = read_full(&mut self.inner, buf)?;
+        // The length comes from the file: reserve at most 1 MiB up front and let the buffer grow
+        // with the bytes actually read, so a corrupt or truncated header claiming up to 64 MiB
+        // costs what the file holds, not a 64 MiB zeroed allocation (the `capture` fuzz target
+        // ran at ~200 inputs/s because of it).
+        buf.reserve(len.min(PREALLOC_LIMIT));
+        // `read_to_end` retries on `Interrupted` itself.
+        let got = (&mut self.inner).take(len as u64).read_to_end(buf)?;
         if got < len {
             self.done = true;
-            buf.truncate(got);
             return Err(CaptureError::TruncatedRecord { offset: at });
         }
         self.offset += (RECORD_HEADER_LEN + len) as u64;

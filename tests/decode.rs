@@ -10,7 +10,7 @@
 )]
 
 use layer1::{
-    capture::{CaptureWriter, Record},
+    capture::{CaptureError, CaptureReader, CaptureWriter, Record, MAX_PAYLOAD_LEN},
     decode::{decode_from, run_decode, DecodeError},
     parsers::{kite, FrameKind},
     vendor::Vendor,
@@ -96,6 +96,37 @@ fn truncated_capture_is_reported_but_succeeds() {
     assert!(s.truncated);
     assert_eq!(s.ticks, 3);
     assert!(String::from_utf8(err).unwrap().contains("truncated"));
+}
+
+/// A record header claiming a payload near the 64 MiB cap, followed by a few bytes: the reader
+/// reports the truncation having reserved about what the file holds (found while fuzzing the
+/// capture reader: it used to allocate and zero the claimed length first).
+#[test]
+fn huge_claimed_record_length_allocates_only_what_the_file_holds() {
+    let mut cap = CaptureWriter::new(Vec::new()).unwrap().into_inner();
+    let claimed: u32 = MAX_PAYLOAD_LEN - 1;
+    // Record header: receive ns u64, vendor u8, kind u8, conn id u16, payload length u32 (LE).
+    cap.extend_from_slice(&1_u64.to_le_bytes());
+    cap.extend_from_slice(&[Vendor::Kite.code(), FrameKind::Binary as u8]);
+    cap.extend_from_slice(&1_u16.to_le_bytes());
+    cap.extend_from_slice(&claimed.to_le_bytes());
+    cap.extend_from_slice(&[7; 10]);
+    let mut r = CaptureReader::new(&cap[..]).unwrap();
+    let mut buf = Vec::new();
+    let e = r.next_record(&mut buf).unwrap_err();
+    assert!(matches!(e, CaptureError::TruncatedRecord { .. }), "{e}");
+    assert_eq!(buf, [7; 10]);
+    assert!(
+        buf.capacity() <= 2 << 20,
+        "reserved {} bytes",
+        buf.capacity()
+    );
+    assert!(r.next_record(&mut buf).unwrap().is_none());
+    // And through `layer1 decode`: reported as a truncated capture, not a failure.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let s = decode_from(&cap[..], &mut out, &mut err).unwrap();
+    assert!(s.truncated);
+    assert_eq!(s.records, 0);
 }
 
 #[test]

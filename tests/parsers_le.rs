@@ -201,3 +201,36 @@ fn dhan_round_trips_multi_packet_frames_and_survives_mutation() {
         let _ = run(&r, true);
     }
 }
+
+/// Regression (found by the `angel` fuzz target): a SnapQuote whose last-trade timestamp is
+/// `i64::MIN` panicked in the seconds-or-ms test (`abs` overflow, with overflow checks on). The
+/// fixture is the minimised fuzz input; the sweep covers both sides of the 10^11 cut-over.
+#[test]
+fn angel_snapquote_extreme_last_trade_time_does_not_panic() {
+    let fixture = include_bytes!("fixtures/angel/snapquote_ltt_i64_min.bin");
+    assert_eq!(fixture.len(), angel::AngelMode::SnapQuote.packet_len());
+    // The SnapQuote's last-trade timestamp follows the 123-byte quote part.
+    const LTT_AT: usize = 123;
+    assert_eq!(
+        i64::from_le_bytes(fixture[LTT_AT..LTT_AT + 8].try_into().unwrap()),
+        i64::MIN
+    );
+    let cut = 100_000_000_000_i64;
+    for (raw, want_ms) in [
+        (i64::MIN, i64::MIN),
+        (i64::MIN + 1, i64::MIN + 1),
+        (-cut, -cut),
+        (-(cut - 1), -(cut - 1) * 1000),
+        (0, 0),
+        (1_795_750_199, 1_795_750_199_000),
+        (cut - 1, (cut - 1) * 1000),
+        (cut, cut),
+        (i64::MAX, i64::MAX),
+    ] {
+        let mut f = fixture.to_vec();
+        f[LTT_AT..LTT_AT + 8].copy_from_slice(&raw.to_le_bytes());
+        let c = run(&f, false);
+        assert_eq!((c.ticks.len(), c.rejects), (1, 0), "raw {raw}");
+        assert_eq!(c.ticks[0].last_trade_time_ms, want_ms, "raw {raw}");
+    }
+}

@@ -243,8 +243,10 @@ fn qty(v: I64) -> f64 {
 /// The last-traded timestamp of a SnapQuote. UNCONFIRMED unit: the sheet gives none; the
 /// exchange timestamp is documented as epoch ms, and SmartAPI's sample SnapQuote output shows a
 /// 10-digit value, so a value below 10^11 is read as seconds and anything larger as ms.
+/// `unsigned_abs`: `abs` of `i64::MIN` overflows (a panic with overflow checks; found by the
+/// `angel` fuzz target).
 fn last_trade_ms(v: i64) -> i64 {
-    if v.abs() < 100_000_000_000 {
+    if v.unsigned_abs() < 100_000_000_000 {
         v.saturating_mul(1000)
     } else {
         v
