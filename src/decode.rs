@@ -213,19 +213,22 @@ pub fn run_decode_with(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<DecodeSummary, DecodeError> {
-    if let Some(m) = &options.json_mapping {
-        parsers::json::install(Arc::clone(m));
-    }
     match input {
         Some(path) => {
             let file = File::open(path).map_err(|source| DecodeError::Open {
                 path: path.to_path_buf(),
                 source,
             })?;
-            decode_from(io::BufReader::with_capacity(1 << 16, file), out, err)
+            decode_from_with(
+                io::BufReader::with_capacity(1 << 16, file),
+                options,
+                out,
+                err,
+            )
         }
-        None => decode_from(
+        None => decode_from_with(
             io::BufReader::with_capacity(1 << 16, io::stdin().lock()),
+            options,
             out,
             err,
         ),

@@ -382,18 +382,7 @@ impl MarketStatusStore {
 }
 
 /// Every exchange a slot can hold, in code order.
-const ALL: [Exchange; 10] = [
-    Exchange::Nse,
-    Exchange::Nfo,
-    Exchange::Cds,
-    Exchange::Bse,
-    Exchange::Bfo,
-    Exchange::Bcd,
-    Exchange::Mcx,
-    Exchange::Mcxsx,
-    Exchange::Indices,
-    Exchange::Nco,
-];
+const ALL: [Exchange; 10] = Exchange::ALL;
 
 /// The process-wide store: written by every feed thread's pipeline, read by the engine's
 /// watchdog function, `/health` and the backfill.

@@ -134,6 +134,20 @@ pub enum Exchange {
 }
 
 impl Exchange {
+    /// Every known exchange (not [`Exchange::Unknown`]), in code order.
+    pub const ALL: [Exchange; 10] = [
+        Exchange::Nse,
+        Exchange::Nfo,
+        Exchange::Cds,
+        Exchange::Bse,
+        Exchange::Bfo,
+        Exchange::Bcd,
+        Exchange::Mcx,
+        Exchange::Mcxsx,
+        Exchange::Indices,
+        Exchange::Nco,
+    ];
+
     /// The exchange for a Kite segment code (`token & 0xff`), if known.
     pub const fn from_kite_segment(seg: u8) -> Option<Exchange> {
         match seg {

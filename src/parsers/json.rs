@@ -129,20 +129,9 @@ impl fmt::Display for JsonField {
 
 /// The exchange for its upper-case name (`NSE`, `NFO`, ...), as [`Exchange::as_str`] writes it.
 pub fn exchange_from_name(name: &str) -> Option<Exchange> {
-    [
-        Exchange::Nse,
-        Exchange::Nfo,
-        Exchange::Cds,
-        Exchange::Bse,
-        Exchange::Bfo,
-        Exchange::Bcd,
-        Exchange::Mcx,
-        Exchange::Mcxsx,
-        Exchange::Indices,
-        Exchange::Nco,
-    ]
-    .into_iter()
-    .find(|e| e.as_str().eq_ignore_ascii_case(name.trim()))
+    Exchange::ALL
+        .into_iter()
+        .find(|e| e.as_str().eq_ignore_ascii_case(name.trim()))
 }
 
 /// One `target=source[*scale]` entry.
