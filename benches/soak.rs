@@ -1,6 +1,7 @@
 //! Soak (issue 9, point 2): the engine against the simulator at a fixed 100,000 ticks/s for a
 //! bounded time (default 10 minutes, `SOAK_SECS` to change, `SOAK_INTERVAL_SECS` for the row
-//! period, default 30), on the local Kafka broker.
+//! period, default 30), on the local Kafka broker. The simulator runs in its own process
+//! (`layer1 sim --control`), so the memory and allocation columns are the engine's alone.
 //!
 //! Every interval prints one row: RSS now and peak, allocations in the interval on the feed and
 //! producer threads (per-thread counter, as in `benches/e2e.rs`) and in the whole process, the
@@ -29,15 +30,14 @@ use std::{
 
 use prometheus::core::Collector;
 
-use layer1::{
-    config::Config,
-    engine::Engine,
-    shutdown::Shutdown,
-    sim::{SimConfig, Simulator},
-};
+use layer1::{config::Config, engine::Engine, shutdown::Shutdown, sim::SimConfig};
 
 #[path = "support/alloc.rs"]
 mod alloc;
+#[path = "support/sim_process.rs"]
+mod sim_process;
+
+use sim_process::SimProcess;
 
 use alloc::{allocs_of, rss_mb};
 
@@ -113,13 +113,16 @@ fn main() {
         format!("bench.soak.raw.{run_id}"),
         format!("bench.soak.dlq.{run_id}"),
     ];
-    let sim = Simulator::start(SimConfig {
-        ticks_per_sec: 1_000,
-        seed: 13,
-        max_packets_per_frame: 200,
-        ..SimConfig::default()
-    })
-    .expect("sim");
+    // The simulator runs in its own process, so RSS and allocations below are the engine's.
+    let mut sim = SimProcess::start(&[
+        "--control",
+        "--rate",
+        "1000",
+        "--seed",
+        "13",
+        "--frame-packets",
+        "200",
+    ]);
     let sc = SimConfig::default();
     // 1,000 NSE equities in quote mode on one Kite connection, as in the e2e bench.
     let subscribe: Vec<String> = (1..=1000u32)
@@ -133,7 +136,7 @@ fn main() {
         ("KAFKA_TOPIC_DLQ", topics[2].clone()),
         ("KAFKA_PARTITIONS", "6".into()),
         ("JOURNAL_DIR", journal.display().to_string()),
-        ("KITE_WS_URL", sim.kite_url()),
+        ("KITE_WS_URL", sim.kite_url.clone()),
         ("KITE_API_KEY", sc.kite_api_key.clone()),
         ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
         ("SUBSCRIBE", subscribe.join(",")),
@@ -144,7 +147,7 @@ fn main() {
             .expect("config");
     let engine = Engine::start(Arc::new(cfg), Shutdown::new()).expect("engine");
     std::thread::sleep(Duration::from_secs(2));
-    sim.set_rate(rate).expect("rate");
+    sim.set_rate(rate);
     // Warm-up: connections, topic metadata, producer batches.
     std::thread::sleep(Duration::from_secs(5));
 
@@ -206,10 +209,10 @@ fn main() {
         rows.push(row);
     }
 
-    sim.set_rate(0).expect("pause");
+    sim.set_rate(0);
     std::thread::sleep(Duration::from_secs(2));
     let report = engine.stop();
-    sim.shutdown();
+    sim.quit();
 
     // Levelling off: last third against middle third.
     let n = rows.len();
