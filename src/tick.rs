@@ -83,11 +83,13 @@ impl Token {
         let (hi, lo) = (v / 100_000_000, v % 100_000_000);
         // Ten digits, most significant in the lowest byte (memory order), leading zeros as '0'.
         let ten = u128::from(swar_two_digits(hi)) | (u128::from(swar_eight_digits(lo)) << 16);
-        // 1 ..= 10 significant digits (0 has one).
-        let len = v.checked_ilog10().unwrap_or(0) + 1;
-        // Drop the leading '0' bytes; the bytes shifted in at the top are zero, as `bytes`
-        // past `len` must be.
-        let digits = (ten >> (8 * (10 - len))).to_le_bytes();
+        // Leading '0' digits: the low bytes that XOR with '0' to zero (all ten for 0, which
+        // keeps one).
+        const ZEROS: u128 = 0x3030_3030_3030_3030_3030;
+        let lead = ((ten ^ ZEROS).trailing_zeros() / 8).min(9);
+        let len = 10 - lead;
+        // Drop them; the bytes shifted in at the top are zero, as `bytes` past `len` must be.
+        let digits = (ten >> (8 * lead)).to_le_bytes();
         let mut bytes = [0u8; TOKEN_CAP];
         if let Some(dst) = bytes.first_chunk_mut::<16>() {
             *dst = digits;

@@ -236,22 +236,28 @@ fn fast_ok(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> bool {
     // ltp must be positive (a zero ltp is legal only in cases the detailed check sorts out).
     let ltp_ok = !f.has(Fields::LTP) | (t.ltp > 0.0);
     let high_low_ok = !f.has(Fields::HIGH.with(Fields::LOW)) | !((t.low > 0.0) & (t.high < t.low));
-    let now_ms = i64::try_from(now_ns / 1_000_000).unwrap_or(i64::MAX);
-    let latest = now_ms.saturating_add(lim.max_future_ms);
-    let time_ok = |ms: i64, max_age: i64| {
-        (ms == 0)
-            | ((ms <= latest) & (ms >= EPOCH_FLOOR_MS) & (ms >= now_ms.saturating_sub(max_age)))
-    };
     let ok = (price_bits < INF_BITS)
         & qtys_ok
         & ltp_ok
         & high_low_ok
-        & time_ok(t.exchange_time_ms, lim.max_exchange_age_ms)
-        & time_ok(t.last_trade_time_ms, lim.max_trade_age_ms)
         & !t.token.is_empty()
         & (t.exchange != Exchange::Unknown);
     if !ok {
         return false;
+    }
+    // Kite ltp and quote packets carry no time: the window need not be computed for them.
+    if (t.exchange_time_ms | t.last_trade_time_ms) != 0 {
+        let now_ms = i64::try_from(now_ns / 1_000_000).unwrap_or(i64::MAX);
+        let latest = now_ms.saturating_add(lim.max_future_ms);
+        let time_ok = |ms: i64, max_age: i64| {
+            (ms == 0)
+                | ((ms <= latest) & (ms >= EPOCH_FLOOR_MS) & (ms >= now_ms.saturating_sub(max_age)))
+        };
+        if !(time_ok(t.exchange_time_ms, lim.max_exchange_age_ms)
+            & time_ok(t.last_trade_time_ms, lim.max_trade_age_ms))
+        {
+            return false;
+        }
     }
     if f.has(Fields::GREEKS) && !greeks_fast(&t.greeks) {
         return false;
@@ -259,8 +265,10 @@ fn fast_ok(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> bool {
     !f.has(Fields::DEPTH) || depth_fast(&t.depth)
 }
 
-/// True only when the greeks rules pass: all finite, delta in [-1, 1].
-#[inline]
+/// True only when the greeks rules pass: all finite, delta in [-1, 1]. Not inlined (nor is
+/// [`depth_fast`]): kept out of [`fast_ok`], the checks of a tick without greeks or depth need
+/// fewer registers and no spills.
+#[inline(never)]
 fn greeks_fast(g: &crate::tick::Greeks) -> bool {
     let finite = |v: f64| (v.to_bits() & !(1 << 63)) < INF_BITS;
     finite(g.delta)
@@ -364,7 +372,7 @@ fn validate_detailed(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<()
 
 /// True only when [`depth`] would return `Ok`: the same sanity, ordering and crossing rules,
 /// without early exits (more than [`DEPTH_LEVELS`] declared levels go to the detailed check).
-#[inline]
+#[inline(never)]
 fn depth_fast(d: &Depth) -> bool {
     let (nb, na) = (usize::from(d.bid_len), usize::from(d.ask_len));
     let mut ok = (nb <= DEPTH_LEVELS) & (na <= DEPTH_LEVELS);

@@ -6,7 +6,10 @@
 //! Prices divide by 100, CDS (segment 3) by 10,000,000, BCD (6) and NCO (12, NSE commodity, as
 //! in pykiteconnect 5.2) by 10,000, as IEEE
 //! division of the integer, which is bit-for-bit what the official SDKs compute. Packet layouts
-//! are zerocopy views over the frame, so nothing is copied.
+//! are zerocopy views over the frame, so nothing is copied. A frame's packets are decoded into
+//! one reused tick that each packet rewrites only where it carries data (fields the previous
+//! packet carried and this one does not are reset), so every tick delivered equals a fresh
+//! decode of its packet.
 //!
 //! A 1-byte frame is a heartbeat. Text frames are JSON (`order`, `error`, `message`) and are
 //! classified by [`classify_text`], never parsed as ticks.
@@ -136,6 +139,22 @@ pub const fn divisor(segment: u8) -> f64 {
     }
 }
 
+/// Each segment code's exchange and price divisor, indexed by code: one load per packet
+/// instead of two matches. Built from [`Exchange::from_kite_segment`] and [`divisor`].
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing)]
+const SEGMENTS: [Option<(Exchange, f64)>; 13] = {
+    let mut t = [None; 13];
+    let mut seg = 0;
+    while seg < 13 {
+        if let Some(e) = Exchange::from_kite_segment(seg as u8) {
+            t[seg] = Some((e, divisor(seg as u8)));
+        }
+        seg += 1;
+    }
+    t
+};
+
 #[inline(always)]
 fn ts_ms(secs: U32) -> i64 {
     i64::from(secs.get()) * 1000
@@ -223,19 +242,20 @@ enum Layout<'a> {
 #[inline(always)]
 fn decode_over(packet: &[u8], t: &mut Tick) -> Result<(), ParseError> {
     let len = packet.len();
-    let bad_len = ParseError::KiteUnknownLength {
+    // A function, so the error is built only on the (cold) error paths.
+    let bad_len = || ParseError::KiteUnknownLength {
         len: u16::try_from(len).unwrap_or(u16::MAX),
     };
     // Length first: it decides the layout, and an unknown one says nothing about the token.
     let (layout, mode, fields) = match len {
         8 => (
-            Layout::Ltp(LtpPacket::ref_from_bytes(packet).map_err(|_| bad_len)?),
+            Layout::Ltp(LtpPacket::ref_from_bytes(packet).map_err(|_| bad_len())?),
             Mode::Ltp,
             Fields::LTP,
         ),
         28 => (
             Layout::Index(
-                IndexQuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?,
+                IndexQuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?,
                 None,
             ),
             Mode::Quote,
@@ -243,8 +263,8 @@ fn decode_over(packet: &[u8], t: &mut Tick) -> Result<(), ParseError> {
         ),
         32 => {
             // 32 is the 28-byte index quote plus the exchange timestamp.
-            let (q, rest) = IndexQuotePacket::ref_from_prefix(packet).map_err(|_| bad_len)?;
-            let ts = U32::ref_from_bytes(rest).map_err(|_| bad_len)?;
+            let (q, rest) = IndexQuotePacket::ref_from_prefix(packet).map_err(|_| bad_len())?;
+            let ts = U32::ref_from_bytes(rest).map_err(|_| bad_len())?;
             (
                 Layout::Index(q, Some(ts)),
                 Mode::Full,
@@ -252,28 +272,30 @@ fn decode_over(packet: &[u8], t: &mut Tick) -> Result<(), ParseError> {
             )
         }
         44 => (
-            Layout::Quote(QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len)?),
+            Layout::Quote(QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?),
             Mode::Quote,
             QUOTE_FIELDS,
         ),
         184 => (
-            Layout::Full(FullPacket::ref_from_bytes(packet).map_err(|_| bad_len)?),
+            Layout::Full(FullPacket::ref_from_bytes(packet).map_err(|_| bad_len())?),
             Mode::Full,
             FULL_FIELDS,
         ),
-        _ => return Err(bad_len),
+        _ => return Err(bad_len()),
     };
     // Every layout starts with the token (8 bytes or more were just viewed).
     let token = LtpPacket::ref_from_prefix(packet)
-        .map_err(|_| bad_len)?
+        .map_err(|_| bad_len())?
         .0
         .token
         .get();
     // The low byte is the segment by Kite's definition.
     let segment = (token & 0xff) as u8;
-    let exchange =
-        Exchange::from_kite_segment(segment).ok_or(ParseError::KiteUnknownSegment { token })?;
-    let div = divisor(segment);
+    let (exchange, div) = SEGMENTS
+        .get(usize::from(segment))
+        .copied()
+        .flatten()
+        .ok_or(ParseError::KiteUnknownSegment { token })?;
     // Nothing can fail from here on.
     let stale = Fields(t.fields.0 & !fields.0);
     if stale != Fields::NONE {

@@ -18,6 +18,11 @@
 //! A field with an unexpected wire type is skipped as unknown, as generated code does. Because
 //! `currentTs` (field 3) follows the feeds on the wire, the frame is walked twice: once for the
 //! top-level scalars and framing, once to emit ticks.
+//!
+//! Each entry is first tried by a decoder specialised to the layout a protobuf serializer writes
+//! (every field at most once, in field-number order, one-byte tags read as straight-line code);
+//! any entry that is not of that layout, or holds any error, is decoded by the exact general
+//! path, which alone decides errors. Both give the same tick wherever the fast one answers.
 
 use super::{
     protobuf::{self, put_bytes, put_double, put_int64, put_message, Cursor, Reader, Value},
