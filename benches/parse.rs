@@ -1,7 +1,18 @@
-//! Parser benches: Kite and Upstox parse+validate per frame, against a plain copy of the same
+//! Parser benches: each vendor's parse+validate per frame, against a plain copy of the same
 //! frame bytes (the memory-bandwidth floor). Criterion reports time and throughput per bench; a
-//! summary at the end measures each pair back to back and prints ns/tick, bytes/s and the ratio
-//! parse_throughput / copy_throughput (targets: Kite >= 0.25, Upstox >= 0.1).
+//! summary at the end measures each pair back to back and prints, per case, ns/tick, GB/s and
+//! the ratio parse_throughput / copy_throughput twice: *hot* (one frame copied from L1 again and
+//! again) and *cold* (the frame repeated over a 64 MiB ring, so both sides stream from memory).
+//!
+//! Issue 4's targets (Kite >= 0.25, goal 0.5; Upstox >= 0.1) are judged against the cold copy,
+//! and the summary says per case whether they are met: the issue names the copy as the
+//! *memory-bandwidth* floor, and only the cold copy is bound by memory bandwidth, as frames are
+//! in a live feed (they arrive from the NIC, not from L1). The hot copy runs at L1 speed (~50
+//! GB/s, over 100 bytes per ns), which no decoder that touches each field can approach; its
+//! ratios are printed too, so nothing is hidden.
+//!
+//! `PARSE_ICOUNT=N` runs each case N times without timing, for instruction counts under
+//! callgrind (see [`icount_loop`]).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -258,31 +269,42 @@ fn json_frame(n: usize) -> Vec<u8> {
 }
 
 fn parse(c: &Case, sink: &mut Validating) {
+    parse_bytes(c.vendor, black_box(&c.frame), sink);
+}
+
+/// One frame of `vendor` through its parser, each tick validated by `sink`.
+#[inline(always)]
+fn parse_bytes(vendor: Vendor, frame: &[u8], sink: &mut Validating) {
     let meta = FrameMeta {
         received_at_ns: NOW_NS,
         conn_id: 0,
     };
-    match c.vendor {
+    match vendor {
         Vendor::Upstox => {
-            upstox::parse_frame(black_box(&c.frame), &meta, sink);
+            upstox::parse_frame(frame, &meta, sink);
         }
         Vendor::Angel => {
-            angel::parse_frame(black_box(&c.frame), &meta, sink);
+            angel::parse_frame(frame, &meta, sink);
         }
         Vendor::Dhan => {
-            dhan::parse_frame(black_box(&c.frame), &meta, sink);
+            dhan::parse_frame(frame, &meta, sink);
         }
         Vendor::Json => {
-            layer1::parsers::json::parse_frame_with(
-                json_mapping(),
-                black_box(&c.frame),
-                &meta,
-                sink,
-            );
+            layer1::parsers::json::parse_frame_with(json_mapping(), frame, &meta, sink);
         }
         _ => {
-            kite::parse_frame(black_box(&c.frame), &meta, sink);
+            kite::parse_frame(frame, &meta, sink);
         }
+    }
+}
+
+/// Issue 4's throughput target for a case, as a minimum ratio to the cold copy: Kite 0.25 (goal
+/// 0.5), Upstox 0.1; the other vendors have none.
+fn target(vendor: Vendor) -> Option<(f64, f64)> {
+    match vendor {
+        Vendor::Kite => Some((0.25, 0.5)),
+        Vendor::Upstox => Some((0.1, 0.1)),
+        _ => None,
     }
 }
 
@@ -324,11 +346,19 @@ fn time_per_call(d: Duration, mut f: impl FnMut()) -> f64 {
 }
 
 fn summary(filter: Option<&str>) {
-    println!("\nparse summary (parse+validate vs copy of the same bytes, same run):");
+    println!("\nparse summary (parse+validate vs a plain copy of the same frame bytes, same run)");
+    println!("  hot:  one frame again and again, both sides in L1 (copy ~ L1 bandwidth)");
+    println!("  cold: the frame repeated over a 64 MiB ring, both sides stream from memory");
+    println!("        (the memory-bandwidth floor issue 4's targets are set against)");
     println!(
-        "{:<16} {:>7} {:>8} {:>10} {:>11} {:>11} {:>7}",
-        "case", "bytes", "ticks", "ns/tick", "parse GB/s", "copy GB/s", "ratio"
+        "{:<18} {:>6} {:>5} {:>8} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} | target (cold)",
+        "case", "bytes", "ticks", "ns/tick", "parse", "copy", "ratio", "parse", "copy", "ratio"
     );
+    println!(
+        "{:<18} {:>6} {:>5} {:>8} | {:>20} | {:>20} |",
+        "", "", "", "", "hot GB/s", "cold GB/s"
+    );
+    let mut all_met = true;
     for c in cases() {
         if filter.is_some_and(|f| !c.name.contains(f)) {
             continue;
@@ -347,57 +377,83 @@ fn summary(filter: Option<&str>) {
         let ring: Vec<u8> = c.frame.repeat(copies);
         let mut out_ring = vec![0u8; ring.len()];
         let n = c.frame.len();
-        let meta = FrameMeta {
-            received_at_ns: NOW_NS,
-            conn_id: 0,
-        };
         let cold_parse = time_per_call(Duration::from_millis(300), || {
             for f in ring.chunks_exact(n) {
-                match c.vendor {
-                    Vendor::Upstox => {
-                        upstox::parse_frame(black_box(f), &meta, &mut s);
-                    }
-                    Vendor::Angel => {
-                        angel::parse_frame(black_box(f), &meta, &mut s);
-                    }
-                    Vendor::Dhan => {
-                        dhan::parse_frame(black_box(f), &meta, &mut s);
-                    }
-                    _ => {
-                        kite::parse_frame(black_box(f), &meta, &mut s);
-                    }
-                }
+                parse_bytes(c.vendor, black_box(f), &mut s);
             }
         }) / copies as f64;
+        assert_eq!(s.rejected, 0, "{}: bench frames must be valid", c.name);
         let cold_copy = time_per_call(Duration::from_millis(300), || {
             out_ring.copy_from_slice(black_box(&ring));
             black_box(&mut out_ring);
         }) / copies as f64;
         drop((ring, out_ring));
         let bytes = c.frame.len() as f64;
+        let cold_ratio = cold_copy / cold_parse;
+        let verdict = match target(c.vendor) {
+            Some((min, goal)) => {
+                let met = cold_ratio >= min;
+                all_met &= met;
+                let goal = if goal > min && cold_ratio >= goal {
+                    format!(", goal {goal} met")
+                } else if goal > min {
+                    format!(", goal {goal} not met")
+                } else {
+                    String::new()
+                };
+                format!(">= {min}: {}{goal}", if met { "MET" } else { "NOT MET" })
+            }
+            None => "none".to_string(),
+        };
         println!(
-            "{:<16} cold (64 MiB ring): parse {:>6.2} GB/s, copy {:>6.2} GB/s, ratio {:.3}",
-            c.name,
-            bytes / cold_parse / 1e9,
-            bytes / cold_copy / 1e9,
-            cold_copy / cold_parse
-        );
-        println!(
-            "{:<16} {:>7} {:>8} {:>10.1} {:>11.2} {:>11.2} {:>7.3}",
+            "{:<18} {:>6} {:>5} {:>8.1} | {:>6.2} {:>6.2} {:>6.3} | {:>6.2} {:>6.2} {:>6.3} | {verdict}",
             c.name,
             c.frame.len(),
             c.ticks,
             parse_s * 1e9 / c.ticks as f64,
             bytes / parse_s / 1e9,
             bytes / copy_s / 1e9,
-            copy_s / parse_s
+            copy_s / parse_s,
+            bytes / cold_parse / 1e9,
+            bytes / cold_copy / 1e9,
+            cold_ratio,
         );
     }
+    println!(
+        "targets (Kite >= 0.25, Upstox >= 0.1, against the cold copy): {}",
+        if all_met { "all met" } else { "NOT all met" }
+    );
 }
 
 criterion_group!(parse_benches, benches);
 
+/// `PARSE_ICOUNT=N`: parse+validate each selected case's frame N times in [`icount_loop`] and
+/// exit, for `valgrind --tool=callgrind --toggle-collect=*icount_loop*` (instructions per tick
+/// are a noise-free before/after measure on a shared machine).
+#[inline(never)]
+fn icount_loop(c: &Case, iters: u64, s: &mut Validating) {
+    for _ in 0..iters {
+        parse(c, s);
+    }
+}
+
 fn main() {
+    if let Some(iters) = std::env::var("PARSE_ICOUNT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let filter = std::env::args().nth(1);
+        for c in cases() {
+            if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
+                continue;
+            }
+            let mut s = sink();
+            icount_loop(&c, iters, &mut s);
+            assert_eq!(s.rejected, 0, "{}: bench frames must be valid", c.name);
+            println!("{}: {} ticks", c.name, s.ok);
+        }
+        return;
+    }
     parse_benches();
     Criterion::default().configure_from_args().final_summary();
     // `cargo bench -- --test` / `cargo test --benches` only smoke-test.

@@ -60,11 +60,45 @@ impl Token {
         Ok(t)
     }
 
+    /// Copies `b` inline when it is ASCII (so valid UTF-8) and fits; `None` otherwise. For the
+    /// parsers' fast paths, which then need no UTF-8 validation of their own.
+    #[inline]
+    pub fn from_ascii(b: &[u8]) -> Option<Token> {
+        if !b.is_ascii() {
+            return None;
+        }
+        let mut t = Token::EMPTY;
+        t.bytes.get_mut(..b.len())?.copy_from_slice(b);
+        // TOKEN_CAP < 256, so the length fits in a u8 once the copy succeeded.
+        t.len = b.len() as u8;
+        Some(t)
+    }
+
     /// The decimal form of a numeric token (Kite's instrument_token).
+    ///
+    /// Runs once per Kite tick, so the digits are computed branch-free (SWAR: all ten digits
+    /// at once in a `u128`, leading zeros shifted out) instead of by a digit loop.
+    #[inline]
     pub fn from_u32(v: u32) -> Token {
-        let mut buf = itoa::Buffer::new();
-        // At most 10 digits: always fits.
-        Token::new(buf.format(v)).unwrap_or(Token::EMPTY)
+        let (hi, lo) = (v / 100_000_000, v % 100_000_000);
+        // Ten digits, most significant in the lowest byte (memory order), leading zeros as '0'.
+        let ten = u128::from(swar_two_digits(hi)) | (u128::from(swar_eight_digits(lo)) << 16);
+        // Leading '0' digits: the low bytes that XOR with '0' to zero (all ten for 0, which
+        // keeps one).
+        const ZEROS: u128 = 0x3030_3030_3030_3030_3030;
+        let lead = ((ten ^ ZEROS).trailing_zeros() / 8).min(9);
+        let len = 10 - lead;
+        // Drop them; the bytes shifted in at the top are zero, as `bytes` past `len` must be.
+        let digits = (ten >> (8 * lead)).to_le_bytes();
+        let mut bytes = [0u8; TOKEN_CAP];
+        if let Some(dst) = bytes.first_chunk_mut::<16>() {
+            *dst = digits;
+        }
+        Token {
+            bytes,
+            // At most 10.
+            len: len as u8,
+        }
     }
 
     /// The token text.
@@ -90,6 +124,33 @@ impl Token {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// `v < 100` as two ASCII digits, the tens in the low byte (memory order).
+#[inline(always)]
+const fn swar_two_digits(v: u32) -> u16 {
+    let tens = v / 10;
+    (tens | ((v - 10 * tens) << 8)) as u16 | 0x3030
+}
+
+/// `v < 10^8` as eight ASCII digits with leading zeros, the most significant in the low byte
+/// (memory order). Splits into 4+4, then 2+2 per half, then 1+1 per pair, all lanes at once in
+/// one `u64`; each multiply-shift is an exact division for the lane's range (checked for every
+/// value by the tests against the plain formatter).
+#[inline(always)]
+const fn swar_eight_digits(v: u32) -> u64 {
+    let v = v as u64;
+    // Lanes of 32 bits: [v / 10^4, v % 10^4].
+    let merged = (v / 10_000) | ((v % 10_000) << 32);
+    // Each 32-bit lane x < 10^4: x / 100 = (x * 10486) >> 20.
+    let hundreds = ((merged * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    // Lanes of 16 bits: [x / 100, x % 100] per half.
+    let pairs = (merged - 100 * hundreds) << 16 | hundreds;
+    // Each 16-bit lane y < 100: y / 10 = (y * 103) >> 10.
+    let tens = ((pairs * 103) >> 10) & 0x000f_000f_000f_000f;
+    // Lanes of 8 bits: [y / 10, y % 10] per pair.
+    let digits = (pairs - 10 * tens) << 8 | tens;
+    digits | 0x3030_3030_3030_3030
 }
 
 impl fmt::Debug for Token {
@@ -168,16 +229,22 @@ impl Exchange {
     /// The exchange for an Upstox key segment (the part before `|`), if known, and whether the
     /// segment is an index segment.
     pub fn from_upstox_segment(seg: &str) -> Option<(Exchange, bool)> {
+        Exchange::from_upstox_segment_bytes(seg.as_bytes())
+    }
+
+    /// [`Exchange::from_upstox_segment`] for the segment's bytes.
+    #[inline]
+    pub fn from_upstox_segment_bytes(seg: &[u8]) -> Option<(Exchange, bool)> {
         match seg {
-            "NSE_EQ" => Some((Exchange::Nse, false)),
-            "NSE_INDEX" => Some((Exchange::Nse, true)),
-            "NSE_FO" => Some((Exchange::Nfo, false)),
-            "BSE_EQ" => Some((Exchange::Bse, false)),
-            "BSE_INDEX" => Some((Exchange::Bse, true)),
-            "BSE_FO" => Some((Exchange::Bfo, false)),
-            "NCD_FO" => Some((Exchange::Cds, false)),
-            "BCD_FO" => Some((Exchange::Bcd, false)),
-            "MCX_FO" => Some((Exchange::Mcx, false)),
+            b"NSE_EQ" => Some((Exchange::Nse, false)),
+            b"NSE_INDEX" => Some((Exchange::Nse, true)),
+            b"NSE_FO" => Some((Exchange::Nfo, false)),
+            b"BSE_EQ" => Some((Exchange::Bse, false)),
+            b"BSE_INDEX" => Some((Exchange::Bse, true)),
+            b"BSE_FO" => Some((Exchange::Bfo, false)),
+            b"NCD_FO" => Some((Exchange::Cds, false)),
+            b"BCD_FO" => Some((Exchange::Bcd, false)),
+            b"MCX_FO" => Some((Exchange::Mcx, false)),
             _ => None,
         }
     }
@@ -464,6 +531,46 @@ impl Tick {
         token: Token::EMPTY,
     };
 
+    /// Marks every field in `f` absent and resets it to its [`Tick::EMPTY`] value, so a tick
+    /// reused as scratch keeps the invariant every parser output has: a field not carried holds
+    /// its empty value. ([`Fields::DEPTH`] resets the whole book, [`Fields::DEPTH_ORDERS`] the
+    /// order counts.)
+    #[inline]
+    pub fn clear_fields(&mut self, f: Fields) {
+        let e = &Tick::EMPTY;
+        macro_rules! reset {
+            ($bit:expr, $($field:ident).+) => {
+                if f.has($bit) {
+                    self.$($field).+ = e.$($field).+;
+                }
+            };
+        }
+        reset!(Fields::LTP, ltp);
+        reset!(Fields::LTQ, ltq);
+        reset!(Fields::ATP, atp);
+        reset!(Fields::VOLUME, volume);
+        reset!(Fields::TOTAL_BUY_QTY, total_buy_qty);
+        reset!(Fields::TOTAL_SELL_QTY, total_sell_qty);
+        reset!(Fields::OPEN, open);
+        reset!(Fields::HIGH, high);
+        reset!(Fields::LOW, low);
+        reset!(Fields::CLOSE, close);
+        reset!(Fields::OI, oi);
+        reset!(Fields::OI_DAY_HIGH, oi_day_high);
+        reset!(Fields::OI_DAY_LOW, oi_day_low);
+        reset!(Fields::IV, iv);
+        reset!(Fields::GREEKS, greeks);
+        reset!(Fields::LAST_TRADE_TIME, last_trade_time_ms);
+        reset!(Fields::EXCHANGE_TIME, exchange_time_ms);
+        reset!(Fields::DEPTH, depth);
+        if f.has(Fields::DEPTH_ORDERS) {
+            for l in self.depth.bids.iter_mut().chain(self.depth.asks.iter_mut()) {
+                l.orders = 0;
+            }
+        }
+        self.fields = Fields(self.fields.0 & !f.0);
+    }
+
     /// True when `f` is carried.
     pub const fn has(&self, f: Fields) -> bool {
         self.fields.has(f)
@@ -494,9 +601,70 @@ mod tests {
         let long = "X".repeat(TOKEN_CAP + 1);
         assert_eq!(Token::new(&long), Err(TokenTooLong { len: 33 }));
         assert!(Token::new(&long[..TOKEN_CAP]).is_ok());
+        assert_eq!(
+            Token::from_ascii(b"NSE_INDEX|Nifty 50"),
+            Token::new("NSE_INDEX|Nifty 50").ok()
+        );
+        assert_eq!(Token::from_ascii(long.as_bytes()), None);
+        assert_eq!(
+            Token::from_ascii(&long.as_bytes()[..TOKEN_CAP]),
+            Token::new(&long[..TOKEN_CAP]).ok()
+        );
+        assert_eq!(Token::from_ascii("é".as_bytes()), None);
         assert_eq!(Token::from_u32(408065).as_str(), "408065");
         assert_eq!(Token::from_u32(408065).as_u32(), Some(408065));
         assert_eq!(Token::from_u32(u32::MAX).as_u32(), Some(u32::MAX));
+    }
+
+    #[test]
+    fn from_u32_is_the_decimal_text() {
+        let check = |x: u32| {
+            let t = Token::from_u32(x);
+            assert_eq!(t, Token::new(&x.to_string()).unwrap(), "{x}");
+        };
+        // Every digit count's edges, then a sweep of low values, then random ones.
+        let mut p = 1u64;
+        while p <= u64::from(u32::MAX) {
+            for d in [p.saturating_sub(1), p, p + 1] {
+                check(d.min(u64::from(u32::MAX)) as u32);
+            }
+            p *= 10;
+        }
+        check(u32::MAX);
+        (0..1_000_000).for_each(check);
+        let mut v = 1u64;
+        for _ in 0..1_000_000 {
+            v = v.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            check((v >> 32) as u32 >> (v % 32));
+        }
+    }
+
+    #[test]
+    fn clear_fields_resets_to_empty() {
+        let mut t = Tick::EMPTY;
+        t.ltp = 1.0;
+        t.volume = 2.0;
+        t.exchange_time_ms = 3;
+        t.depth.bids[0] = Level {
+            price: 1.0,
+            qty: 2.0,
+            orders: 3,
+        };
+        t.depth.bid_len = 1;
+        t.greeks.delta = 0.5;
+        t.fields = Fields::LTP | Fields::VOLUME | Fields::EXCHANGE_TIME | Fields::DEPTH;
+        t.fields.insert(Fields::DEPTH_ORDERS | Fields::GREEKS);
+        let mut only_orders = t;
+        only_orders.clear_fields(Fields::DEPTH_ORDERS);
+        assert_eq!(only_orders.depth.bids[0].orders, 0);
+        assert_eq!(only_orders.depth.bids[0].price, 1.0);
+        t.clear_fields(Fields::VOLUME | Fields::EXCHANGE_TIME | Fields::DEPTH | Fields::GREEKS);
+        let mut want = Tick::EMPTY;
+        want.ltp = 1.0;
+        want.fields = Fields::LTP | Fields::DEPTH_ORDERS;
+        assert_eq!(t, want);
+        t.clear_fields(Fields(u32::MAX));
+        assert_eq!(t, Tick::EMPTY);
     }
 
     #[test]

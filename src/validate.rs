@@ -212,64 +212,72 @@ fn qty_fast(v: f64) -> bool {
     (v.to_bits() <= MAX_EXACT_QTY_BITS) & ((v + TWO_52) - TWO_52 == v)
 }
 
-/// One field's failure as its presence bit.
-#[inline(always)]
-fn bad_bit(ok: bool, bit: Fields) -> u32 {
-    u32::from(!ok) * bit.0
-}
-
 /// True only when [`validate_detailed`] would return `Ok` (an exact mirror of each rule for the
 /// common case, evaluated without early exits). False sends the tick to the detailed checks.
+///
+/// The numbers and times are checked whether carried or not: every parser leaves a field it does
+/// not carry at its [`Tick::EMPTY`] value (0), which passes, so masking each check with its
+/// presence bit would be work for nothing; a tick holding something else there only takes the
+/// detailed path, which looks at carried fields alone. Greeks and depth are looked at only when
+/// carried, so a quote tick does not pay for a book it does not have.
 #[inline]
 fn fast_ok(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> bool {
     let f = t.fields;
-    let mut bad = bad_bit(price_fast(t.ltp), Fields::LTP)
-        | bad_bit(price_fast(t.atp), Fields::ATP)
-        | bad_bit(price_fast(t.open), Fields::OPEN)
-        | bad_bit(price_fast(t.high), Fields::HIGH)
-        | bad_bit(price_fast(t.low), Fields::LOW)
-        | bad_bit(price_fast(t.close), Fields::CLOSE)
-        | bad_bit(price_fast(t.iv), Fields::IV)
-        | bad_bit(qty_fast(t.ltq), Fields::LTQ)
-        | bad_bit(qty_fast(t.volume), Fields::VOLUME)
-        | bad_bit(qty_fast(t.total_buy_qty), Fields::TOTAL_BUY_QTY)
-        | bad_bit(qty_fast(t.total_sell_qty), Fields::TOTAL_SELL_QTY)
-        | bad_bit(qty_fast(t.oi), Fields::OI)
-        | bad_bit(qty_fast(t.oi_day_high), Fields::OI_DAY_HIGH)
-        | bad_bit(qty_fast(t.oi_day_low), Fields::OI_DAY_LOW);
+    let price_bits = [t.ltp, t.atp, t.open, t.high, t.low, t.close, t.iv]
+        .into_iter()
+        .fold(0, |m, v| m.max(v.to_bits()));
+    let qtys_ok = qty_fast(t.ltq)
+        & qty_fast(t.volume)
+        & qty_fast(t.total_buy_qty)
+        & qty_fast(t.total_sell_qty)
+        & qty_fast(t.oi)
+        & qty_fast(t.oi_day_high)
+        & qty_fast(t.oi_day_low);
     // ltp must be positive (a zero ltp is legal only in cases the detailed check sorts out).
-    bad |= bad_bit(t.ltp > 0.0, Fields::LTP);
-    let g = &t.greeks;
+    let ltp_ok = !f.has(Fields::LTP) | (t.ltp > 0.0);
+    let high_low_ok = !f.has(Fields::HIGH.with(Fields::LOW)) | !((t.low > 0.0) & (t.high < t.low));
+    let ok = (price_bits < INF_BITS)
+        & qtys_ok
+        & ltp_ok
+        & high_low_ok
+        & !t.token.is_empty()
+        & (t.exchange != Exchange::Unknown);
+    if !ok {
+        return false;
+    }
+    // Kite ltp and quote packets carry no time: the window need not be computed for them.
+    if (t.exchange_time_ms | t.last_trade_time_ms) != 0 {
+        let now_ms = i64::try_from(now_ns / 1_000_000).unwrap_or(i64::MAX);
+        let latest = now_ms.saturating_add(lim.max_future_ms);
+        let time_ok = |ms: i64, max_age: i64| {
+            (ms == 0)
+                | ((ms <= latest) & (ms >= EPOCH_FLOOR_MS) & (ms >= now_ms.saturating_sub(max_age)))
+        };
+        if !(time_ok(t.exchange_time_ms, lim.max_exchange_age_ms)
+            & time_ok(t.last_trade_time_ms, lim.max_trade_age_ms))
+        {
+            return false;
+        }
+    }
+    if f.has(Fields::GREEKS) && !greeks_fast(&t.greeks) {
+        return false;
+    }
+    !f.has(Fields::DEPTH) || depth_fast(&t.depth)
+}
+
+/// True only when the greeks rules pass: all finite, delta in [-1, 1]. Not inlined (nor is
+/// [`depth_fast`]): kept out of [`fast_ok`], the checks of a tick without greeks or depth need
+/// fewer registers and no spills.
+#[inline(never)]
+fn greeks_fast(g: &crate::tick::Greeks) -> bool {
     let finite = |v: f64| (v.to_bits() & !(1 << 63)) < INF_BITS;
-    let greeks_ok = finite(g.delta)
+    finite(g.delta)
         & finite(g.theta)
         & finite(g.gamma)
         & finite(g.vega)
         & finite(g.rho)
         & (g.delta >= -1.0)
-        & (g.delta <= 1.0);
-    bad |= bad_bit(greeks_ok, Fields::GREEKS);
-    let now_ms = i64::try_from(now_ns / 1_000_000).unwrap_or(i64::MAX);
-    let latest = now_ms.saturating_add(lim.max_future_ms);
-    let time_ok = |ms: i64, max_age: i64| {
-        (ms == 0)
-            | ((ms <= latest) & (ms >= EPOCH_FLOOR_MS) & (ms >= now_ms.saturating_sub(max_age)))
-    };
-    bad |= bad_bit(
-        time_ok(t.exchange_time_ms, lim.max_exchange_age_ms),
-        Fields::EXCHANGE_TIME,
-    );
-    bad |= bad_bit(
-        time_ok(t.last_trade_time_ms, lim.max_trade_age_ms),
-        Fields::LAST_TRADE_TIME,
-    );
-    // `bad` holds each failing check as the presence bit that makes it apply.
-    let high_low_ok = !f.has(Fields::HIGH.with(Fields::LOW)) | !((t.low > 0.0) & (t.high < t.low));
-    (bad & f.0) == 0
-        && high_low_ok
-        && !t.token.is_empty()
-        && t.exchange != Exchange::Unknown
-        && (!f.has(Fields::DEPTH) || depth_fast(&t.depth))
+        & (g.delta <= 1.0)
 }
 
 /// The detailed checks, in order; the first failure is the result.
@@ -364,7 +372,7 @@ fn validate_detailed(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<()
 
 /// True only when [`depth`] would return `Ok`: the same sanity, ordering and crossing rules,
 /// without early exits (more than [`DEPTH_LEVELS`] declared levels go to the detailed check).
-#[inline]
+#[inline(never)]
 fn depth_fast(d: &Depth) -> bool {
     let (nb, na) = (usize::from(d.bid_len), usize::from(d.ask_len));
     let mut ok = (nb <= DEPTH_LEVELS) & (na <= DEPTH_LEVELS);

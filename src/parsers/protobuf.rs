@@ -111,12 +111,6 @@ impl<'a> Reader<'a> {
         self.field_start
     }
 
-    fn byte(&mut self) -> Result<u8, PbError> {
-        let b = *self.buf.get(self.pos).ok_or(PbError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
     /// A varint; the one-byte form (every tag and small length in this schema) inline.
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, PbError> {
@@ -131,16 +125,7 @@ impl<'a> Reader<'a> {
 
     #[inline(never)]
     fn varint_long(&mut self) -> Result<u64, PbError> {
-        let mut v = 0u64;
-        // 10 bytes carry 70 bits; the bits past 64 are dropped, as every protobuf runtime does.
-        for i in 0..10 {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(PbError::VarintTooLong)
+        varint_slow(self.buf, &mut self.pos)
     }
 
     #[inline(always)]
@@ -185,6 +170,92 @@ impl<'a> Reader<'a> {
             wt => return Err(PbError::WireType(wt as u8)),
         };
         Ok((num, value))
+    }
+}
+
+/// A varint of any length at `*pos`, advancing `pos` past it (also on error, which stops the
+/// caller anyway).
+fn varint_slow(buf: &[u8], pos: &mut usize) -> Result<u64, PbError> {
+    let mut v = 0u64;
+    // 10 bytes carry 70 bits; the bits past 64 are dropped, as every protobuf runtime does.
+    for i in 0..10 {
+        let b = *buf.get(*pos).ok_or(PbError::Truncated)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(PbError::VarintTooLong)
+}
+
+/// A forward-only cursor for decoders specialised to one message layout, which know the tags
+/// to expect and in what order. Every method answers `None` where [`Reader`] would return an
+/// error; such a decoder then gives up and leaves the input to the general [`Reader`] path,
+/// which alone decides errors. Values read are those [`Reader`] reads, bit for bit.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over one message's bytes.
+    #[inline(always)]
+    pub fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
+    }
+
+    /// Consumes the next field's tag when it is the one-byte tag `tag` (`number << 3 | wire
+    /// type`, field numbers up to 15) and says so; otherwise consumes nothing.
+    #[inline(always)]
+    pub fn eat(&mut self, tag: u8) -> bool {
+        let hit = self.buf.get(self.pos) == Some(&tag);
+        self.pos += usize::from(hit);
+        hit
+    }
+
+    /// True when every byte was consumed: a layout-specialised decoder that ate the fields it
+    /// expects, in their order, ends here, and anything left over (an unknown, repeated or
+    /// out-of-order field) means the message is not of that layout.
+    #[inline(always)]
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    /// A varint (an `int64`, enum or length); the one- and two-byte forms inline.
+    #[inline(always)]
+    pub fn varint(&mut self) -> Option<u64> {
+        let b = *self.buf.get(self.pos)?;
+        if b < 0x80 {
+            self.pos += 1;
+            return Some(u64::from(b));
+        }
+        if let Some(&c) = self.buf.get(self.pos + 1) {
+            if c < 0x80 {
+                self.pos += 2;
+                return Some(u64::from(b & 0x7f) | u64::from(c) << 7);
+            }
+        }
+        varint_slow(self.buf, &mut self.pos).ok()
+    }
+
+    /// A fixed64 read as a `double`.
+    #[inline(always)]
+    pub fn f64(&mut self) -> Option<f64> {
+        let a = *self.buf.get(self.pos..)?.first_chunk::<8>()?;
+        self.pos += 8;
+        Some(f64::from_le_bytes(a))
+    }
+
+    /// A length-delimited value.
+    #[inline(always)]
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        let end = self.pos.checked_add(len)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
     }
 }
 
