@@ -4,8 +4,8 @@
 //!
 //! Feed threads never touch Kafka: they `try_send` into their own bounded crossbeam queue
 //! ([`queue`]) and go on. This thread waits on those queues (never in `poll`, which in rdkafka
-//! 0.38+ sleeps for its whole timeout), calls `poll(0)` once per batch to run delivery callbacks,
-//! and moves between three modes:
+//! 0.38+ sleeps for its whole timeout), calls `poll(0)` after each batch until no delivery report
+//! is left (bounded), and moves between three modes:
 //!
 //! - **Direct**: records go straight to librdkafka.
 //! - **Spill**: entered when every broker is down, when a delivery fails, or when librdkafka's
@@ -357,6 +357,10 @@ struct DrainState {
 
 /// At most this many journal records are in flight at once while draining.
 const DRAIN_WINDOW: usize = 20_000;
+
+/// Delivery-report events served per producer turn at most (each covers one produce request).
+const MAX_REPORT_EVENTS: usize = 256;
+
 /// librdkafka's queue staying full this long sends the producer to the journal. A full queue with
 /// a live broker is saturation, answered by back-pressure (this thread polls and waits, the feed
 /// queues fill, the feeds wait); spilling then would only add disk I/O to an overloaded host.
@@ -453,9 +457,28 @@ impl Worker {
         }
     }
 
+    /// Runs the delivery callbacks of every report librdkafka has ready (at most
+    /// [`MAX_REPORT_EVENTS`] events a turn). `poll(0)` serves one event per call, and one
+    /// delivery-report event covers one produce request (a batch of one partition): served once
+    /// per turn, reports pile up behind the broker's acknowledgements, records count against
+    /// librdkafka's buffer until their report is served, and the buffer stands full, so the
+    /// measured ack latency becomes buffer size / rate instead of the broker's round trip.
+    fn serve_delivery_reports(&mut self) {
+        for _ in 0..MAX_REPORT_EVENTS {
+            let before = self.stats.acked.load(Ordering::Relaxed)
+                + self.stats.failed.load(Ordering::Relaxed);
+            self.producer.poll(Duration::ZERO);
+            let after = self.stats.acked.load(Ordering::Relaxed)
+                + self.stats.failed.load(Ordering::Relaxed);
+            if after == before {
+                break;
+            }
+        }
+    }
+
     /// Housekeeping once per batch: delivery reports, mode changes, draining, journal sync.
     fn turn(&mut self) {
-        self.producer.poll(Duration::ZERO);
+        self.serve_delivery_reports();
         self.collect_failures();
         if self.stats.outage.swap(false, Ordering::AcqRel) && self.mode == Mode::Direct {
             self.enter_spill("all brokers down");
