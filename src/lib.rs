@@ -23,6 +23,7 @@ pub mod demo;
 pub mod encode;
 pub mod engine;
 pub mod error;
+pub mod fasthash;
 pub mod feed;
 pub mod http;
 pub mod instruments;

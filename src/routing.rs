@@ -25,17 +25,15 @@
 //! vendors lives in the late table. The vendor that was producing stays active; the primary's
 //! next tick takes over as usual.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
-        RwLock,
-    },
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+    RwLock,
 };
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use crate::{
+    fasthash::FastMap,
     tick::{Exchange, Tick, Token},
     vendor::Vendor,
 };
@@ -110,8 +108,8 @@ impl Pair {
 /// Instruments mapped after start-up, and failover pairs between two late vendors.
 #[derive(Default)]
 struct Late {
-    ids: HashMap<(Vendor, Exchange, Token), u32>,
-    pairs: HashMap<u32, Pair>,
+    ids: FastMap<(Vendor, Exchange, Token), u32>,
+    pairs: FastMap<u32, Pair>,
 }
 
 /// Metrics of the failover, resolved once.
@@ -181,8 +179,8 @@ pub struct RoutingStats {
 
 /// The routing table. Build with [`RoutingBuilder`].
 pub struct Routing {
-    ids: HashMap<(Vendor, Exchange, Token), u32>,
-    pairs: HashMap<u32, Pair>,
+    ids: FastMap<(Vendor, Exchange, Token), u32>,
+    pairs: FastMap<u32, Pair>,
     stale_ns: u64,
     metrics: FailoverMetrics,
     /// Instruments mapped after start-up ([`Routing::add_late`]).
@@ -204,8 +202,8 @@ impl std::fmt::Debug for Routing {
 /// Builds a [`Routing`].
 #[derive(Debug, Default)]
 pub struct RoutingBuilder {
-    ids: HashMap<(Vendor, Exchange, Token), u32>,
-    pairs: HashMap<u32, (Vendor, Vendor)>,
+    ids: FastMap<(Vendor, Exchange, Token), u32>,
+    pairs: FastMap<u32, (Vendor, Vendor)>,
 }
 
 impl RoutingBuilder {
@@ -241,7 +239,7 @@ impl RoutingBuilder {
     /// first tick before the standby takes over.
     pub fn build(self, stale_ms: u64, now_ns: u64) -> Routing {
         // Every instrument gets a slot, so a later refresh can pair it without a lock.
-        let mut pairs: HashMap<u32, Pair> = self
+        let mut pairs: FastMap<u32, Pair> = self
             .ids
             .iter()
             .map(|((v, _, _), id)| (*id, Pair::single(*v)))
