@@ -9,7 +9,8 @@
 //! are zerocopy views over the frame, so nothing is copied. A frame's packets are decoded into
 //! one reused tick that each packet rewrites only where it carries data (fields the previous
 //! packet carried and this one does not are reset), so every tick delivered equals a fresh
-//! decode of its packet.
+//! decode of its packet. Token texts come from a per-thread [`U32TokenCache`] (an instrument's
+//! decimal token is formatted once, then copied).
 //!
 //! A 1-byte frame is a heartbeat. Text frames are JSON (`order`, `error`, `message`) and are
 //! classified by [`classify_text`], never parsed as ticks.
