@@ -158,10 +158,11 @@ const FILLED: u128 = 1 << 88;
 /// again, so its token is formatted once and then copied (about a third of the instructions of
 /// formatting it; a miss formats and fills a slot). Fixed size, no allocation: [`Self::SETS`]
 /// sets of two 16-byte slots (two-way set-associative, so two instruments whose tokens hash
-/// alike do not evict each other). A slot packs the key (bits 96..128) and a filled mark
-/// (byte 11) over the [`u32_digits`] form of that key's text, so a hit can only return the
-/// key's own text; an all-zero slot (the initial state, which costs no memory until touched)
-/// matches no key. Not `Sync`: one per thread (the Kite parser keeps one in a thread-local).
+/// alike do not evict each other), 32 KiB. A slot packs the key (bits 96..128) and a filled
+/// mark (byte 11) over the packed decimal text of that key (digits in bytes 0..10, length in
+/// byte 10), so a hit can only return the key's own text; an all-zero slot (the initial state)
+/// matches no key. Not `Sync`: one per thread (the Kite parser keeps one in a thread-local, so
+/// every thread of the process has its 32 KiB of zeroed thread-local storage).
 pub struct U32TokenCache {
     sets: [[Cell<u128>; 2]; U32TokenCache::SETS],
 }
