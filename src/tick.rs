@@ -7,7 +7,7 @@
 //! vendor or mode does not carry is marked absent in [`Fields`]; a carried time of 0 means the
 //! vendor sent 0 (JSON `null`).
 
-use std::fmt;
+use std::{cell::Cell, fmt};
 
 use crate::vendor::Vendor;
 
@@ -76,29 +76,35 @@ impl Token {
 
     /// The decimal form of a numeric token (Kite's instrument_token).
     ///
-    /// Runs once per Kite tick, so the digits are computed branch-free (SWAR: all ten digits
-    /// at once in a `u128`, leading zeros shifted out) instead of by a digit loop.
+    /// Runs once per Kite tick that misses the [`U32TokenCache`], so the digits are computed
+    /// branch-free (SWAR: all ten digits at once in a `u128`, leading zeros shifted out) instead
+    /// of by a digit loop.
     #[inline]
     pub fn from_u32(v: u32) -> Token {
-        let (hi, lo) = (v / 100_000_000, v % 100_000_000);
-        // Ten digits, most significant in the lowest byte (memory order), leading zeros as '0'.
-        let ten = u128::from(swar_two_digits(hi)) | (u128::from(swar_eight_digits(lo)) << 16);
-        // Leading '0' digits: the low bytes that XOR with '0' to zero (all ten for 0, which
-        // keeps one).
-        const ZEROS: u128 = 0x3030_3030_3030_3030_3030;
-        let lead = ((ten ^ ZEROS).trailing_zeros() / 8).min(9);
-        let len = 10 - lead;
-        // Drop them; the bytes shifted in at the top are zero, as `bytes` past `len` must be.
-        let digits = (ten >> (8 * lead)).to_le_bytes();
-        let mut bytes = [0u8; TOKEN_CAP];
-        if let Some(dst) = bytes.first_chunk_mut::<16>() {
-            *dst = digits;
+        Token::from_packed(u32_digits(v))
+    }
+
+    /// The token of a packed decimal (see [`u32_digits`]): digits in the low 10 bytes, length in
+    /// byte 10; bytes 11.. are ignored.
+    #[inline(always)]
+    fn from_packed(packed: u128) -> Token {
+        let mut t = Token::EMPTY;
+        t.set_packed(packed);
+        t
+    }
+
+    /// Overwrites the token with a packed decimal (as [`Token::from_packed`], in place).
+    #[inline(always)]
+    fn set_packed(&mut self, packed: u128) {
+        const DIGITS: u128 = (1 << 80) - 1;
+        if let Some(head) = self.bytes.first_chunk_mut::<16>() {
+            *head = (packed & DIGITS).to_le_bytes();
         }
-        Token {
-            bytes,
-            // At most 10.
-            len: len as u8,
+        if let Some(tail) = self.bytes.last_chunk_mut::<{ TOKEN_CAP - 16 }>() {
+            *tail = [0; TOKEN_CAP - 16];
         }
+        // At most 10.
+        self.len = (packed >> 80) as u8;
     }
 
     /// The token text.
@@ -123,6 +129,116 @@ impl Token {
     /// True for the empty token.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// `v` in decimal, packed: the digits as ASCII in the low 10 bytes (most significant in the
+/// lowest byte, memory order; zero bytes after the last digit), the digit count in byte 10, zeros
+/// above.
+const fn u32_digits(v: u32) -> u128 {
+    let (hi, lo) = (v / 100_000_000, v % 100_000_000);
+    // Ten digits, most significant in the lowest byte (memory order), leading zeros as '0'.
+    let ten = swar_two_digits(hi) as u128 | ((swar_eight_digits(lo) as u128) << 16);
+    // Leading '0' digits: the low bytes that XOR with '0' to zero (all ten for 0, which keeps
+    // one).
+    const ZEROS: u128 = 0x3030_3030_3030_3030_3030;
+    let lead = (ten ^ ZEROS).trailing_zeros() / 8;
+    let lead = if lead > 9 { 9 } else { lead };
+    // Drop them; the bytes shifted in at the top are zero.
+    (ten >> (8 * lead)) | (((10 - lead) as u128) << 80)
+}
+
+/// log2 of [`U32TokenCache::SETS`].
+const TOKEN_CACHE_BITS: u32 = 10;
+
+/// Marks a filled slot of a [`U32TokenCache`] (byte 11, above the packed text).
+const FILLED: u128 = 1 << 88;
+
+/// A cache of numeric tokens' decimal text, for the Kite parser: an instrument ticks again and
+/// again, so its token is formatted once and then copied (about a third of the instructions of
+/// formatting it; a miss formats and fills a slot). Fixed size, no allocation: [`Self::SETS`]
+/// sets of two 16-byte slots (two-way set-associative, so two instruments whose tokens hash
+/// alike do not evict each other), 32 KiB. A slot packs the key (bits 96..128) and a filled
+/// mark (byte 11) over the packed decimal text of that key (digits in bytes 0..10, length in
+/// byte 10), so a hit can only return the key's own text; an all-zero slot (the initial state)
+/// matches no key. Not `Sync`: one per thread (the Kite parser keeps one in a thread-local, so
+/// every thread of the process has its 32 KiB of zeroed thread-local storage).
+pub struct U32TokenCache {
+    sets: [[Cell<u128>; 2]; U32TokenCache::SETS],
+}
+
+impl U32TokenCache {
+    /// Number of sets (two 16-byte slots each).
+    pub const SETS: usize = 1 << TOKEN_CACHE_BITS;
+
+    /// An empty cache (32 KiB: meant for a `static` or `thread_local!` initialiser, evaluated at
+    /// compile time, as the Kite parser's is).
+    // The lint is for arrays built on the stack at run time; a const initialiser builds none.
+    #[allow(clippy::large_stack_arrays)]
+    pub const fn new() -> U32TokenCache {
+        U32TokenCache {
+            sets: [const { [const { Cell::new(0) }; 2] }; U32TokenCache::SETS],
+        }
+    }
+
+    /// The set for `v`: Fibonacci hashing, so the segment in a Kite token's low byte and the
+    /// exchange token above it both spread over the sets.
+    #[inline(always)]
+    fn set(v: u32) -> usize {
+        (v.wrapping_mul(0x9e37_79b1) >> (32 - TOKEN_CACHE_BITS)) as usize
+    }
+
+    /// `v`'s token, equal to [`Token::from_u32`]`(v)`.
+    #[inline]
+    pub fn token(&self, v: u32) -> Token {
+        let mut t = Token::EMPTY;
+        self.write(v, &mut t);
+        t
+    }
+
+    /// Sets `dst` to `v`'s token: `*dst = self.token(v)`, written in place.
+    #[inline]
+    pub fn write(&self, v: u32, dst: &mut Token) {
+        // The index is below SETS by construction, so `get` compiles to no check.
+        let Some([first, second]) = self.sets.get(Self::set(v)) else {
+            *dst = Token::from_u32(v);
+            return;
+        };
+        // Key and mark: the top 40 bits of a filled slot of `v`.
+        let key = (u64::from(v) << 8) | 1;
+        let a = first.get();
+        let b = second.get();
+        let packed = if (a >> 88) as u64 == key {
+            a
+        } else if (b >> 88) as u64 == key {
+            b
+        } else {
+            Self::fill(first, second, v)
+        };
+        dst.set_packed(packed);
+    }
+
+    /// A miss: the newest entry goes first, the one it displaces second (the second's is
+    /// dropped).
+    #[cold]
+    #[inline(never)]
+    fn fill(first: &Cell<u128>, second: &Cell<u128>, v: u32) -> u128 {
+        let packed = u32_digits(v);
+        second.set(first.get());
+        first.set(packed | FILLED | (u128::from(v) << 96));
+        packed
+    }
+}
+
+impl Default for U32TokenCache {
+    fn default() -> Self {
+        U32TokenCache::new()
+    }
+}
+
+impl fmt::Debug for U32TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("U32TokenCache").finish_non_exhaustive()
     }
 }
 
@@ -637,6 +753,74 @@ mod tests {
             v = v.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             check((v >> 32) as u32 >> (v % 32));
         }
+    }
+
+    #[test]
+    fn token_cache_returns_each_tokens_own_text() {
+        // Random tokens, then keys forced into one set (colliding and evicting each other),
+        // looked up again and again in shifting orders: every answer must be the formatter's.
+        let cache = U32TokenCache::new();
+        let check = |v: u32| assert_eq!(cache.token(v), Token::from_u32(v), "{v}");
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let random: Vec<u32> = (0..10_000).map(|_| next() as u32).collect();
+        let mut colliding = Vec::new();
+        let mut v = 1u32;
+        while colliding.len() < 5 {
+            if U32TokenCache::set(v) == U32TokenCache::set(408_065) {
+                colliding.push(v);
+            }
+            v += 1;
+        }
+        // 0 (the key an all-zero slot would mean if the mark were not there) and edges.
+        for v in [0, 1, 9, 10, u32::MAX, 408_065] {
+            check(v);
+            check(v);
+        }
+        for round in 0..20u64 {
+            for (i, &v) in random.iter().enumerate() {
+                if (i as u64 + round) % 3 != 0 {
+                    check(v);
+                }
+            }
+            for w in 2..=colliding.len() {
+                for &v in colliding
+                    .iter()
+                    .take(w)
+                    .cycle()
+                    .skip(round as usize)
+                    .take(12)
+                {
+                    check(v);
+                }
+            }
+            check(0);
+        }
+        // Two keys of one set both stay: after one miss each, lookups hit (no refill).
+        let (a, b) = (colliding[0], colliding[1]);
+        check(a);
+        check(b);
+        let [first, second] = &cache.sets[U32TokenCache::set(a)];
+        let before = (first.get(), second.get());
+        for _ in 0..3 {
+            check(a);
+            check(b);
+        }
+        assert_eq!((first.get(), second.get()), before);
+        let mut slots = [before.0, before.1];
+        slots.sort();
+        let mut want = [a, b].map(|v| u32_digits(v) | FILLED | (u128::from(v) << 96));
+        want.sort();
+        assert_eq!(slots, want);
+        // An untouched set holds zeros, which no key matches (0's own entry is marked).
+        let fresh = U32TokenCache::new();
+        assert_eq!(fresh.token(0), Token::from_u32(0));
+        assert_eq!(fresh.token(0).as_str(), "0");
     }
 
     #[test]

@@ -198,18 +198,157 @@ const MAX_EXACT_QTY_BITS: u64 = 0x4340_0000_0000_0000;
 /// 2^52: adding and subtracting it rounds an f64 in [0, 2^52) to an integer.
 const TWO_52: f64 = 4_503_599_627_370_496.0;
 
-/// True only for finite, non-negative prices (one integer compare; -0.0 is left to
-/// [`price`], which accepts it).
+/// The fields Kite ltp, quote and index quote packets (and Dhan's ticker and quote packets
+/// without times) carry: no quantity beyond these, no time, greeks or depth.
+const QUOTE_SET: Fields = Fields(
+    Fields::LTP.0
+        | Fields::LTQ.0
+        | Fields::ATP.0
+        | Fields::VOLUME.0
+        | Fields::TOTAL_BUY_QTY.0
+        | Fields::TOTAL_SELL_QTY.0
+        | Fields::OPEN.0
+        | Fields::HIGH.0
+        | Fields::LOW.0
+        | Fields::CLOSE.0,
+);
+
+/// Added to a price's bits: the sum has its sign bit set exactly when the bits are those of
+/// +infinity or a NaN (`>= INF_BITS`, below the sign bit).
+const PRICE_K: u64 = 0x8000_0000_0000_0000 - INF_BITS;
+/// Added to a quantity's bits: the sum has its sign bit set exactly when the bits exceed those
+/// of 2^53 (below the sign bit).
+const QTY_K: u64 = 0x8000_0000_0000_0000 - MAX_EXACT_QTY_BITS - 1;
+
+/// One number's verdict as a sign bit (set = fails): a price must be finite and non-negative, a
+/// quantity (`QTY`) also integral and at most 2^53. Every failure sets the sign bit (bits of a
+/// negative value or -0.0 have it; `+ PRICE_K`/`+ QTY_K` set it for values past the limit,
+/// and wrap only for bits that already have it; a quantity changed by rounding through 2^52 is
+/// not integral, or an odd integer in (2^52, 2^53] which only [`qty`] decides). So a clear sign
+/// bit means [`price`]/[`qty`] accept the value. On x86-64 [`numbers_fast`] computes it two
+/// lanes at a time, and this one-lane form is its reference in the tests.
+#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
-fn price_fast(v: f64) -> bool {
-    v.to_bits() < INF_BITS
+fn lane_bad<const QTY: bool>(v: f64) -> u64 {
+    let x = v.to_bits();
+    if QTY {
+        x | x.wrapping_add(QTY_K) | (u64::from((v + TWO_52) - TWO_52 != v) << 63)
+    } else {
+        x | x.wrapping_add(PRICE_K)
+    }
 }
 
-/// True only for whole quantities in [0, 2^52) or exactly representable ones up to 2^53 that
-/// survive the rounding trick; never true for a value [`qty`] rejects.
+/// True only when [`price`] accepts ltp/atp/open/high/low/close and [`qty`] accepts
+/// ltq/volume/totalBuyQty/totalSellQty (checked whether carried or not, see [`fast_ok`]); with
+/// `ALL`, also iv as a price and oi/oiDayHigh/oiDayLow as quantities: every [`lane_bad`] verdict
+/// clear. On x86-64 two adjacent fields (the struct's order) are checked per SSE2 instruction,
+/// with one branch at the end.
 #[inline(always)]
-fn qty_fast(v: f64) -> bool {
-    (v.to_bits() <= MAX_EXACT_QTY_BITS) & ((v + TWO_52) - TWO_52 == v)
+fn numbers_fast<const ALL: bool>(t: &Tick) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::numbers_ok::<ALL>(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        numbers_scalar::<ALL>(t)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use core::arch::x86_64::{
+        __m128i, _mm_add_epi64, _mm_add_pd, _mm_castpd_si128, _mm_castsi128_pd, _mm_cmpneq_pd,
+        _mm_movemask_pd, _mm_or_si128, _mm_set_epi64x, _mm_set_pd, _mm_setzero_si128, _mm_sub_pd,
+    };
+
+    use super::{PRICE_K, QTY_K, TWO_52};
+    use crate::tick::{Depth, Tick};
+
+    // SSE2 is part of the x86-64 baseline: rustc enables it for every x86_64 target.
+    const _: () = assert!(cfg!(target_feature = "sse2"));
+
+    /// [`super::lane_bad`] for the adjacent fields `a` (lane 0) and `b` (lane 1), ORed into
+    /// `acc`; `QA`/`QB` say which lane holds a quantity.
+    #[inline(always)]
+    fn pair_bad<const QA: bool, const QB: bool>(acc: __m128i, a: f64, b: f64) -> __m128i {
+        let k = |q: bool| (if q { QTY_K } else { PRICE_K }) as i64;
+        // Rounding through 2^52 in a quantity lane; a price lane adds and subtracts 0, which
+        // changes only a NaN (failed anyway).
+        let c = |q: bool| if q { TWO_52 } else { 0.0 };
+        // SAFETY: these intrinsics need SSE2, which every x86_64 target has (asserted above);
+        // they compute on values only and touch no memory.
+        unsafe {
+            let v = _mm_set_pd(b, a);
+            let x = _mm_castpd_si128(v);
+            let range = _mm_or_si128(x, _mm_add_epi64(x, _mm_set_epi64x(k(QB), k(QA))));
+            let acc = _mm_or_si128(acc, range);
+            if !(QA || QB) {
+                return acc;
+            }
+            let round = _mm_set_pd(c(QB), c(QA));
+            let changed = _mm_cmpneq_pd(_mm_sub_pd(_mm_add_pd(v, round), round), v);
+            _mm_or_si128(acc, _mm_castpd_si128(changed))
+        }
+    }
+
+    /// [`super::levels_fast`] on x86-64: each level's price and quantity, adjacent in
+    /// [`Level`](crate::tick::Level), as one pair.
+    #[inline(always)]
+    pub(super) fn levels_ok(d: &Depth) -> bool {
+        // SAFETY: as in `pair_bad`.
+        let mut acc = unsafe { _mm_setzero_si128() };
+        // Two loops over fixed arrays (fully unrolled; a chained iterator is not).
+        for l in &d.bids {
+            acc = pair_bad::<false, true>(acc, l.price, l.qty);
+        }
+        for l in &d.asks {
+            acc = pair_bad::<false, true>(acc, l.price, l.qty);
+        }
+        // SAFETY: as in `pair_bad`.
+        unsafe { _mm_movemask_pd(_mm_castsi128_pd(acc)) == 0 }
+    }
+
+    /// [`super::numbers_fast`] on x86-64.
+    #[inline(always)]
+    pub(super) fn numbers_ok<const ALL: bool>(t: &Tick) -> bool {
+        // SAFETY: as in `pair_bad`.
+        let acc = unsafe { _mm_setzero_si128() };
+        let acc = pair_bad::<false, true>(acc, t.ltp, t.ltq);
+        let acc = pair_bad::<false, true>(acc, t.atp, t.volume);
+        let acc = pair_bad::<true, true>(acc, t.total_buy_qty, t.total_sell_qty);
+        let acc = pair_bad::<false, false>(acc, t.open, t.high);
+        let mut acc = pair_bad::<false, false>(acc, t.low, t.close);
+        if ALL {
+            acc = pair_bad::<true, true>(acc, t.oi, t.oi_day_high);
+            acc = pair_bad::<true, false>(acc, t.oi_day_low, t.iv);
+        }
+        // SAFETY: as in `pair_bad`.
+        unsafe { _mm_movemask_pd(_mm_castsi128_pd(acc)) == 0 }
+    }
+}
+
+/// [`numbers_fast`] one field at a time: the form off x86-64, and the tests' reference for the
+/// paired one.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn numbers_scalar<const ALL: bool>(t: &Tick) -> bool {
+    let mut bad = lane_bad::<false>(t.ltp)
+        | lane_bad::<true>(t.ltq)
+        | lane_bad::<false>(t.atp)
+        | lane_bad::<true>(t.volume)
+        | lane_bad::<true>(t.total_buy_qty)
+        | lane_bad::<true>(t.total_sell_qty)
+        | lane_bad::<false>(t.open)
+        | lane_bad::<false>(t.high)
+        | lane_bad::<false>(t.low)
+        | lane_bad::<false>(t.close);
+    if ALL {
+        bad |= lane_bad::<true>(t.oi)
+            | lane_bad::<true>(t.oi_day_high)
+            | lane_bad::<true>(t.oi_day_low)
+            | lane_bad::<false>(t.iv);
+    }
+    bad >> 63 == 0
 }
 
 /// True only when [`validate_detailed`] would return `Ok` (an exact mirror of each rule for the
@@ -220,29 +359,27 @@ fn qty_fast(v: f64) -> bool {
 /// presence bit would be work for nothing; a tick holding something else there only takes the
 /// detailed path, which looks at carried fields alone. Greeks and depth are looked at only when
 /// carried, so a quote tick does not pay for a book it does not have.
+///
+/// Specialised by what the tick carries: an ltp-only tick (Kite ltp mode) checks its one price;
+/// a tick within [`QUOTE_SET`] (Kite quote and index quote) checks those ten numbers and nothing
+/// of times, open interest, greeks or depth, which [`validate_detailed`] does not look at when
+/// they are not carried; anything else gets every check.
 #[inline]
 fn fast_ok(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> bool {
     let f = t.fields;
-    let price_bits = [t.ltp, t.atp, t.open, t.high, t.low, t.close, t.iv]
-        .into_iter()
-        .fold(0, |m, v| m.max(v.to_bits()));
-    let qtys_ok = qty_fast(t.ltq)
-        & qty_fast(t.volume)
-        & qty_fast(t.total_buy_qty)
-        & qty_fast(t.total_sell_qty)
-        & qty_fast(t.oi)
-        & qty_fast(t.oi_day_high)
-        & qty_fast(t.oi_day_low);
+    let identity_ok = !t.token.is_empty() & (t.exchange != Exchange::Unknown);
+    if f == Fields::LTP {
+        // Positive and finite (NaN fails both).
+        return (t.ltp > 0.0) & (t.ltp < f64::INFINITY) & identity_ok;
+    }
     // ltp must be positive (a zero ltp is legal only in cases the detailed check sorts out).
     let ltp_ok = !f.has(Fields::LTP) | (t.ltp > 0.0);
     let high_low_ok = !f.has(Fields::HIGH.with(Fields::LOW)) | !((t.low > 0.0) & (t.high < t.low));
-    let ok = (price_bits < INF_BITS)
-        & qtys_ok
-        & ltp_ok
-        & high_low_ok
-        & !t.token.is_empty()
-        & (t.exchange != Exchange::Unknown);
-    if !ok {
+    let rules_ok = ltp_ok & high_low_ok & identity_ok;
+    if f.0 & !QUOTE_SET.0 == 0 {
+        return numbers_fast::<false>(t) & rules_ok;
+    }
+    if !(numbers_fast::<true>(t) & rules_ok) {
         return false;
     }
     // Kite ltp and quote packets carry no time: the window need not be computed for them.
@@ -278,6 +415,16 @@ fn greeks_fast(g: &crate::tick::Greeks) -> bool {
         & finite(g.rho)
         & (g.delta >= -1.0)
         & (g.delta <= 1.0)
+}
+
+/// [`validate`] without its fast pass: the rules one by one, in order. Always the same result as
+/// [`validate`] (which only skips these checks for ticks its fast pass proves sane); public as
+/// the reference the tests hold [`validate`] to.
+///
+/// # Errors
+/// As [`validate`].
+pub fn validate_exact(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<(), Rejection> {
+    validate_detailed(t, now_ns, lim)
 }
 
 /// The detailed checks, in order; the first failure is the result.
@@ -370,36 +517,55 @@ fn validate_detailed(t: &Tick, now_ns: u64, lim: &ValidationLimits) -> Result<()
     Ok(())
 }
 
-/// True only when [`depth`] would return `Ok`: the same sanity, ordering and crossing rules,
-/// without early exits (more than [`DEPTH_LEVELS`] declared levels go to the detailed check).
+/// True only when [`depth`] would return `Ok`, for the common book: all [`DEPTH_LEVELS`] levels
+/// of each side are checked whether carried or not (a level past `bid_len`/`ask_len` holds zeros,
+/// which pass; anything else there only sends the tick to the detailed check, which looks at
+/// carried levels alone), and the empty (zero-priced) levels must come after the priced ones.
+/// Then:
+/// - every price is finite and non-negative and every quantity whole, at most 2^53 (the
+///   [`lane_bad`] verdicts, two lanes at a time on x86-64);
+/// - bids do not increase, `b[i+1] <= b[i]` (so zeros, the smallest prices, only at the end);
+/// - asks do not decrease until the first zero, and are zero after it;
+/// - the best bid, `b[0]`, is not above the best ask, `a[0]`, when both are priced.
+///
+/// Each rule of [`depth`] follows for the carried levels (a prefix of each side), so a book
+/// this accepts, [`depth`] accepts; a book with a gap, more than [`DEPTH_LEVELS`] declared levels
+/// or a `-0.0` goes to [`depth`], which decides. Branch-free.
 #[inline(never)]
 fn depth_fast(d: &Depth) -> bool {
-    let (nb, na) = (usize::from(d.bid_len), usize::from(d.ask_len));
-    let mut ok = (nb <= DEPTH_LEVELS) & (na <= DEPTH_LEVELS);
-    let (mut prev_bid, mut best_bid) = (f64::INFINITY, 0.0);
-    let (mut prev_ask, mut best_ask) = (0.0, 0.0);
-    for (i, (b, a)) in d.bids.iter().zip(&d.asks).enumerate() {
-        let (has_b, has_a) = (i < nb, i < na);
-        ok &= !has_b | (price_fast(b.price) & qty_fast(b.qty));
-        ok &= !has_a | (price_fast(a.price) & qty_fast(a.qty));
-        // Only priced levels are ordered (empty levels are zeros).
-        let (pb, pa) = (has_b & (b.price > 0.0), has_a & (a.price > 0.0));
-        ok &= !pb | (b.price <= prev_bid);
-        ok &= !pa | (a.price >= prev_ask);
-        best_bid = if pb & (best_bid == 0.0) {
-            b.price
-        } else {
-            best_bid
-        };
-        best_ask = if pa & (best_ask == 0.0) {
-            a.price
-        } else {
-            best_ask
-        };
-        prev_bid = if pb { b.price } else { prev_bid };
-        prev_ask = if pa { a.price } else { prev_ask };
+    let counts_ok =
+        (usize::from(d.bid_len) <= DEPTH_LEVELS) & (usize::from(d.ask_len) <= DEPTH_LEVELS);
+    let [b0, b1, b2, b3, b4] = d.bids.map(|l| l.price);
+    let [a0, a1, a2, a3, a4] = d.asks.map(|l| l.price);
+    // NaN fails every comparison.
+    let bids_ok = (b1 <= b0) & (b2 <= b1) & (b3 <= b2) & (b4 <= b3);
+    let ask_step = |lo: f64, hi: f64| (hi == 0.0) | ((lo > 0.0) & (hi >= lo));
+    let asks_ok = ask_step(a0, a1) & ask_step(a1, a2) & ask_step(a2, a3) & ask_step(a3, a4);
+    let uncrossed = !((b0 > 0.0) & (a0 > 0.0) & (b0 > a0));
+    counts_ok & bids_ok & asks_ok & uncrossed & levels_fast(d)
+}
+
+/// True only when every level of both sides has a price [`price`] accepts and a quantity [`qty`]
+/// accepts (all [`DEPTH_LEVELS`] levels, carried or not).
+#[inline(always)]
+fn levels_fast(d: &Depth) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::levels_ok(d)
     }
-    ok & !((best_bid > 0.0) & (best_ask > 0.0) & (best_bid > best_ask))
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        levels_scalar(d)
+    }
+}
+
+/// [`levels_fast`] one value at a time: the form off x86-64, and the tests' reference.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn levels_scalar(d: &Depth) -> bool {
+    let bad = d.bids.iter().chain(&d.asks).fold(0, |m, l| {
+        m | lane_bad::<false>(l.price) | lane_bad::<true>(l.qty)
+    });
+    bad >> 63 == 0
 }
 
 fn depth(t: &Tick) -> Result<(), Rejection> {
@@ -455,7 +621,7 @@ mod tests {
     use super::*;
     use crate::{
         parsers::{kite, FrameMeta},
-        tick::Token,
+        tick::{Level, Token},
     };
 
     const NOW_NS: u64 = 1_625_461_890_000_000_000; // 3 s after the sample's exchange time
@@ -624,10 +790,14 @@ mod tests {
                 r = r.rotate_right(9);
             }
             let r = next_u64(&mut state);
-            t.fields = Fields((r as u32) & ((1 << 19) - 1));
-            if r & (1 << 40) != 0 {
-                t.fields = base.fields;
-            }
+            // Any field set, the full packet's, a quote-set subset (the specialised pass), or
+            // ltp alone.
+            t.fields = match (r >> 47) % 6 {
+                0 | 1 => Fields((r as u32) & ((1 << 19) - 1)),
+                2 => base.fields,
+                3 | 4 => Fields((r as u32) & QUOTE_SET.0),
+                _ => Fields::LTP,
+            };
             t.depth.bid_len = ((r >> 20) % 7) as u8;
             t.depth.ask_len = ((r >> 24) % 7) as u8;
             if r & (1 << 41) != 0 {
@@ -652,5 +822,226 @@ mod tests {
         }
         assert!(fast_accepted > 1000, "{fast_accepted}");
         assert!(fast_ok(&base, NOW_NS, &ValidationLimits::default()));
+    }
+
+    #[test]
+    fn depth_fast_pass_never_accepts_what_depth_rejects() {
+        fn next(state: &mut u64) -> u64 {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state
+        }
+        let nasty = [
+            -0.0,
+            -1.0,
+            0.5,
+            f64::NAN,
+            f64::INFINITY,
+            MAX_EXACT_QTY + 2.0,
+        ];
+        let mut state = 0xdead_beef_cafe_f00du64;
+        let (mut accepted, mut gaps_seen) = (0, 0);
+        for _ in 0..200_000 {
+            let mut t = real_full();
+            let r = next(&mut state);
+            // Priced prefixes of random lengths (bids down, asks up from around the spread),
+            // zeros after; sometimes a gap, a swapped pair, a crossed or nasty value.
+            let mid = 1000.0 + (r % 100) as f64 * 0.05;
+            let (pb, pa) = ((r >> 8) % 6, (r >> 12) % 6);
+            for i in 0..DEPTH_LEVELS {
+                let step = 0.05 * (i as f64 + ((r >> 16) & 1) as f64);
+                t.depth.bids[i] = Level {
+                    price: if (i as u64) < pb { mid - step } else { 0.0 },
+                    qty: if (i as u64) < pb {
+                        10.0 * (i + 1) as f64
+                    } else {
+                        0.0
+                    },
+                    orders: 1,
+                };
+                t.depth.asks[i] = Level {
+                    price: if (i as u64) < pa {
+                        mid + 0.05 + step
+                    } else {
+                        0.0
+                    },
+                    qty: if (i as u64) < pa { 5.0 } else { 0.0 },
+                    orders: 2,
+                };
+            }
+            let m = next(&mut state);
+            fn side(m: u64, t: &mut Tick) -> &mut [Level; DEPTH_LEVELS] {
+                if m & 1 == 0 {
+                    &mut t.depth.bids
+                } else {
+                    &mut t.depth.asks
+                }
+            }
+            let i = ((m >> 1) % DEPTH_LEVELS as u64) as usize;
+            let j = ((m >> 4) % DEPTH_LEVELS as u64) as usize;
+            match (m >> 8) % 8 {
+                0 => {
+                    side(m, &mut t)[i].price = 0.0; // a gap (or a shorter side)
+                    gaps_seen += 1;
+                }
+                1 => side(m, &mut t).swap(i, j),
+                2 => side(m, &mut t)[i].price = nasty[j % nasty.len()],
+                3 => side(m, &mut t)[i].qty = nasty[(j + 1) % nasty.len()],
+                4 => t.depth.bids[0].price = mid + 1.0, // crossed when asks are priced
+                _ => {}
+            }
+            t.depth.bid_len = [5, 5, 5, 0, 3, 6][((m >> 12) % 6) as usize];
+            t.depth.ask_len = [5, 5, 5, 0, 2, 7][((m >> 16) % 6) as usize];
+            let want = depth(&t);
+            assert_eq!(levels_fast(&t.depth), levels_scalar(&t.depth), "{t:?}");
+            if depth_fast(&t.depth) {
+                accepted += 1;
+                assert_eq!(want, Ok(()), "{:?}", t.depth);
+            }
+            let lim = ValidationLimits::default();
+            assert_eq!(
+                validate(&t, NOW_NS, &lim),
+                validate_detailed(&t, NOW_NS, &lim)
+            );
+        }
+        assert!(
+            accepted > 50_000 && gaps_seen > 10_000,
+            "{accepted} {gaps_seen}"
+        );
+    }
+
+    #[test]
+    fn specialised_passes_accept_sane_kite_ticks() {
+        // The passes must not just be safe but used: real ltp, quote and full ticks take them.
+        let lim = ValidationLimits::default();
+        let full = real_full();
+        assert!(fast_ok(&full, NOW_NS, &lim));
+        let mut quote = full;
+        quote.clear_fields(Fields(!QUOTE_SET.0));
+        quote.mode = Mode::Quote;
+        assert!(fast_ok(&quote, NOW_NS, &lim));
+        let mut ltp = quote;
+        ltp.clear_fields(Fields(!Fields::LTP.0));
+        assert!(fast_ok(&ltp, NOW_NS, &lim));
+        // A value the quote pass does not look at (not carried) is no reason to leave it.
+        quote.oi = f64::NAN;
+        quote.exchange_time_ms = 1;
+        assert!(fast_ok(&quote, NOW_NS, &lim));
+        assert_eq!(validate_exact(&quote, NOW_NS, &lim), Ok(()));
+        // One it does look at is.
+        quote.volume = 0.5;
+        assert!(!fast_ok(&quote, NOW_NS, &lim));
+        ltp.ltp = f64::INFINITY;
+        assert!(!fast_ok(&ltp, NOW_NS, &lim));
+    }
+
+    #[test]
+    fn paired_number_checks_equal_the_scalar_ones_and_never_pass_a_bad_value() {
+        // Values at every boundary of the rules, and random bit patterns.
+        let edges = [
+            0.0,
+            -0.0,
+            1.0,
+            0.5,
+            -1.0,
+            1573.75,
+            f64::MIN_POSITIVE,
+            f64::from_bits(1),
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            TWO_52 - 0.5,
+            TWO_52,
+            TWO_52 + 1.0,
+            MAX_EXACT_QTY - 1.0,
+            MAX_EXACT_QTY,
+            MAX_EXACT_QTY + 2.0,
+            f64::from_bits(INF_BITS - 1),
+            f64::from_bits(MAX_EXACT_QTY_BITS + 1),
+            4_294_967_295.0,
+        ];
+        fn next(state: &mut u64) -> u64 {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state
+        }
+        let mut state = 0x0123_4567_89ab_cdefu64;
+        let pick = |state: &mut u64| {
+            let r = next(state);
+            if r & 1 == 0 {
+                edges[(r >> 1) as usize % edges.len()]
+            } else if r & 2 == 0 {
+                f64::from_bits(next(state))
+            } else {
+                // Mostly sane values, so passing tuples are common.
+                ((r >> 8) % 100_000) as f64 / [1.0, 100.0, 1e4][(r >> 40) as usize % 3]
+            }
+        };
+        let mut passed = 0;
+        for i in 0..300_000u64 {
+            let mut t = Tick::EMPTY;
+            let r = next(&mut state);
+            for (k, v) in [
+                &mut t.ltp,
+                &mut t.ltq,
+                &mut t.atp,
+                &mut t.volume,
+                &mut t.total_buy_qty,
+                &mut t.total_sell_qty,
+                &mut t.open,
+                &mut t.high,
+                &mut t.low,
+                &mut t.close,
+                &mut t.oi,
+                &mut t.oi_day_high,
+                &mut t.oi_day_low,
+                &mut t.iv,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                // Each field: sane (a whole number) most of the time, else anything.
+                if (r >> (4 * k)) & 15 == 0 || i % 7 == 0 {
+                    *v = pick(&mut state);
+                } else {
+                    *v = (next(&mut state) % 1_000_000) as f64;
+                }
+            }
+            for all in [false, true] {
+                let (paired, scalar) = if all {
+                    (numbers_fast::<true>(&t), numbers_scalar::<true>(&t))
+                } else {
+                    (numbers_fast::<false>(&t), numbers_scalar::<false>(&t))
+                };
+                assert_eq!(paired, scalar, "{t:?}");
+                if paired {
+                    passed += 1;
+                    let prices = [t.ltp, t.atp, t.open, t.high, t.low, t.close];
+                    let qtys = [t.ltq, t.volume, t.total_buy_qty, t.total_sell_qty];
+                    for v in prices {
+                        assert_eq!(price(v, "p"), Ok(()), "{v:e}");
+                    }
+                    for v in qtys {
+                        assert_eq!(qty(v, "q"), Ok(()), "{v:e}");
+                    }
+                    if all {
+                        assert_eq!(price(t.iv, "p"), Ok(()));
+                        for v in [t.oi, t.oi_day_high, t.oi_day_low] {
+                            assert_eq!(qty(v, "q"), Ok(()), "{v:e}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(passed > 100_000, "{passed}");
+        // And the ordinary values pass (a fast pass that refuses everything would be useless).
+        let mut t = real_full();
+        t.total_buy_qty = 4_294_967_295.0;
+        t.low = 0.0;
+        assert!(numbers_fast::<true>(&t) && numbers_scalar::<true>(&t));
     }
 }

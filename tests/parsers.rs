@@ -22,12 +22,13 @@ use layer1::{
         TickSink,
     },
     tick::{Exchange, Mode, Tick},
-    validate::{validate, ValidationLimits},
+    validate::{validate, validate_exact, ValidationLimits},
     vendor::Vendor,
 };
 
 /// Collects everything and checks the sink contract as it goes: every reject's bytes lie
-/// inside the frame, and every tick validates and encodes to valid JSON without panicking.
+/// inside the frame, and every tick validates (as the exact validator does) and encodes to valid
+/// JSON without panicking.
 struct Checked<'f> {
     frame: &'f [u8],
     ticks: Vec<Tick>,
@@ -52,7 +53,13 @@ impl<'f> Checked<'f> {
 
 impl TickSink for Checked<'_> {
     fn tick(&mut self, t: &Tick) {
-        let _ = validate(t, 1_732_700_000_000_000_000, &ValidationLimits::default());
+        // The validator's fast passes decide nothing the rule-by-rule checks would not.
+        let (now, lim) = (1_732_700_000_000_000_000, ValidationLimits::default());
+        assert_eq!(
+            validate(t, now, &lim),
+            validate_exact(t, now, &lim),
+            "{t:?}"
+        );
         self.json.clear();
         encode_json(t, None, &mut self.json);
         if self.parse_json {

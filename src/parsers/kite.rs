@@ -9,7 +9,8 @@
 //! are zerocopy views over the frame, so nothing is copied. A frame's packets are decoded into
 //! one reused tick that each packet rewrites only where it carries data (fields the previous
 //! packet carried and this one does not are reset), so every tick delivered equals a fresh
-//! decode of its packet.
+//! decode of its packet. Token texts come from a per-thread [`U32TokenCache`] (an instrument's
+//! decimal token is formatted once, then copied).
 //!
 //! A 1-byte frame is a heartbeat. Text frames are JSON (`order`, `error`, `message`) and are
 //! classified by [`classify_text`], never parsed as ticks.
@@ -21,7 +22,7 @@ use zerocopy::{
 
 use super::{FrameMeta, FrameOutcome, ParseError, TextKind, TickSink};
 use crate::{
-    tick::{Depth, Exchange, Fields, Level, Mode, Tick, Token, DEPTH_LEVELS},
+    tick::{Depth, Exchange, Fields, Level, Mode, Tick, U32TokenCache, DEPTH_LEVELS},
     vendor::Vendor,
 };
 
@@ -205,9 +206,16 @@ const INDEX_QUOTE_FIELDS: Fields =
 /// [`ParseError::KiteUnknownSegment`] for a token whose segment is not 1..=9 or 12.
 pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Result<(), ParseError> {
     let mut fresh = scratch(meta);
-    decode_over(packet, &mut fresh)?;
+    TOKENS.with(|tokens| decode_over(packet, &mut fresh, tokens))?;
     *t = fresh;
     Ok(())
+}
+
+thread_local! {
+    /// The decimal text of the tokens this thread has decoded (a feed thread sees the same few
+    /// thousand instruments all day). Constant-initialised and without a destructor, so an
+    /// access is a plain thread-local address.
+    static TOKENS: U32TokenCache = const { U32TokenCache::new() };
 }
 
 /// The tick [`decode_over`] starts from: the frame's identity, nothing carried.
@@ -221,14 +229,6 @@ fn scratch(meta: &FrameMeta) -> Tick {
     }
 }
 
-/// A packet's layout, viewed in place.
-enum Layout<'a> {
-    Ltp(&'a LtpPacket),
-    Index(&'a IndexQuotePacket, Option<&'a U32>),
-    Quote(&'a QuotePacket),
-    Full(&'a FullPacket),
-}
-
 /// Decodes one packet into `t`, a tick reused for every packet of a frame (one ~500-byte tick
 /// per call instead of one built from [`Tick::EMPTY`] per packet, which cost more than the
 /// decoding of a quote packet).
@@ -239,134 +239,39 @@ enum Layout<'a> {
 /// previous packet carried and this one does not, so `t` afterwards equals a fresh decode of the
 /// packet, field for field (tested against [`decode_packet`] on random mixed frames). On error
 /// nothing has been written.
+///
+/// One dispatch on the length: each arm views its layout, then [`begin`] (with the arm's mode
+/// and field set as constants) and the arm's own conversions.
 #[inline(always)]
-fn decode_over(packet: &[u8], t: &mut Tick) -> Result<(), ParseError> {
+fn decode_over(packet: &[u8], t: &mut Tick, tokens: &U32TokenCache) -> Result<(), ParseError> {
     let len = packet.len();
     // A function, so the error is built only on the (cold) error paths.
     let bad_len = || ParseError::KiteUnknownLength {
         len: u16::try_from(len).unwrap_or(u16::MAX),
     };
     // Length first: it decides the layout, and an unknown one says nothing about the token.
-    let (layout, mode, fields) = match len {
-        8 => (
-            Layout::Ltp(LtpPacket::ref_from_bytes(packet).map_err(|_| bad_len())?),
-            Mode::Ltp,
-            Fields::LTP,
-        ),
-        28 => (
-            Layout::Index(
-                IndexQuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?,
-                None,
-            ),
-            Mode::Quote,
-            INDEX_QUOTE_FIELDS,
-        ),
+    match len {
+        8 => {
+            let p = LtpPacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
+            let div = begin(t, p.token.get(), Mode::Ltp, Fields::LTP, tokens)?;
+            t.ltp = f64::from(p.ltp.get()) / div;
+        }
+        28 => {
+            let q = IndexQuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
+            let div = begin(t, q.token.get(), Mode::Quote, INDEX_QUOTE_FIELDS, tokens)?;
+            index_prices(t, q, div);
+        }
         32 => {
-            // 32 is the 28-byte index quote plus the exchange timestamp.
-            let (q, rest) = IndexQuotePacket::ref_from_prefix(packet).map_err(|_| bad_len())?;
-            let ts = U32::ref_from_bytes(rest).map_err(|_| bad_len())?;
-            (
-                Layout::Index(q, Some(ts)),
-                Mode::Full,
-                INDEX_QUOTE_FIELDS.with(Fields::EXCHANGE_TIME),
-            )
-        }
-        44 => (
-            Layout::Quote(QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?),
-            Mode::Quote,
-            QUOTE_FIELDS,
-        ),
-        184 => (
-            Layout::Full(FullPacket::ref_from_bytes(packet).map_err(|_| bad_len())?),
-            Mode::Full,
-            FULL_FIELDS,
-        ),
-        _ => return Err(bad_len()),
-    };
-    // Every layout starts with the token (8 bytes or more were just viewed).
-    let token = LtpPacket::ref_from_prefix(packet)
-        .map_err(|_| bad_len())?
-        .0
-        .token
-        .get();
-    // The low byte is the segment by Kite's definition.
-    let segment = (token & 0xff) as u8;
-    let (exchange, div) = SEGMENTS
-        .get(usize::from(segment))
-        .copied()
-        .flatten()
-        .ok_or(ParseError::KiteUnknownSegment { token })?;
-    // Nothing can fail from here on.
-    let stale = Fields(t.fields.0 & !fields.0);
-    if stale != Fields::NONE {
-        t.clear_fields(stale);
-    }
-    t.fields = fields;
-    t.mode = mode;
-    t.exchange = exchange;
-    t.is_index = segment == SEGMENT_INDICES;
-    t.token = Token::from_u32(token);
-    match layout {
-        Layout::Full(p) => {
-            let q = &p.quote;
-            let [b0, b1, b2, b3, b4, a0, a1, a2, a3, a4] = &p.depth;
-            let [ltp, atp, open, high, low, close, bp0, bp1, bp2, bp3, bp4, ap0, ap1, ap2, ap3, ap4] =
-                prices(
-                    [
-                        q.ltp.get(),
-                        q.atp.get(),
-                        q.open.get(),
-                        q.high.get(),
-                        q.low.get(),
-                        q.close.get(),
-                        b0.price.get(),
-                        b1.price.get(),
-                        b2.price.get(),
-                        b3.price.get(),
-                        b4.price.get(),
-                        a0.price.get(),
-                        a1.price.get(),
-                        a2.price.get(),
-                        a3.price.get(),
-                        a4.price.get(),
-                    ],
-                    div,
-                );
-            let level = |e: &DepthEntry, price: f64| Level {
-                price,
-                qty: f64::from(e.qty.get()),
-                orders: u32::from(e.orders.get()),
-            };
-            (t.ltp, t.atp, t.open, t.high, t.low, t.close) = (ltp, atp, open, high, low, close);
-            t.ltq = f64::from(q.ltq.get());
-            t.volume = f64::from(q.volume.get());
-            t.total_buy_qty = f64::from(q.total_buy_qty.get());
-            t.total_sell_qty = f64::from(q.total_sell_qty.get());
-            t.last_trade_time_ms = ts_ms(p.last_trade_time);
+            // The 28-byte index quote plus the exchange timestamp.
+            let p = IndexFullPacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
+            let fields = INDEX_QUOTE_FIELDS.with(Fields::EXCHANGE_TIME);
+            let div = begin(t, p.quote.token.get(), Mode::Full, fields, tokens)?;
+            index_prices(t, &p.quote, div);
             t.exchange_time_ms = ts_ms(p.exchange_ts);
-            t.oi = f64::from(p.oi.get());
-            t.oi_day_high = f64::from(p.oi_day_high.get());
-            t.oi_day_low = f64::from(p.oi_day_low.get());
-            t.depth = Depth {
-                bids: [
-                    level(b0, bp0),
-                    level(b1, bp1),
-                    level(b2, bp2),
-                    level(b3, bp3),
-                    level(b4, bp4),
-                ],
-                asks: [
-                    level(a0, ap0),
-                    level(a1, ap1),
-                    level(a2, ap2),
-                    level(a3, ap3),
-                    level(a4, ap4),
-                ],
-                bid_len: DEPTH_LEVELS as u8,
-                ask_len: DEPTH_LEVELS as u8,
-            };
         }
-        Layout::Quote(q) => {
+        44 => {
+            let q = QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
+            let div = begin(t, q.token.get(), Mode::Quote, QUOTE_FIELDS, tokens)?;
             let [ltp, atp, open, high, low, close] = prices(
                 [
                     q.ltp.get(),
@@ -384,25 +289,179 @@ fn decode_over(packet: &[u8], t: &mut Tick) -> Result<(), ParseError> {
             t.total_buy_qty = f64::from(q.total_buy_qty.get());
             t.total_sell_qty = f64::from(q.total_sell_qty.get());
         }
-        Layout::Index(q, ts) => {
-            let [ltp, high, low, open, close] = prices(
-                [
-                    q.ltp.get(),
-                    q.high.get(),
-                    q.low.get(),
-                    q.open.get(),
-                    q.close.get(),
-                ],
-                div,
-            );
-            (t.ltp, t.high, t.low, t.open, t.close) = (ltp, high, low, open, close);
-            if let Some(ts) = ts {
-                t.exchange_time_ms = ts_ms(*ts);
-            }
+        184 => {
+            let p = FullPacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
+            let div = begin(t, p.quote.token.get(), Mode::Full, FULL_FIELDS, tokens)?;
+            full(t, p, div);
         }
-        Layout::Ltp(p) => t.ltp = f64::from(p.ltp.get()) / div,
+        _ => return Err(bad_len()),
     }
     Ok(())
+}
+
+/// The start of every packet's decode, once its layout is known: the token's segment gives the
+/// exchange and price divisor (returned), or the error (`t` untouched); then the fields the
+/// previous packet carried and this one (`fields`) does not are reset, and the identity is
+/// written. Inlined into each arm of [`decode_over`], where `mode` and `fields` are constants.
+#[inline(always)]
+fn begin(
+    t: &mut Tick,
+    token: u32,
+    mode: Mode,
+    fields: Fields,
+    tokens: &U32TokenCache,
+) -> Result<f64, ParseError> {
+    // The low byte is the segment by Kite's definition.
+    let segment = (token & 0xff) as u8;
+    let (exchange, div) = SEGMENTS
+        .get(usize::from(segment))
+        .copied()
+        .flatten()
+        .ok_or(ParseError::KiteUnknownSegment { token })?;
+    // Nothing can fail from here on.
+    if t.fields.0 & !fields.0 != 0 {
+        reset_stale(t, fields);
+    }
+    t.fields = fields;
+    t.mode = mode;
+    t.exchange = exchange;
+    t.is_index = segment == SEGMENT_INDICES;
+    tokens.write(token, &mut t.token);
+    Ok(div)
+}
+
+/// Resets every field a Kite packet can carry that `keep` (a constant in each arm of
+/// [`decode_over`]) does not: as [`Tick::clear_fields`] of the stale fields, without a branch per
+/// field (a field not carried already holds its empty value, so writing it again changes
+/// nothing); the book (250 bytes) only when it is there. Called when the
+/// previous packet carried something this one does not (a mode change within the frame).
+#[inline(always)]
+fn reset_stale(t: &mut Tick, keep: Fields) {
+    let e = &Tick::EMPTY;
+    macro_rules! reset {
+        ($bit:expr, $($field:ident).+) => {
+            if !keep.has($bit) {
+                t.$($field).+ = e.$($field).+;
+            }
+        };
+    }
+    reset!(Fields::LTQ, ltq);
+    reset!(Fields::ATP, atp);
+    reset!(Fields::VOLUME, volume);
+    reset!(Fields::TOTAL_BUY_QTY, total_buy_qty);
+    reset!(Fields::TOTAL_SELL_QTY, total_sell_qty);
+    reset!(Fields::OPEN, open);
+    reset!(Fields::HIGH, high);
+    reset!(Fields::LOW, low);
+    reset!(Fields::CLOSE, close);
+    reset!(Fields::OI, oi);
+    reset!(Fields::OI_DAY_HIGH, oi_day_high);
+    reset!(Fields::OI_DAY_LOW, oi_day_low);
+    reset!(Fields::LAST_TRADE_TIME, last_trade_time_ms);
+    reset!(Fields::EXCHANGE_TIME, exchange_time_ms);
+    // Every Kite packet carries ltp; only full packets carry depth (with order counts).
+    const _: () = assert!(
+        (FULL_FIELDS.0 | INDEX_QUOTE_FIELDS.0 | Fields::EXCHANGE_TIME.0)
+            & !(Fields::LTP.0
+                | Fields::LTQ.0
+                | Fields::ATP.0
+                | Fields::VOLUME.0
+                | Fields::TOTAL_BUY_QTY.0
+                | Fields::TOTAL_SELL_QTY.0
+                | Fields::OPEN.0
+                | Fields::HIGH.0
+                | Fields::LOW.0
+                | Fields::CLOSE.0
+                | Fields::OI.0
+                | Fields::OI_DAY_HIGH.0
+                | Fields::OI_DAY_LOW.0
+                | Fields::LAST_TRADE_TIME.0
+                | Fields::EXCHANGE_TIME.0
+                | Fields::DEPTH.0
+                | Fields::DEPTH_ORDERS.0)
+            == 0
+    );
+    if !keep.has(Fields::DEPTH) && t.fields.has(Fields::DEPTH) {
+        t.depth = e.depth;
+    }
+}
+
+/// An index packet's prices (indices order them high, low, open, close).
+#[inline(always)]
+fn index_prices(t: &mut Tick, q: &IndexQuotePacket, div: f64) {
+    let [ltp, high, low, open, close] = prices(
+        [
+            q.ltp.get(),
+            q.high.get(),
+            q.low.get(),
+            q.open.get(),
+            q.close.get(),
+        ],
+        div,
+    );
+    (t.ltp, t.high, t.low, t.open, t.close) = (ltp, high, low, open, close);
+}
+
+/// A full packet's fields.
+#[inline(always)]
+fn full(t: &mut Tick, p: &FullPacket, div: f64) {
+    let q = &p.quote;
+    let [b0, b1, b2, b3, b4, a0, a1, a2, a3, a4] = &p.depth;
+    let [ltp, atp, open, high, low, close, bp0, bp1, bp2, bp3, bp4, ap0, ap1, ap2, ap3, ap4] =
+        prices(
+            [
+                q.ltp.get(),
+                q.atp.get(),
+                q.open.get(),
+                q.high.get(),
+                q.low.get(),
+                q.close.get(),
+                b0.price.get(),
+                b1.price.get(),
+                b2.price.get(),
+                b3.price.get(),
+                b4.price.get(),
+                a0.price.get(),
+                a1.price.get(),
+                a2.price.get(),
+                a3.price.get(),
+                a4.price.get(),
+            ],
+            div,
+        );
+    let level = |e: &DepthEntry, price: f64| Level {
+        price,
+        qty: f64::from(e.qty.get()),
+        orders: u32::from(e.orders.get()),
+    };
+    (t.ltp, t.atp, t.open, t.high, t.low, t.close) = (ltp, atp, open, high, low, close);
+    t.ltq = f64::from(q.ltq.get());
+    t.volume = f64::from(q.volume.get());
+    t.total_buy_qty = f64::from(q.total_buy_qty.get());
+    t.total_sell_qty = f64::from(q.total_sell_qty.get());
+    t.last_trade_time_ms = ts_ms(p.last_trade_time);
+    t.exchange_time_ms = ts_ms(p.exchange_ts);
+    t.oi = f64::from(p.oi.get());
+    t.oi_day_high = f64::from(p.oi_day_high.get());
+    t.oi_day_low = f64::from(p.oi_day_low.get());
+    t.depth = Depth {
+        bids: [
+            level(b0, bp0),
+            level(b1, bp1),
+            level(b2, bp2),
+            level(b3, bp3),
+            level(b4, bp4),
+        ],
+        asks: [
+            level(a0, ap0),
+            level(a1, ap1),
+            level(a2, ap2),
+            level(a3, ap3),
+            level(a4, ap4),
+        ],
+        bid_len: DEPTH_LEVELS as u8,
+        ask_len: DEPTH_LEVELS as u8,
+    };
 }
 
 /// Decodes one packet (without its length prefix).
@@ -439,19 +498,34 @@ pub fn parse_frame<S: TickSink + ?Sized>(
         out.rejects += 1;
         return out;
     }
-    let Ok((count, mut rest)) = U16::read_from_prefix(frame) else {
+    let Ok((count, rest)) = U16::read_from_prefix(frame) else {
         sink.reject(&ParseError::KiteTruncated { at: 0 }, frame);
         out.rejects += 1;
         return out;
     };
+    TOKENS.with(|tokens| walk(frame, count.get(), rest, meta, sink, tokens, &mut out));
+    out
+}
+
+/// The packet walk of [`parse_frame`], from the first length prefix (`rest`) on.
+#[inline(always)]
+fn walk<S: TickSink + ?Sized>(
+    frame: &[u8],
+    count: u16,
+    mut rest: &[u8],
+    meta: &FrameMeta,
+    sink: &mut S,
+    tokens: &U32TokenCache,
+    out: &mut FrameOutcome,
+) {
     // One tick for the whole frame, rewritten per packet (see `decode_over`).
     let mut tick = scratch(meta);
-    for _ in 0..count.get() {
+    for _ in 0..count {
         let at = frame.len() - rest.len();
         let Ok((len, body)) = U16::read_from_prefix(rest) else {
             sink.reject(&ParseError::KiteTruncated { at }, rest);
             out.rejects += 1;
-            return out;
+            return;
         };
         let len = len.get();
         let Some((packet, next)) = body.split_at_checked(usize::from(len)) else {
@@ -463,10 +537,10 @@ pub fn parse_frame<S: TickSink + ?Sized>(
                 rest,
             );
             out.rejects += 1;
-            return out;
+            return;
         };
         rest = next;
-        match decode_over(packet, &mut tick) {
+        match decode_over(packet, &mut tick, tokens) {
             Ok(()) => {
                 sink.tick(&tick);
                 out.ticks += 1;
@@ -481,7 +555,6 @@ pub fn parse_frame<S: TickSink + ?Sized>(
         sink.reject(&ParseError::KiteTrailingBytes { extra: rest.len() }, rest);
         out.rejects += 1;
     }
-    out
 }
 
 /// Classifies a text frame by its JSON `type` (`order`, `error`, `message`).
@@ -626,6 +699,7 @@ pub fn encode_frame(packets: &[&[u8]], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tick::Token;
 
     struct Collect {
         ticks: Vec<Tick>,
