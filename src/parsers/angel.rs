@@ -415,18 +415,10 @@ pub fn parse_frame<S: TickSink + ?Sized>(
     meta: &FrameMeta,
     sink: &mut S,
 ) -> FrameOutcome {
-    let mut out = FrameOutcome::default();
-    if frame.len() > MAX_FRAME_LEN {
-        sink.reject(
-            &ParseError::FrameTooLarge {
-                len: frame.len(),
-                max: MAX_FRAME_LEN,
-            },
-            frame,
-        );
-        out.rejects += 1;
-        return out;
+    if let Some(refused) = super::refuse_oversized(frame, MAX_FRAME_LEN, sink) {
+        return refused;
     }
+    let mut out = FrameOutcome::default();
     let mut tick = Tick::EMPTY;
     match decode_packet_into(frame, meta, &mut tick) {
         Ok(()) => {

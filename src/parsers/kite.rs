@@ -487,16 +487,8 @@ pub fn parse_frame<S: TickSink + ?Sized>(
         out.heartbeat = true;
         return out;
     }
-    if frame.len() > MAX_FRAME_LEN {
-        sink.reject(
-            &ParseError::FrameTooLarge {
-                len: frame.len(),
-                max: MAX_FRAME_LEN,
-            },
-            frame,
-        );
-        out.rejects += 1;
-        return out;
+    if let Some(refused) = super::refuse_oversized(frame, MAX_FRAME_LEN, sink) {
+        return refused;
     }
     let Ok((count, rest)) = U16::read_from_prefix(frame) else {
         sink.reject(&ParseError::KiteTruncated { at: 0 }, frame);

@@ -406,6 +406,29 @@ impl ParseError {
     }
 }
 
+/// The check every parser makes first: a frame over `max` bytes is refused whole (one reject,
+/// nothing parsed). `Some(outcome)` when refused.
+pub(crate) fn refuse_oversized<S: TickSink + ?Sized>(
+    frame: &[u8],
+    max: usize,
+    sink: &mut S,
+) -> Option<FrameOutcome> {
+    if frame.len() <= max {
+        return None;
+    }
+    sink.reject(
+        &ParseError::FrameTooLarge {
+            len: frame.len(),
+            max,
+        },
+        frame,
+    );
+    Some(FrameOutcome {
+        rejects: 1,
+        ..FrameOutcome::default()
+    })
+}
+
 /// Parses one frame of any supported vendor (the capture decoder and the engine's feed threads use
 /// this one entry point). Text frames become [`FeedEvent::Text`]; Upstox sends none, but one is
 /// still reported as an event rather than dropped.

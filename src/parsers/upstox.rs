@@ -78,18 +78,10 @@ pub fn parse_frame<S: TickSink + ?Sized>(
     meta: &FrameMeta,
     sink: &mut S,
 ) -> FrameOutcome {
-    let mut out = FrameOutcome::default();
-    if frame.len() > MAX_FRAME_LEN {
-        sink.reject(
-            &ParseError::FrameTooLarge {
-                len: frame.len(),
-                max: MAX_FRAME_LEN,
-            },
-            frame,
-        );
-        out.rejects += 1;
-        return out;
+    if let Some(refused) = super::refuse_oversized(frame, MAX_FRAME_LEN, sink) {
+        return refused;
     }
+    let mut out = FrameOutcome::default();
     // Pass 1: currentTs (last wins) and the extent of the well-framed prefix.
     let mut current_ts = 0i64;
     let mut good_end = frame.len();
