@@ -190,8 +190,6 @@ impl TickSink for FrameSink<'_> {
 
 impl Handoff {
     fn tick(&mut self, tick: &Tick, frame: &[u8]) {
-        self.slot(tick.vendor).ticks.inc();
-        crate::feed::auth::note_data(tick.vendor);
         // The copy is the one the queue needs anyway; routing sets its canonical id.
         let mut routed = *tick;
         if let Some(r) = &self.routing {
@@ -373,9 +371,12 @@ impl FrameHandler for Pipeline {
         let mut sink = FrameSink { h, frame: payload };
         let outcome = parsers::parse_frame(meta.vendor, meta.kind, payload, &pmeta, &mut sink);
         let h = sink.h;
-        // One clock read per frame: every tick of the frame shares its receive time.
-        let lat = crate::clock::now_unix_ns().saturating_sub(meta.received_at_ns);
         if outcome.ticks > 0 {
+            // Per frame, not per tick: the counter, the credentials-work mark and one clock read
+            // (every tick of the frame shares its receive time).
+            h.slot(meta.vendor).ticks.inc_by(u64::from(outcome.ticks));
+            crate::feed::auth::note_data(meta.vendor);
+            let lat = crate::clock::now_unix_ns().saturating_sub(meta.received_at_ns);
             crate::latency::handoff().record(lat);
             h.metrics.handoff_latency.observe(lat as f64 * 1e-9);
         }

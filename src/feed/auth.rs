@@ -106,7 +106,7 @@ pub fn record_failure(vendor: Vendor, code: &str) {
 }
 
 /// Records that `vendor` delivered data (its credentials work). One relaxed load per call in
-/// the steady state, so the pipeline may call it per tick.
+/// the steady state; the pipeline calls it once per frame that carried ticks.
 pub fn note_data(vendor: Vendor) {
     let Some(s) = table().state.get(slot(vendor)) else {
         return;
