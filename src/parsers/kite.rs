@@ -173,7 +173,8 @@ fn prices<const N: usize>(raw: [u32; N], div: f64) -> [f64; N] {
     out
 }
 
-const QUOTE_FIELDS: Fields = Fields(
+/// What a quote packet (44 bytes) carries.
+pub const QUOTE_FIELDS: Fields = Fields(
     Fields::LTP.0
         | Fields::LTQ.0
         | Fields::ATP.0
@@ -185,7 +186,8 @@ const QUOTE_FIELDS: Fields = Fields(
         | Fields::LOW.0
         | Fields::CLOSE.0,
 );
-const FULL_FIELDS: Fields = Fields(
+/// What a full packet (184 bytes) carries.
+pub const FULL_FIELDS: Fields = Fields(
     QUOTE_FIELDS.0
         | Fields::LAST_TRADE_TIME.0
         | Fields::OI.0
@@ -195,8 +197,11 @@ const FULL_FIELDS: Fields = Fields(
         | Fields::DEPTH.0
         | Fields::DEPTH_ORDERS.0,
 );
-const INDEX_QUOTE_FIELDS: Fields =
+/// What an index quote packet (28 bytes) carries.
+pub const INDEX_QUOTE_FIELDS: Fields =
     Fields(Fields::LTP.0 | Fields::HIGH.0 | Fields::LOW.0 | Fields::OPEN.0 | Fields::CLOSE.0);
+/// What an index full packet (32 bytes) carries: the quote plus the exchange time.
+pub const INDEX_FULL_FIELDS: Fields = Fields(INDEX_QUOTE_FIELDS.0 | Fields::EXCHANGE_TIME.0);
 
 /// Decodes one packet (without its length prefix) into `t`, overwriting all of it; on error `t`
 /// is left as it was.
@@ -264,7 +269,7 @@ fn decode_over(packet: &[u8], t: &mut Tick, tokens: &U32TokenCache) -> Result<()
         32 => {
             // The 28-byte index quote plus the exchange timestamp.
             let p = IndexFullPacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
-            let fields = INDEX_QUOTE_FIELDS.with(Fields::EXCHANGE_TIME);
+            let fields = INDEX_FULL_FIELDS;
             let div = begin(t, p.quote.token.get(), Mode::Full, fields, tokens)?;
             index_prices(t, &p.quote, div);
             t.exchange_time_ms = ts_ms(p.exchange_ts);
@@ -361,7 +366,7 @@ fn reset_stale(t: &mut Tick, keep: Fields) {
     reset!(Fields::EXCHANGE_TIME, exchange_time_ms);
     // Every Kite packet carries ltp; only full packets carry depth (with order counts).
     const _: () = assert!(
-        (FULL_FIELDS.0 | INDEX_QUOTE_FIELDS.0 | Fields::EXCHANGE_TIME.0)
+        (FULL_FIELDS.0 | INDEX_FULL_FIELDS.0)
             & !(Fields::LTP.0
                 | Fields::LTQ.0
                 | Fields::ATP.0

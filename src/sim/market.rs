@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::{
     feed::backoff::SplitMix64,
     parsers::kite::SEGMENT_INDICES,
-    tick::{Exchange, Fields, Level, Mode, Tick, Token, DEPTH_LEVELS},
+    tick::{Exchange, Level, Mode, Tick, Token, DEPTH_LEVELS},
     vendor::Vendor,
 };
 
@@ -99,34 +99,9 @@ impl Market {
         tick.last_trade_time_ms = now_ms;
         tick.mode = Mode::Full;
         tick.fields = if is_index {
-            Fields(
-                Fields::LTP.0
-                    | Fields::OPEN.0
-                    | Fields::HIGH.0
-                    | Fields::LOW.0
-                    | Fields::CLOSE.0
-                    | Fields::EXCHANGE_TIME.0,
-            )
+            crate::parsers::kite::INDEX_FULL_FIELDS
         } else {
-            Fields(
-                Fields::LTP.0
-                    | Fields::LTQ.0
-                    | Fields::ATP.0
-                    | Fields::VOLUME.0
-                    | Fields::TOTAL_BUY_QTY.0
-                    | Fields::TOTAL_SELL_QTY.0
-                    | Fields::OPEN.0
-                    | Fields::HIGH.0
-                    | Fields::LOW.0
-                    | Fields::CLOSE.0
-                    | Fields::OI.0
-                    | Fields::OI_DAY_HIGH.0
-                    | Fields::OI_DAY_LOW.0
-                    | Fields::LAST_TRADE_TIME.0
-                    | Fields::EXCHANGE_TIME.0
-                    | Fields::DEPTH.0
-                    | Fields::DEPTH_ORDERS.0,
-            )
+            crate::parsers::kite::FULL_FIELDS
         };
         if matches!(exchange, Exchange::Nfo | Exchange::Bfo | Exchange::Mcx) {
             let oi = (1_000 + rng.up_to(500_000)) as f64;
