@@ -10,6 +10,9 @@
     missing_docs
 )]
 
+mod common;
+use common::wait_until as wait_for;
+
 use std::{
     collections::HashMap,
     sync::Arc,
@@ -63,17 +66,6 @@ fn drain(rx: &Receiver<Outbound>, d: Duration) -> Seen {
         }
     }
     s
-}
-
-fn wait_for(d: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

@@ -49,6 +49,11 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
     }
 }
 
+/// [`wait_for`] for a condition: true once `f` holds, false if `limit` passes first.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    wait_for(limit, || f().then_some(())).is_some()
+}
+
 /// Consumes every record of `topic` from the beginning until `expected` arrived or `limit`.
 pub fn consume_all(
     topic: &str,
