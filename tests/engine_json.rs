@@ -18,10 +18,7 @@ use layer1::{
     config::Config,
     engine::{Engine, EngineOptions},
     shutdown::Shutdown,
-    sim::{
-        json::{SIM_JSON_MAP, SIM_JSON_SUBSCRIBE, SIM_JSON_UNSUBSCRIBE},
-        SimConfig, Simulator,
-    },
+    sim::{json, SimConfig, Simulator},
     vendor::Vendor,
 };
 
@@ -51,16 +48,13 @@ fn engine_with_the_json_feed_produces_mapped_ticks_to_kafka() {
             "INSTRUMENTS_CACHE_DIR",
             dir.join("instruments").display().to_string(),
         ),
-        ("JSON_FEED_URL", sim.json_url()),
-        ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
-        ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
-        ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
-        ("JSON_FEED_UNSUBSCRIBE", SIM_JSON_UNSUBSCRIBE.into()),
-        ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
         ("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50@ltp".into()),
         ("CORE_PINNING", "off".into()),
         ("BACKFILL_AUTO", "false".into()),
-    ];
+    ]
+    .into_iter()
+    .chain(json::engine_env(sim.json_url(), &SimConfig::default()))
+    .collect();
     let cfg =
         Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
             .unwrap();

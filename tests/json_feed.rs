@@ -27,7 +27,7 @@ use layer1::{
     pipeline::Pipeline,
     producer::{self, Outbound},
     sim::{
-        json::{SIM_JSON_MAP, SIM_JSON_SUBSCRIBE, SIM_JSON_UNSUBSCRIBE},
+        json::{self, SIM_JSON_MAP},
         Fault, SimConfig, Simulator, Target,
     },
     subscribe,
@@ -76,15 +76,13 @@ fn json_feed_from_config_subscribes_maps_reconnects_and_rejects_malformed() {
         ..SimConfig::default()
     })
     .unwrap();
-    let cfg = config(&[
-        ("JSON_FEED_URL", sim.json_url()),
-        ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
-        ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
-        ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
-        ("JSON_FEED_UNSUBSCRIBE", SIM_JSON_UNSUBSCRIBE.into()),
-        ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
-        ("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50@ltp".into()),
-    ])
+    let cfg = config(
+        &[
+            json::engine_env(sim.json_url(), &SimConfig::default()),
+            vec![("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50@ltp".into())],
+        ]
+        .concat(),
+    )
     .unwrap();
     let j = cfg.vendors.json.clone().expect("JSON feed configured");
     assert!(
@@ -232,17 +230,17 @@ fn json_feed_is_a_failover_standby_and_primary() {
     })
     .unwrap();
     let json_vars = |order: &str, standby: &str| {
-        config(&[
-            ("JSON_FEED_URL", sim.json_url()),
-            ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
-            ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
-            ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
-            ("JSON_FEED_UNSUBSCRIBE", SIM_JSON_UNSUBSCRIBE.into()),
-            ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
-            ("SUBSCRIBE", "NSE:INFY".into()),
-            ("VENDOR_ORDER", order.into()),
-            ("STANDBY_VENDOR", standby.into()),
-        ])
+        config(
+            &[
+                json::engine_env(sim.json_url(), &SimConfig::default()),
+                vec![
+                    ("SUBSCRIBE", "NSE:INFY".into()),
+                    ("VENDOR_ORDER", order.into()),
+                    ("STANDBY_VENDOR", standby.into()),
+                ],
+            ]
+            .concat(),
+        )
     };
     // `json` is a vendor name in both variables.
     let cfg = json_vars("kite,json", "json").unwrap();
@@ -393,14 +391,13 @@ fn layer1_decode_reads_a_json_capture_with_the_configured_mapping() {
         ..SimConfig::default()
     })
     .unwrap();
-    let cfg = config(&[
-        ("JSON_FEED_URL", sim.json_url()),
-        ("JSON_FEED_AUTH_HEADER", "x-api-key".into()),
-        ("JSON_FEED_AUTH_VALUE", "sim_json_key".into()),
-        ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.into()),
-        ("JSON_FEED_MAP", SIM_JSON_MAP.into()),
-        ("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50".into()),
-    ])
+    let cfg = config(
+        &[
+            json::engine_env(sim.json_url(), &SimConfig::default()),
+            vec![("SUBSCRIBE", "NSE:INFY, NSE:NIFTY 50".into())],
+        ]
+        .concat(),
+    )
     .unwrap();
     let j = cfg.vendors.json.clone().unwrap();
     parsers::json::install(Arc::clone(&j.mapping));

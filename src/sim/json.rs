@@ -23,6 +23,19 @@ pub const SIM_JSON_SUBSCRIBE: &str = r#"{"action":"subscribe","symbols":{symbols
 /// The unsubscribe template the simulator understands.
 pub const SIM_JSON_UNSUBSCRIBE: &str = r#"{"action":"unsubscribe","symbols":{symbols}}"#;
 
+/// The engine's `JSON_FEED_*` settings for a simulator JSON feed at `url` started with `cfg`:
+/// URL, auth header and value, the subscribe/unsubscribe templates and the mapping it speaks.
+pub fn engine_env(url: String, cfg: &super::SimConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("JSON_FEED_URL", url),
+        ("JSON_FEED_AUTH_HEADER", cfg.json_auth_header.clone()),
+        ("JSON_FEED_AUTH_VALUE", cfg.json_auth_value.clone()),
+        ("JSON_FEED_SUBSCRIBE", SIM_JSON_SUBSCRIBE.to_owned()),
+        ("JSON_FEED_UNSUBSCRIBE", SIM_JSON_UNSUBSCRIBE.to_owned()),
+        ("JSON_FEED_MAP", SIM_JSON_MAP.to_owned()),
+    ]
+}
+
 fn trading_symbol(canonical: &str) -> &str {
     canonical.split_once(':').map_or(canonical, |p| p.1)
 }
