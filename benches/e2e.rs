@@ -128,6 +128,7 @@ struct Phase {
     rate: f64,
     ticks: u64,
     handoff: (u64, u64, u64, u64, u64),
+    handoff_ticks: (u64, u64, u64, u64, u64),
     ack: (u64, u64, u64, u64),
     feed_allocs: u64,
     producer_allocs: u64,
@@ -158,6 +159,7 @@ fn fixed_rate_phase(
     sim.set_rate(100_000);
     std::thread::sleep(Duration::from_secs(settle_secs));
     layer1::latency::handoff().reset();
+    layer1::latency::handoff_ticks().reset();
     layer1::latency::ack().reset();
     let (f0, p0, b0) = (
         allocs_of("feed-"),
@@ -174,18 +176,23 @@ fn fixed_rate_phase(
     let (s1, q1) = (sched_of("feed-0"), sched_of("producer"));
     let (st1, sf1) = sim.ticks_frames();
     let h = layer1::latency::handoff();
+    let ht = layer1::latency::handoff_ticks();
     let k = layer1::latency::ack();
-    Phase {
-        label,
-        rate: ticks as f64 / elapsed,
-        ticks,
-        handoff: (
+    let summary = |h: &layer1::latency::LatencyHistogram| {
+        (
             h.quantile(0.5),
             h.quantile(0.99),
             h.quantile(0.999),
             h.max(),
             h.count(),
-        ),
+        )
+    };
+    Phase {
+        label,
+        rate: ticks as f64 / elapsed,
+        ticks,
+        handoff: summary(h),
+        handoff_ticks: summary(ht),
         ack: (
             k.quantile(0.5),
             k.quantile(0.99),
@@ -203,13 +210,17 @@ fn fixed_rate_phase(
 }
 
 fn print_phase(p: &Phase) {
-    let (h, k) = (p.handoff, p.ack);
+    let (h, ht, k) = (p.handoff, p.handoff_ticks, p.ack);
     println!(
         "-- 100,000 ticks/s, {}: {:.0} ticks/s acknowledged",
         p.label, p.rate
     );
     println!(
-        "   receive -> hand-off   p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us  (n={} frames)",
+        "   receive -> hand-off   p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us  (n={} ticks, each stamped within {} hand-overs)",
+        us(ht.0), us(ht.1), us(ht.2), us(ht.3), ht.4, layer1::pipeline::STAMP_EVERY
+    );
+    println!(
+        "     per frame (last tick) p50 {:>6.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us  (n={} frames)",
         us(h.0), us(h.1), us(h.2), us(h.3), h.4
     );
     println!(
@@ -381,7 +392,7 @@ fn main() {
         ),
     );
 
-    layer1::latency::handoff().reset();
+    layer1::latency::handoff_ticks().reset();
     let redis = redis::Client::open("redis://127.0.0.1:6379").expect("redis");
     let mut con = redis.get_connection().expect("redis connection");
     let _: i64 = redis::cmd("PUBLISH")
@@ -415,7 +426,7 @@ fn main() {
             break;
         }
     }
-    let hc = layer1::latency::handoff();
+    let hc = layer1::latency::handoff_ticks();
     let lat_c = (
         hc.quantile(0.5),
         hc.quantile(0.99),
@@ -477,7 +488,7 @@ fn main() {
     print_phase(&normal);
     print_phase(&rt);
     println!(
-        "-- while a backfill runs (engine 2): hand-off p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={}; job: {job})",
+        "-- while a backfill runs (engine 2): hand-off p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={} ticks; job: {job})",
         us(lat_c.0),
         us(lat_c.1),
         us(lat_c.2),

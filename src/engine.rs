@@ -222,7 +222,13 @@ impl Engine {
         )?;
         threads.push(("http", server.join));
 
-        let (feeds, refresh) = start_feeds(&config, &plan, &options, &mut feed_senders)?;
+        let (feeds, refresh) = start_feeds(
+            &config,
+            &plan,
+            &options,
+            &mut feed_senders,
+            &producer.wake(),
+        )?;
         if let Some(r) = refresh {
             // The daily instrument-list refresh: blocking REST, so on its own small thread.
             let sd = shutdown.clone();
@@ -348,6 +354,7 @@ fn start_feeds(
     plan: &CorePlan,
     options: &EngineOptions,
     senders: &mut [Sender<Outbound>],
+    wake: &crate::producer::Wake,
 ) -> Result<StartedFeeds, Error> {
     let v = &config.vendors;
     // Configured vendors in preference order (VENDOR_ORDER, then any configured but unlisted).
@@ -525,6 +532,7 @@ fn start_feeds(
         let raw = config.kafka.raw_enabled || config.capture_dir.is_some();
         let pipeline = Pipeline::new(tx, ValidationLimits::default(), raw)
             .with_routing(Arc::clone(&routing))
+            .with_wake(wake.clone())
             .with_event_observer(|ev| status::global().on_feed_event(ev));
         let core = plan.feed.get(i).copied().flatten();
         status::global().thread_placement(

@@ -15,7 +15,7 @@ use std::{
 };
 
 /// An odd 64-bit multiplier with well-spread bits.
-const K: u64 = 0xf135_7aea_2e62_a9c5;
+pub(crate) const K: u64 = 0xf135_7aea_2e62_a9c5;
 
 /// The hasher; see the module documentation.
 #[derive(Debug, Default, Clone, Copy)]

@@ -70,6 +70,20 @@ impl LatencyHistogram {
         self.max.fetch_max(ns, Ordering::Relaxed);
     }
 
+    /// Records `n` values of `ns` nanoseconds each (one bucket update for a group of items
+    /// that share a measurement).
+    #[inline]
+    pub fn record_n(&self, ns: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(c) = self.counts.get(index(ns)) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+        self.total.fetch_add(n, Ordering::Relaxed);
+        self.max.fetch_max(ns, Ordering::Relaxed);
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
@@ -127,8 +141,18 @@ impl LatencyHistogram {
     }
 }
 
-/// The process's receive -> hand-off latency (feed threads record, readers report).
+/// The process's receive -> hand-off latency per frame: the time its last tick was queued, so
+/// the worst of the frame's ticks (feed threads record, readers report).
 pub fn handoff() -> &'static LatencyHistogram {
+    static H: std::sync::OnceLock<LatencyHistogram> = std::sync::OnceLock::new();
+    H.get_or_init(LatencyHistogram::new)
+}
+
+/// The process's receive -> hand-off latency per tick. The clock is read once every
+/// [`crate::pipeline::STAMP_EVERY`] ticks queued (and at the frame's end), and each tick counts
+/// the first reading taken after it was queued: an upper bound on its own latency, by at most
+/// the time to queue that many ticks.
+pub fn handoff_ticks() -> &'static LatencyHistogram {
     static H: std::sync::OnceLock<LatencyHistogram> = std::sync::OnceLock::new();
     H.get_or_init(LatencyHistogram::new)
 }
@@ -181,6 +205,12 @@ mod tests {
         let p99 = h.quantile(0.99);
         assert!((930_000..=990_000).contains(&p99), "{p99}");
         assert_eq!(h.max(), 1_000_000);
+        // A group counts as that many values.
+        h.record_n(2_000_000, 1000);
+        assert_eq!(h.count(), 2000);
+        assert!(h.quantile(0.75) >= 1_875_000, "{}", h.quantile(0.75));
+        h.record_n(5, 0);
+        assert_eq!(h.count(), 2000);
         h.reset();
         assert_eq!(h.quantile(0.5), 0);
     }

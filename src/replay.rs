@@ -102,7 +102,8 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
     if let Some(j) = &config.vendors.json {
         crate::parsers::json::install(std::sync::Arc::clone(&j.mapping));
     }
-    let mut pipeline = Pipeline::new(tx, ValidationLimits::default(), false);
+    let mut pipeline =
+        Pipeline::new(tx, ValidationLimits::default(), false).with_wake(handle.wake());
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut truncated = false;
     let started = Instant::now();

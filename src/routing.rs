@@ -16,18 +16,19 @@
 //! and a compare-exchange on a switch.
 //!
 //! Instruments added while running (the daily instrument-list refresh,
-//! [`crate::instruments::refresh`]) are mapped with [`Routing::add_late`] into a second table
-//! behind a `RwLock`, consulted only for a tick the start-up table does not know and only once
-//! something was added (an atomic flag), so the start-up instruments never touch the lock. Late
+//! [`crate::instruments::refresh`]) are mapped with [`Routing::add_late`] into a second table,
+//! consulted only for a tick the start-up table does not know. It is copied, extended and
+//! published whole by swapping an atomic pointer (old copies are kept until the routing is
+//! dropped), so readers never take a lock. Late
 //! instruments get their failover pair like start-up ones: every start-up instrument has a pair
 //! slot whose vendors are atomics (unset while it is not redundant), so a refresh that finds a
 //! start-up symbol newly listed on the other vendor pairs it without a lock; a pair of two late
-//! vendors lives in the late table. The vendor that was producing stays active; the primary's
+//! vendors lives in the late table (shared by its copies). The vendor that was producing stays active; the primary's
 //! next tick takes over as usual.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
-    RwLock,
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering},
+    Arc, Mutex,
 };
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -105,11 +106,156 @@ impl Pair {
     }
 }
 
-/// Instruments mapped after start-up, and failover pairs between two late vendors.
-#[derive(Default)]
+/// A vendor's key for an instrument: the token and exchange its parser puts in the tick.
+type Key = (Vendor, Exchange, Token);
+
+/// Where a start-up key leads: the instrument id and the index of its failover slot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Target {
+    id: u32,
+    pair: u32,
+}
+
+/// One slot of [`ShortTable`]; a zero key is an empty slot (a real key has a vendor code).
+#[derive(Debug, Clone, Copy, Default)]
+struct ShortSlot {
+    key: [u64; 2],
+    target: Target,
+}
+
+/// The start-up keys whose token fits [`Token::short_key`] (every numeric token), in one
+/// open-addressed array of 24-byte slots at most half full. A lookup hashes two words and
+/// usually reads one cache line; the general map it replaced read four (two hashbrown control
+/// groups and buckets, ids then pairs), and those were L2 misses on every tick under `perf`
+/// because the core runs the broker and producer between frames.
+#[derive(Debug)]
+struct ShortTable {
+    slots: Box<[ShortSlot]>,
+    shift: u32,
+    len: usize,
+}
+
+/// The packed key of a short token: its 16 bytes with vendor and exchange in bytes 14 and 15.
+#[inline]
+fn short_key(vendor: Vendor, exchange: Exchange, token: &Token) -> Option<[u64; 2]> {
+    let mut k = token.short_key()?;
+    let [.., v, e] = &mut k;
+    *v = vendor.code();
+    *e = exchange as u8;
+    let x = u128::from_le_bytes(k);
+    Some([x as u64, (x >> 64) as u64])
+}
+
+impl ShortTable {
+    fn with_capacity(n: usize) -> ShortTable {
+        let cap = (n.max(8) * 2).next_power_of_two();
+        ShortTable {
+            slots: vec![ShortSlot::default(); cap].into_boxed_slice(),
+            shift: 64 - cap.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn home(&self, key: [u64; 2]) -> usize {
+        let [a, b] = key;
+        ((a ^ b.rotate_left(29)).wrapping_mul(crate::fasthash::K) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, key: [u64; 2], target: Target) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        // At most half full, so an empty slot is always found.
+        while let Some(s) = self.slots.get_mut(i) {
+            if s.key == [0, 0] {
+                self.len += 1;
+                *s = ShortSlot { key, target };
+                return;
+            }
+            if s.key == key {
+                s.target = target;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: [u64; 2]) -> Option<Target> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let s = self.slots.get(i)?;
+            if s.key == key {
+                return Some(s.target);
+            }
+            if s.key == [0, 0] {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// Instruments mapped after start-up, and failover pairs between two late vendors. Published
+/// whole: [`Routing::add_late`] builds a new one and swaps the pointer, so readers take no lock.
+#[derive(Default, Clone)]
 struct Late {
-    ids: FastMap<(Vendor, Exchange, Token), u32>,
-    pairs: FastMap<u32, Pair>,
+    ids: FastMap<Key, u32>,
+    pairs: FastMap<u32, Arc<Pair>>,
+}
+
+/// The published [`Late`] table. Every table ever published is kept (in `all`, appended under
+/// the writers' lock) until the routing is dropped, so a pointer a reader loaded stays valid;
+/// a refresh publishes about one a day.
+struct LateTables {
+    current: AtomicPtr<Late>,
+    all: Mutex<Vec<Arc<Late>>>,
+}
+
+impl LateTables {
+    fn new() -> LateTables {
+        LateTables {
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            all: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The current table, `None` until something was added late.
+    #[inline]
+    fn load(&self) -> Option<&Late> {
+        let p = self.current.load(Ordering::Acquire);
+        // SAFETY: a non-null `current` came from `Arc::as_ptr` of an `Arc<Late>` that `update`
+        // pushed into `all` before storing the pointer (Release, paired with the Acquire above,
+        // so the table's contents are visible). `all` only grows and lives as long as `self`,
+        // so the `Late` outlives the returned borrow, and it is never mutated once published
+        // (only shared references are ever made to it).
+        unsafe { p.as_ref() }
+    }
+
+    /// Calls `f` on a copy of the current table and publishes the copy if `f` says it changed
+    /// it (the second value `f` returns).
+    fn update<R>(&self, f: impl FnOnce(&mut Late) -> (R, bool)) -> R {
+        let mut all = match self.all.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut next = all.last().map(|l| Late::clone(l)).unwrap_or_default();
+        let (r, changed) = f(&mut next);
+        if changed {
+            let next = Arc::new(next);
+            let p = Arc::as_ptr(&next).cast_mut();
+            all.push(next);
+            self.current.store(p, Ordering::Release);
+        }
+        r
+    }
+
+    /// Tables published so far.
+    #[cfg(test)]
+    fn published(&self) -> usize {
+        self.all.lock().map_or(0, |g| g.len())
+    }
 }
 
 /// Metrics of the failover, resolved once.
@@ -179,13 +325,20 @@ pub struct RoutingStats {
 
 /// The routing table. Build with [`RoutingBuilder`].
 pub struct Routing {
-    ids: FastMap<(Vendor, Exchange, Token), u32>,
-    pairs: FastMap<u32, Pair>,
+    /// Start-up keys with short tokens (Kite, Angel, Dhan, short JSON tokens).
+    short: ShortTable,
+    /// Start-up keys with longer tokens (Upstox instrument keys).
+    long: FastMap<Key, Target>,
+    /// One failover slot per start-up instrument, indexed by [`Target::pair`].
+    pairs: Box<[Pair]>,
+    /// Instrument id -> index in `pairs`.
+    pair_of: FastMap<u32, u32>,
+    /// Whether any instrument is redundant: until one is, a tick needs no failover slot.
+    any_redundant: AtomicBool,
     stale_ns: u64,
     metrics: FailoverMetrics,
     /// Instruments mapped after start-up ([`Routing::add_late`]).
-    late: RwLock<Late>,
-    has_late: AtomicBool,
+    late: LateTables,
     /// Live counters.
     pub stats: RoutingStats,
 }
@@ -193,8 +346,8 @@ pub struct Routing {
 impl std::fmt::Debug for Routing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routing")
-            .field("instruments", &self.ids.len())
-            .field("redundant", &self.pairs.len())
+            .field("instruments", &self.len())
+            .field("redundant", &self.any_redundant.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -202,7 +355,7 @@ impl std::fmt::Debug for Routing {
 /// Builds a [`Routing`].
 #[derive(Debug, Default)]
 pub struct RoutingBuilder {
-    ids: FastMap<(Vendor, Exchange, Token), u32>,
+    ids: FastMap<Key, u32>,
     pairs: FastMap<u32, (Vendor, Vendor)>,
 }
 
@@ -239,21 +392,36 @@ impl RoutingBuilder {
     /// first tick before the standby takes over.
     pub fn build(self, stale_ms: u64, now_ns: u64) -> Routing {
         // Every instrument gets a slot, so a later refresh can pair it without a lock.
-        let mut pairs: FastMap<u32, Pair> = self
-            .ids
-            .iter()
-            .map(|((v, _, _), id)| (*id, Pair::single(*v)))
-            .collect();
-        for (id, (p, s)) in self.pairs {
-            pairs.insert(id, Pair::redundant(p, s, now_ns));
+        let mut pair_of: FastMap<u32, u32> = FastMap::default();
+        let mut pairs: Vec<Pair> = Vec::new();
+        let mut short = ShortTable::with_capacity(self.ids.len());
+        let mut long = FastMap::default();
+        for ((v, e, t), id) in self.ids {
+            let pair = *pair_of.entry(id).or_insert_with(|| {
+                pairs.push(match self.pairs.get(&id) {
+                    Some(&(p, s)) => Pair::redundant(p, s, now_ns),
+                    None => Pair::single(v),
+                });
+                u32::try_from(pairs.len() - 1).unwrap_or(u32::MAX)
+            });
+            let target = Target { id, pair };
+            match short_key(v, e, &t) {
+                Some(k) => short.insert(k, target),
+                None => {
+                    long.insert((v, e, t), target);
+                }
+            }
         }
+        let any_redundant = pairs.iter().any(|p| p.vendors().is_some());
         Routing {
-            ids: self.ids,
-            pairs,
+            short,
+            long,
+            pairs: pairs.into_boxed_slice(),
+            pair_of,
+            any_redundant: AtomicBool::new(any_redundant),
             stale_ns: stale_ms.saturating_mul(1_000_000),
             metrics: FailoverMetrics::new(),
-            late: RwLock::new(Late::default()),
-            has_late: AtomicBool::new(false),
+            late: LateTables::new(),
             stats: RoutingStats::default(),
         }
     }
@@ -262,34 +430,70 @@ impl RoutingBuilder {
 impl Routing {
     /// Sets `tick.instrument_id` and decides whether the tick is produced. `now_ns` is the
     /// frame's receive time. Ticks of unmapped instruments keep id 0 and are produced.
+    #[inline]
     pub fn route(&self, tick: &mut Tick, now_ns: u64) -> Verdict {
-        let key = (tick.vendor, tick.exchange, tick.token);
-        if let Some(&id) = self.ids.get(&key) {
+        let (verdict, id) = self.resolve(tick, now_ns);
+        if let Some(id) = id {
             tick.instrument_id = id;
-            return match self.pairs.get(&id) {
-                Some(p) => self.decide(id, p, tick.vendor, now_ns),
-                None => Verdict::Produce,
-            };
         }
-        if !self.has_late.load(Ordering::Acquire) {
-            return Verdict::Produce;
-        }
-        let g = self.late_read();
-        let Some(&id) = g.ids.get(&key) else {
-            return Verdict::Produce;
-        };
-        tick.instrument_id = id;
-        // A late vendor of a start-up instrument shares the start-up slot.
-        match self.pairs.get(&id).or_else(|| g.pairs.get(&id)) {
-            Some(p) => self.decide(id, p, tick.vendor, now_ns),
-            None => Verdict::Produce,
-        }
+        verdict
     }
 
-    fn late_read(&self) -> std::sync::RwLockReadGuard<'_, Late> {
-        match self.late.read() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+    /// [`Routing::route`] without writing the tick: the verdict and the instrument id, `None`
+    /// for an unmapped instrument. The pipeline sets the id on the copy it queues.
+    #[inline]
+    pub fn resolve(&self, tick: &Tick, now_ns: u64) -> (Verdict, Option<u32>) {
+        let found = match short_key(tick.vendor, tick.exchange, &tick.token) {
+            Some(k) => self.short.get(k),
+            None => self
+                .long
+                .get(&(tick.vendor, tick.exchange, tick.token))
+                .copied(),
+        };
+        let Some(t) = found else {
+            return self.resolve_late(tick, now_ns);
+        };
+        if !self.any_redundant.load(Ordering::Relaxed) {
+            return (Verdict::Produce, Some(t.id));
+        }
+        let verdict = match self.pairs.get(t.pair as usize) {
+            Some(p) => self.decide(t.id, p, tick.vendor, now_ns),
+            None => Verdict::Produce,
+        };
+        (verdict, Some(t.id))
+    }
+
+    /// [`Routing::resolve`] for a key the start-up table does not know.
+    fn resolve_late(&self, tick: &Tick, now_ns: u64) -> (Verdict, Option<u32>) {
+        let Some(late) = self.late.load() else {
+            return (Verdict::Produce, None);
+        };
+        let Some(&id) = late.ids.get(&(tick.vendor, tick.exchange, tick.token)) else {
+            return (Verdict::Produce, None);
+        };
+        // A late vendor of a start-up instrument shares the start-up slot.
+        let verdict = match self
+            .startup_pair(id)
+            .or_else(|| late.pairs.get(&id).map(|p| &**p))
+        {
+            Some(p) => self.decide(id, p, tick.vendor, now_ns),
+            None => Verdict::Produce,
+        };
+        (verdict, Some(id))
+    }
+
+    /// The failover slot of a start-up instrument.
+    fn startup_pair(&self, id: u32) -> Option<&Pair> {
+        let i = *self.pair_of.get(&id)?;
+        self.pairs.get(i as usize)
+    }
+
+    /// Whether `key` is mapped at start-up.
+    fn knows(&self, key: &Key) -> bool {
+        let (v, e, t) = key;
+        match short_key(*v, *e, t) {
+            Some(k) => self.short.get(k).is_some(),
+            None => self.long.contains_key(key),
         }
     }
 
@@ -366,38 +570,40 @@ impl Routing {
     /// redundant; returns how many instruments were added. `now_ns` starts a new primary's
     /// clock.
     pub fn add_late(&self, more: RoutingBuilder, now_ns: u64) -> usize {
-        let mut g = match self.late.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let mut n = 0;
-        for (k, id) in more.ids {
-            if !self.ids.contains_key(&k) && g.ids.insert(k, id).is_none() {
-                n += 1;
+        let (n, paired) = self.late.update(|late| {
+            let late_pairs_before = late.pairs.len();
+            let mut n = 0;
+            for (k, id) in more.ids {
+                if !self.knows(&k) && late.ids.insert(k, id).is_none() {
+                    n += 1;
+                }
             }
-        }
-        let mut paired = 0usize;
-        for (id, (primary, standby)) in more.pairs {
-            let done = match self.pairs.get(&id) {
-                Some(slot) => slot.pair_late(primary, standby, now_ns),
-                None => match g.pairs.entry(id) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        e.get().pair_late(primary, standby, now_ns)
-                    }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(Pair::redundant(primary, standby, now_ns));
-                        true
-                    }
-                },
-            };
-            if done {
-                paired += 1;
-                let name = crate::instruments::names::name_of(id).unwrap_or("");
-                log::info!(event = "failover_pair_added", instrument = name, primary = primary.as_str(), standby = standby.as_str(); "instrument now redundant after the instrument refresh");
+            let mut paired = 0usize;
+            for (id, (primary, standby)) in more.pairs {
+                let done = match self.startup_pair(id) {
+                    Some(slot) => slot.pair_late(primary, standby, now_ns),
+                    None => match late.pairs.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(e) => {
+                            e.get().pair_late(primary, standby, now_ns)
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(Arc::new(Pair::redundant(primary, standby, now_ns)));
+                            true
+                        }
+                    },
+                };
+                if done {
+                    paired += 1;
+                    let name = crate::instruments::names::name_of(id).unwrap_or("");
+                    log::info!(event = "failover_pair_added", instrument = name, primary = primary.as_str(), standby = standby.as_str(); "instrument now redundant after the instrument refresh");
+                }
             }
-        }
-        if n > 0 {
-            self.has_late.store(true, Ordering::Release);
+            // A start-up slot paired late is changed in place; the table only by additions.
+            let grew = n > 0 || late.pairs.len() > late_pairs_before;
+            ((n, paired), grew)
+        });
+        if paired > 0 {
+            self.any_redundant.store(true, Ordering::Release);
         }
         self.stats
             .late_pairs
@@ -411,20 +617,24 @@ impl Routing {
             p.vendors()?;
             Vendor::from_code(p.active.load(Ordering::Acquire))
         };
-        match self.pairs.get(&instrument_id) {
+        match self.startup_pair(instrument_id) {
             Some(p) => read(p),
-            None => self.late_read().pairs.get(&instrument_id).and_then(read),
+            None => self
+                .late
+                .load()
+                .and_then(|l| l.pairs.get(&instrument_id))
+                .and_then(|p| read(p)),
         }
     }
 
     /// Instruments mapped at start-up.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.short.len + self.long.len()
     }
 
     /// True when nothing is mapped.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 }
 
@@ -524,7 +734,97 @@ mod tests {
         // A second refresh with the same plan changes nothing.
         let mut again = RoutingBuilder::default();
         again.redundant(8, Vendor::Dhan, Vendor::Kite);
+        let tables = r.late.published();
         assert_eq!(r.add_late(again, 200 * ms), 0);
         assert_eq!(r.stats.late_pairs.load(Ordering::Relaxed), 3);
+        assert_eq!(r.late.published(), tables, "nothing new, nothing published");
+    }
+
+    #[test]
+    fn short_and_long_tokens_map_exactly() {
+        let mut b = RoutingBuilder::default();
+        let mut expect = Vec::new();
+        for i in 0..3000u32 {
+            let tok = (i * 256 + 1).to_string();
+            b.map(Vendor::Kite, Exchange::Nse, &tok, i + 1);
+            expect.push((Vendor::Kite, Exchange::Nse, tok, i + 1));
+        }
+        // The same number on another vendor or exchange is another instrument.
+        b.map(Vendor::Dhan, Exchange::Nse, "257", 90_001);
+        b.map(Vendor::Dhan, Exchange::Bse, "257", 90_002);
+        // 13 bytes is the longest short key; 14 and more go to the general map.
+        b.map(Vendor::Json, Exchange::Nse, "ABCDEFGHIJKLM", 90_003);
+        b.map(Vendor::Json, Exchange::Nse, "ABCDEFGHIJKLMN", 90_004);
+        b.map(Vendor::Upstox, Exchange::Nse, "NSE_EQ|INE002A01018", 90_005);
+        for (v, e, t, id) in [
+            (Vendor::Dhan, Exchange::Nse, "257", 90_001),
+            (Vendor::Dhan, Exchange::Bse, "257", 90_002),
+            (Vendor::Json, Exchange::Nse, "ABCDEFGHIJKLM", 90_003),
+            (Vendor::Json, Exchange::Nse, "ABCDEFGHIJKLMN", 90_004),
+            (Vendor::Upstox, Exchange::Nse, "NSE_EQ|INE002A01018", 90_005),
+        ] {
+            expect.push((v, e, t.to_string(), id));
+        }
+        let r = b.build(100, 0);
+        assert_eq!(r.len(), expect.len());
+        for (v, e, tok, id) in &expect {
+            let mut t = tick(*v, tok);
+            t.exchange = *e;
+            assert_eq!(r.route(&mut t, 0), Verdict::Produce);
+            assert_eq!(t.instrument_id, *id, "{v:?} {e:?} {tok}");
+        }
+        // Unknown keys: a prefix, an extension, the wrong exchange, another vendor.
+        for (v, e, tok) in [
+            (Vendor::Kite, Exchange::Nse, "25"),
+            (Vendor::Kite, Exchange::Nse, "2570"),
+            (Vendor::Kite, Exchange::Bse, "257"),
+            (Vendor::Angel, Exchange::Nse, "257"),
+            (Vendor::Json, Exchange::Nse, "ABCDEFGHIJKL"),
+            (Vendor::Upstox, Exchange::Nse, "NSE_EQ|INE002A01019"),
+        ] {
+            let mut t = tick(v, tok);
+            t.exchange = e;
+            assert_eq!(r.route(&mut t, 0), Verdict::Produce);
+            assert_eq!(t.instrument_id, 0, "{v:?} {e:?} {tok}");
+        }
+    }
+
+    /// Readers on another thread route late instruments while tables are published under them
+    /// (the published pointer's lifetime argument in `LateTables::load`).
+    #[test]
+    fn late_tables_swap_under_concurrent_readers() {
+        let r = Arc::new(RoutingBuilder::default().build(100, 0));
+        let reader = {
+            let r = Arc::clone(&r);
+            std::thread::spawn(move || {
+                // Until the last table is seen (bounded, in case publishing fails).
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                let mut rounds = 0u64;
+                while std::time::Instant::now() < deadline {
+                    rounds += 1;
+                    let mut last = 0;
+                    for i in 1..=200u32 {
+                        let mut t = tick(Vendor::Kite, &i.to_string());
+                        r.route(&mut t, 0);
+                        // An id, once seen, is the one that was mapped.
+                        assert!(t.instrument_id == 0 || t.instrument_id == i + 1000);
+                        last = t.instrument_id;
+                    }
+                    if last == 1200 {
+                        return rounds;
+                    }
+                }
+                0
+            })
+        };
+        for i in 1..=200u32 {
+            let mut more = RoutingBuilder::default();
+            more.map(Vendor::Kite, Exchange::Nse, &i.to_string(), i + 1000);
+            assert_eq!(r.add_late(more, 0), 1);
+        }
+        assert!(reader.join().unwrap() > 0, "the reader saw the last table");
+        let mut t = tick(Vendor::Kite, "200");
+        r.route(&mut t, 0);
+        assert_eq!(t.instrument_id, 1200);
     }
 }

@@ -121,6 +121,23 @@ impl Token {
         self.as_str().parse().ok()
     }
 
+    /// Longest token [`Token::short_key`] packs.
+    pub const SHORT_KEY_MAX: usize = 13;
+
+    /// The token as an exact 16-byte key when it has at most [`Token::SHORT_KEY_MAX`] bytes:
+    /// its bytes (zero past `len`), the length in byte 13, bytes 14 and 15 zero for the caller
+    /// (the routing table puts vendor and exchange there). Numeric tokens (Kite, Angel, Dhan)
+    /// always fit, so their lookups hash and compare two words instead of the whole token.
+    #[inline]
+    pub fn short_key(&self) -> Option<[u8; 16]> {
+        if usize::from(self.len) > Self::SHORT_KEY_MAX {
+            return None;
+        }
+        let mut k = *self.bytes.first_chunk::<16>()?;
+        k[Self::SHORT_KEY_MAX] = self.len;
+        Some(k)
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         usize::from(self.len)

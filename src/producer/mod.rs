@@ -25,6 +25,7 @@
 mod client;
 mod encode;
 mod error;
+pub mod wake;
 
 use std::{
     fs::File,
@@ -35,7 +36,7 @@ use std::{
 };
 
 pub use client::{check_broker, ensure_topics, producer_config, DeliveryStats, FailedRecord};
-use crossbeam_channel::{bounded, Receiver, Select, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 pub use encode::TICK_SCHEMA_VERSION;
 pub use error::ProducerError;
 use rdkafka::{
@@ -43,6 +44,7 @@ use rdkafka::{
     message::OwnedHeaders,
     producer::{BaseProducer, BaseRecord, Producer, PurgeConfig},
 };
+pub use wake::Wake;
 
 use crate::{
     capture::{CaptureWriter, Record as CaptureRecord},
@@ -167,6 +169,7 @@ pub fn queue(capacity: usize) -> (Sender<Outbound>, Receiver<Outbound>) {
 pub struct ProducerHandle {
     join: Option<JoinHandle<Result<FlushReport, ProducerError>>>,
     stats: Arc<DeliveryStats>,
+    wake: Wake,
 }
 
 /// What the producer did over its life.
@@ -190,6 +193,12 @@ impl ProducerHandle {
     /// Delivery counters.
     pub fn stats(&self) -> &Arc<DeliveryStats> {
         &self.stats
+    }
+
+    /// The thread's wake-up, for the feed pipelines to notify once per frame
+    /// ([`crate::pipeline::Pipeline::with_wake`]).
+    pub fn wake(&self) -> Wake {
+        self.wake.clone()
     }
 
     /// Waits for the thread to finish (it does once every sender is dropped).
@@ -298,6 +307,8 @@ pub fn spawn(
         None => None,
     };
     let thread_stats = Arc::clone(&stats);
+    let wake = Wake::new();
+    let thread_wake = wake.clone();
     let join = std::thread::Builder::new()
         .name("producer".into())
         .spawn(move || {
@@ -327,13 +338,14 @@ pub fn spawn(
                 live_coverage: settings.live_coverage.clone(),
                 final_drain: false,
             };
-            w.run(&queues, settings.batch.max(1));
+            w.run(&queues, settings.batch.max(1), &thread_wake);
             w.finish(settings.flush_timeout)
         })
         .map_err(|e| ProducerError::Admin(format!("spawn producer thread: {e}")))?;
     Ok(ProducerHandle {
         join: Some(join),
         stats,
+        wake,
     })
 }
 
@@ -415,10 +427,12 @@ enum SendOutcome {
 }
 
 impl Worker {
-    fn run(&mut self, queues: &[Receiver<Outbound>], batch: usize) {
+    fn run(&mut self, queues: &[Receiver<Outbound>], batch: usize, wake: &Wake) {
         let mut open: Vec<bool> = vec![true; queues.len()];
         let m = crate::metrics::global();
         let depth = m.queue_depth.with_label_values(&["feed"]);
+        let mut idle = false;
+        let mut last_item = Instant::now();
         while open.iter().any(|o| *o) {
             if self.mode == Mode::Drain && self.final_drain {
                 // The journal's last segment is in flight: hold intake (the feed queues absorb
@@ -428,21 +442,30 @@ impl Worker {
                 self.turn();
                 continue;
             }
-            let mut sel = Select::new();
-            for (q, _) in queues.iter().zip(&open).filter(|(_, o)| **o) {
-                sel.recv(q);
+            if idle {
+                // Nothing came last round: nap while ticks flow, park to be woken once the feeds
+                // are quiet (see `wake`); either way delivery reports, mode changes and draining
+                // keep going, and senders that do not notify are picked up.
+                let quiet = last_item.elapsed() >= wake::QUIET_AFTER;
+                let timeout = if quiet {
+                    wake::QUIET_POLL
+                } else {
+                    wake::FLOW_POLL
+                };
+                wake.park(timeout, quiet, || queues.iter().any(|q| !q.is_empty()));
             }
-            // Wait for data without burning the core; the short timeout keeps delivery reports,
-            // mode changes and draining going while the feeds are quiet.
-            let _ = sel.ready_timeout(Duration::from_millis(2));
             let mut total_depth = 0usize;
+            let mut taken = 0usize;
             for (q, is_open) in queues.iter().zip(open.iter_mut()) {
                 if !*is_open {
                     continue;
                 }
                 for _ in 0..batch {
                     match q.try_recv() {
-                        Ok(item) => self.handle(item),
+                        Ok(item) => {
+                            taken += 1;
+                            self.handle(item);
+                        }
                         Err(crossbeam_channel::TryRecvError::Empty) => break,
                         Err(crossbeam_channel::TryRecvError::Disconnected) => {
                             *is_open = false;
@@ -451,6 +474,10 @@ impl Worker {
                     }
                 }
                 total_depth += q.len();
+            }
+            idle = taken == 0;
+            if !idle {
+                last_item = Instant::now();
             }
             depth.set(i64::try_from(total_depth).unwrap_or(i64::MAX));
             self.turn();
