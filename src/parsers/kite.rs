@@ -10,7 +10,9 @@
 //! one reused tick that each packet rewrites only where it carries data (fields the previous
 //! packet carried and this one does not are reset), so every tick delivered equals a fresh
 //! decode of its packet. Token texts come from a per-thread [`U32TokenCache`] (an instrument's
-//! decimal token is formatted once, then copied).
+//! decimal token is formatted once, then copied). On a CPU with SSSE3 (detected at run time) the
+//! frame walk runs as a second compiled instance whose quote packets convert their ten numbers
+//! with SIMD (`simd::quote`), bit for bit the values of the scalar form.
 //!
 //! A 1-byte frame is a heartbeat. Text frames are JSON (`order`, `error`, `message`) and are
 //! classified by [`classify_text`], never parsed as ticks.
@@ -211,7 +213,7 @@ pub const INDEX_FULL_FIELDS: Fields = Fields(INDEX_QUOTE_FIELDS.0 | Fields::EXCH
 /// [`ParseError::KiteUnknownSegment`] for a token whose segment is not 1..=9 or 12.
 pub fn decode_packet_into(packet: &[u8], meta: &FrameMeta, t: &mut Tick) -> Result<(), ParseError> {
     let mut fresh = scratch(meta);
-    TOKENS.with(|tokens| decode_over(packet, &mut fresh, tokens))?;
+    TOKENS.with(|tokens| decode_over::<false>(packet, &mut fresh, tokens))?;
     *t = fresh;
     Ok(())
 }
@@ -247,8 +249,15 @@ fn scratch(meta: &FrameMeta) -> Tick {
 ///
 /// One dispatch on the length: each arm views its layout, then [`begin`] (with the arm's mode
 /// and field set as constants) and the arm's own conversions.
+///
+/// `SIMD` (set only inside [`walk_ssse3`], on a CPU with SSSE3): a quote packet's ten numbers
+/// are converted by [`simd::quote`], bit for bit the same values.
 #[inline(always)]
-fn decode_over(packet: &[u8], t: &mut Tick, tokens: &U32TokenCache) -> Result<(), ParseError> {
+fn decode_over<const SIMD: bool>(
+    packet: &[u8],
+    t: &mut Tick,
+    tokens: &U32TokenCache,
+) -> Result<(), ParseError> {
     let len = packet.len();
     // A function, so the error is built only on the (cold) error paths.
     let bad_len = || ParseError::KiteUnknownLength {
@@ -277,6 +286,12 @@ fn decode_over(packet: &[u8], t: &mut Tick, tokens: &U32TokenCache) -> Result<()
         44 => {
             let q = QuotePacket::ref_from_bytes(packet).map_err(|_| bad_len())?;
             let div = begin(t, q.token.get(), Mode::Quote, QUOTE_FIELDS, tokens)?;
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `SIMD` is true only in the instance `walk_ssse3` inlines, which runs only
+            // after SSSE3 was detected (`parse_frame`).
+            if SIMD && unsafe { simd::quote(t, q, div) } {
+                return Ok(());
+            }
             let [ltp, atp, open, high, low, close] = prices(
                 [
                     q.ltp.get(),
@@ -500,13 +515,57 @@ pub fn parse_frame<S: TickSink + ?Sized>(
         out.rejects += 1;
         return out;
     };
-    TOKENS.with(|tokens| walk(frame, count.get(), rest, meta, sink, tokens, &mut out));
+    TOKENS.with(|tokens| {
+        #[cfg(target_arch = "x86_64")]
+        if simd::has_ssse3() {
+            // SAFETY: the CPU has SSSE3 (detected at run time just above), the only
+            // requirement of `walk_ssse3`.
+            unsafe { walk_ssse3(frame, count.get(), rest, meta, sink, tokens, &mut out) };
+            return;
+        }
+        walk::<false, S>(frame, count.get(), rest, meta, sink, tokens, &mut out);
+    });
     out
 }
 
-/// The packet walk of [`parse_frame`], from the first length prefix (`rest`) on.
+/// [`walk`] compiled for SSSE3, with quote packets converted by [`simd::quote`]. Multiversioned
+/// at the walk, not per packet, so the SIMD conversion inlines into the loop.
+///
+/// # Safety
+/// The CPU must support SSSE3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn walk_ssse3<S: TickSink + ?Sized>(
+    frame: &[u8],
+    count: u16,
+    rest: &[u8],
+    meta: &FrameMeta,
+    sink: &mut S,
+    tokens: &U32TokenCache,
+    out: &mut FrameOutcome,
+) {
+    walk::<true, S>(frame, count, rest, meta, sink, tokens, out);
+}
+
+/// [`parse_frame`] without the SSSE3 path, for the tests that hold the two equal.
+#[cfg(test)]
+fn parse_frame_scalar<S: TickSink + ?Sized>(
+    frame: &[u8],
+    meta: &FrameMeta,
+    sink: &mut S,
+) -> FrameOutcome {
+    let mut out = FrameOutcome::default();
+    let Ok((count, rest)) = U16::read_from_prefix(frame) else {
+        return out;
+    };
+    TOKENS.with(|tokens| walk::<false, S>(frame, count.get(), rest, meta, sink, tokens, &mut out));
+    out
+}
+
+/// The packet walk of [`parse_frame`], from the first length prefix (`rest`) on. `SIMD`: quote
+/// packets through [`simd::quote`]; only [`walk_ssse3`] instantiates it.
 #[inline(always)]
-fn walk<S: TickSink + ?Sized>(
+fn walk<const SIMD: bool, S: TickSink + ?Sized>(
     frame: &[u8],
     count: u16,
     mut rest: &[u8],
@@ -537,7 +596,7 @@ fn walk<S: TickSink + ?Sized>(
             return;
         };
         rest = next;
-        match decode_over(packet, &mut tick, tokens) {
+        match decode_over::<SIMD>(packet, &mut tick, tokens) {
             Ok(()) => {
                 sink.tick(&tick);
                 out.ticks += 1;
@@ -551,6 +610,103 @@ fn walk<S: TickSink + ?Sized>(
     if !rest.is_empty() {
         sink.reject(&ParseError::KiteTrailingBytes { extra: rest.len() }, rest);
         out.rejects += 1;
+    }
+}
+
+/// The SSSE3 conversion of a quote packet's numbers.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use core::arch::x86_64::{
+        __m128d, __m128i, _mm_castsi128_pd, _mm_div_pd, _mm_loadu_si128, _mm_set1_epi32,
+        _mm_set1_pd, _mm_set_epi8, _mm_shuffle_epi8, _mm_storeu_pd, _mm_sub_pd, _mm_unpackhi_epi32,
+        _mm_unpacklo_epi32,
+    };
+
+    use super::QuotePacket;
+    use crate::tick::Tick;
+    use zerocopy::IntoBytes;
+
+    /// Whether the CPU has SSSE3 (`pshufb`); std caches the detection, so this is a load.
+    #[inline]
+    pub(super) fn has_ssse3() -> bool {
+        std::arch::is_x86_feature_detected!("ssse3")
+    }
+
+    /// 2^52 as f64: `2^52 + x` is exact for every u32 `x`, and its bits are `0x4330_0000`
+    /// above `x`.
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+
+    /// The four big-endian u32 at `bytes` as native u32 lanes, in their order (`CROSS` false)
+    /// or as lanes 0, 2, 1, 3 (`CROSS`), so that the first and third become the low pair.
+    #[inline]
+    #[target_feature(enable = "ssse3")]
+    fn load_be<const CROSS: bool>(bytes: &[u8; 16]) -> __m128i {
+        // Each output byte names its source byte: the lanes' bytes reversed (big-endian), and
+        // with `CROSS` the middle lanes exchanged.
+        let shuffle = if CROSS {
+            _mm_set_epi8(12, 13, 14, 15, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3)
+        } else {
+            _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3)
+        };
+        // SAFETY: `bytes` is 16 readable bytes; the load is unaligned.
+        let v = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
+        _mm_shuffle_epi8(v, shuffle)
+    }
+
+    /// Lanes 0 and 1 (`HI` false) or 2 and 3 of `v` as exact f64: each u32 placed under the bits
+    /// of 2^52, minus 2^52.
+    #[inline]
+    #[target_feature(enable = "ssse3")]
+    fn to_f64<const HI: bool>(v: __m128i) -> __m128d {
+        let magic = _mm_set1_epi32(0x4330_0000);
+        let wide = if HI {
+            _mm_unpackhi_epi32(v, magic)
+        } else {
+            _mm_unpacklo_epi32(v, magic)
+        };
+        _mm_sub_pd(_mm_castsi128_pd(wide), _mm_set1_pd(TWO_52))
+    }
+
+    #[inline]
+    #[target_feature(enable = "ssse3")]
+    fn pair(v: __m128d) -> [f64; 2] {
+        let mut out = [0.0; 2];
+        // SAFETY: `out` is 16 writable bytes; the store is unaligned.
+        unsafe { _mm_storeu_pd(out.as_mut_ptr(), v) };
+        out
+    }
+
+    /// Writes ltp, ltq, atp, volume, totalBuyQty, totalSellQty, open, high, low and close of
+    /// `q` into `t`: the same values as the scalar arm of `decode_over` (a u32 is exact in an
+    /// f64 either way, and `divpd` rounds each lane exactly as `divsd` does).
+    #[inline]
+    #[target_feature(enable = "ssse3")]
+    /// Returns false, writing nothing, only if the packet were not 44 bytes (its layout is
+    /// asserted to be, so the caller's scalar fallback is never taken).
+    pub(super) fn quote(t: &mut Tick, q: &QuotePacket, div: f64) -> bool {
+        let bytes = q.as_bytes();
+        // Bytes 4..20: ltp ltq atp volume; 20..36: tbq tsq open high; 28..44: open high low close.
+        let (Some(a), Some(b), Some(c)) = (
+            bytes.get(4..20).and_then(|s| <&[u8; 16]>::try_from(s).ok()),
+            bytes
+                .get(20..36)
+                .and_then(|s| <&[u8; 16]>::try_from(s).ok()),
+            bytes
+                .get(28..44)
+                .and_then(|s| <&[u8; 16]>::try_from(s).ok()),
+        ) else {
+            return false;
+        };
+        // `a` as ltp atp ltq volume: the six prices make three pairs, so three divisions (the
+        // divider's throughput bounds this function).
+        let (a, b, c) = (load_be::<true>(a), load_be::<false>(b), load_be::<false>(c));
+        let d = _mm_set1_pd(div);
+        [t.ltp, t.atp] = pair(_mm_div_pd(to_f64::<false>(a), d));
+        [t.ltq, t.volume] = pair(to_f64::<true>(a));
+        [t.total_buy_qty, t.total_sell_qty] = pair(to_f64::<false>(b));
+        [t.open, t.high] = pair(_mm_div_pd(to_f64::<true>(b), d));
+        [t.low, t.close] = pair(_mm_div_pd(to_f64::<true>(c), d));
+        true
     }
 }
 
@@ -710,6 +866,84 @@ mod tests {
         fn reject(&mut self, e: &ParseError, raw: &[u8]) {
             self.rejects.push((*e, raw.to_vec()));
         }
+    }
+
+    /// The SSSE3 quote conversion gives bit-identical ticks to the scalar one: random quote
+    /// packets on every segment (so every divisor), with wire values at the u32 edges
+    /// (0, 2^31 - 1, 2^31, u32::MAX) and random, mixed with ltp packets so the reused tick
+    /// changes mode around them. (`reused_tick_equals_a_fresh_decode_of_every_packet` compares
+    /// the same walk with the scalar `decode_packet` too.)
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_quote_equals_scalar() {
+        assert!(
+            simd::has_ssse3(),
+            "every x86-64 CPU since 2006 has SSSE3; this test needs it"
+        );
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let edges = [0u32, 1, 99, 100, 0x7fff_ffff, 0x8000_0000, u32::MAX];
+        let segments = [1u32, 2, 3, 4, 5, 6, 7, 8, 12];
+        let mut quotes = 0usize;
+        for round in 0..2000 {
+            let mut packets: Vec<Vec<u8>> = Vec::new();
+            for k in 0..20 {
+                let seg = segments[(next() % segments.len() as u64) as usize];
+                let token = ((next() as u32) & !0xff) | seg;
+                let mut p = token.to_be_bytes().to_vec();
+                for _ in 0..10 {
+                    let v = if next() % 3 == 0 {
+                        edges[(next() % edges.len() as u64) as usize]
+                    } else {
+                        next() as u32
+                    };
+                    p.extend_from_slice(&v.to_be_bytes());
+                }
+                // Every fourth packet an ltp packet, for mode changes within the frame.
+                if (round + k) % 4 == 0 {
+                    p.truncate(8);
+                } else {
+                    quotes += 1;
+                }
+                packets.push(p);
+            }
+            let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+            let mut frame = Vec::new();
+            encode_frame(&refs, &mut frame);
+            let (fast, _) = collect(&frame);
+            let mut slow = Collect {
+                ticks: vec![],
+                rejects: vec![],
+            };
+            parse_frame_scalar(&frame, &FrameMeta::default(), &mut slow);
+            assert_eq!(fast.ticks.len(), 20);
+            assert_eq!(slow.ticks.len(), 20);
+            for (f, s) in fast.ticks.iter().zip(&slow.ticks) {
+                let bits = |t: &Tick| {
+                    [
+                        t.ltp,
+                        t.ltq,
+                        t.atp,
+                        t.volume,
+                        t.total_buy_qty,
+                        t.total_sell_qty,
+                        t.open,
+                        t.high,
+                        t.low,
+                        t.close,
+                    ]
+                    .map(f64::to_bits)
+                };
+                assert_eq!(bits(f), bits(s), "{}", f.token.as_str());
+                assert_eq!(f, s);
+            }
+        }
+        assert_eq!(quotes, 30_000);
     }
 
     fn collect(frame: &[u8]) -> (Collect, FrameOutcome) {
