@@ -3,9 +3,10 @@
 //! every delivery, and spills to the outage journal while Kafka is down.
 //!
 //! Feed threads never touch Kafka: they `try_send` into their own bounded crossbeam queue
-//! ([`queue`]) and go on. This thread waits on those queues (never in `poll`, which in rdkafka
-//! 0.38+ sleeps for its whole timeout), calls `poll(0)` after each batch until no delivery report
-//! is left (bounded), and moves between three modes:
+//! ([`queue`]) and go on. When every queue is empty this thread parks on its own [`Wake`] (not on
+//! the queues, whose waiting receiver would cost each send a wake-up, and never in `poll`, which
+//! in rdkafka 0.38+ sleeps for its whole timeout); it calls `poll(0)` after each batch until no
+//! delivery report is left (bounded), and moves between three modes:
 //!
 //! - **Direct**: records go straight to librdkafka.
 //! - **Spill**: entered when every broker is down, when a delivery fails, or when librdkafka's
