@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 SECS="${1:-60}"; shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(kite upstox angel dhan json capture)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(kite upstox angel dhan json capture ws)
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz not installed: cargo install cargo-fuzz --locked" >&2; exit 2; }
 # cargo-fuzz builds C dependencies with AddressSanitizer too (the cc crate follows
 # -Zsanitizer=address). librdkafka's configure then probes for the ASan-built libzstd with a test
