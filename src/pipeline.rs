@@ -237,10 +237,12 @@ impl Handoff {
                 if let (Outbound::Tick(t), Some(id)) = (&mut item, id) {
                     t.instrument_id = id;
                 }
-                self.push(item);
-                self.unstamped += 1;
-                if self.unstamped == STAMP_EVERY {
-                    self.stamp(crate::clock::now_unix_ns());
+                // A tick dropped at a stuck queue was not handed over: no latency for it.
+                if self.push(item) {
+                    self.unstamped += 1;
+                    if self.unstamped == STAMP_EVERY {
+                        self.stamp(crate::clock::now_unix_ns());
+                    }
                 }
             }
             Err(rej) => {

@@ -502,6 +502,22 @@ pub fn parse_frame<S: TickSink + ?Sized>(
     meta: &FrameMeta,
     sink: &mut S,
 ) -> FrameOutcome {
+    #[cfg(target_arch = "x86_64")]
+    let simd = simd::has_ssse3();
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    parse_frame_with(frame, meta, sink, simd)
+}
+
+/// [`parse_frame`], through the SSSE3 walk when `simd` (which must then be the CPU's verdict,
+/// [`simd::has_ssse3`]); the tests pass false to hold the two walks equal.
+#[inline(always)]
+fn parse_frame_with<S: TickSink + ?Sized>(
+    frame: &[u8],
+    meta: &FrameMeta,
+    sink: &mut S,
+    simd: bool,
+) -> FrameOutcome {
     let mut out = FrameOutcome::default();
     if frame.len() == 1 {
         out.heartbeat = true;
@@ -517,12 +533,13 @@ pub fn parse_frame<S: TickSink + ?Sized>(
     };
     TOKENS.with(|tokens| {
         #[cfg(target_arch = "x86_64")]
-        if simd::has_ssse3() {
-            // SAFETY: the CPU has SSSE3 (detected at run time just above), the only
-            // requirement of `walk_ssse3`.
+        if simd {
+            // SAFETY: `simd` is true only when `simd::has_ssse3` said the CPU has SSSE3 (see
+            // `parse_frame`), the only requirement of `walk_ssse3`.
             unsafe { walk_ssse3(frame, count.get(), rest, meta, sink, tokens, &mut out) };
             return;
         }
+        let _ = simd; // Off x86-64 there is no SIMD walk to choose.
         walk::<false, S>(frame, count.get(), rest, meta, sink, tokens, &mut out);
     });
     out
@@ -545,21 +562,6 @@ unsafe fn walk_ssse3<S: TickSink + ?Sized>(
     out: &mut FrameOutcome,
 ) {
     walk::<true, S>(frame, count, rest, meta, sink, tokens, out);
-}
-
-/// [`parse_frame`] without the SSSE3 path, for the tests that hold the two equal.
-#[cfg(test)]
-fn parse_frame_scalar<S: TickSink + ?Sized>(
-    frame: &[u8],
-    meta: &FrameMeta,
-    sink: &mut S,
-) -> FrameOutcome {
-    let mut out = FrameOutcome::default();
-    let Ok((count, rest)) = U16::read_from_prefix(frame) else {
-        return out;
-    };
-    TOKENS.with(|tokens| walk::<false, S>(frame, count.get(), rest, meta, sink, tokens, &mut out));
-    out
 }
 
 /// The packet walk of [`parse_frame`], from the first length prefix (`rest`) on. `SIMD`: quote
@@ -920,7 +922,7 @@ mod tests {
                 ticks: vec![],
                 rejects: vec![],
             };
-            parse_frame_scalar(&frame, &FrameMeta::default(), &mut slow);
+            parse_frame_with(&frame, &FrameMeta::default(), &mut slow, false);
             assert_eq!(fast.ticks.len(), 20);
             assert_eq!(slow.ticks.len(), 20);
             for (f, s) in fast.ticks.iter().zip(&slow.ticks) {
