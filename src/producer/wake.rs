@@ -73,8 +73,11 @@ impl Wake {
     pub fn park(&self, timeout: Duration, wake_me: bool, ready: impl FnOnce() -> bool) {
         let me = self.0.thread.get_or_init(std::thread::current);
         if !wake_me || me.id() != std::thread::current().id() {
-            // Only the thread that parked first is woken; any other just sleeps.
-            std::thread::sleep(timeout);
+            // A nap (and any thread but the first to park, which is the one woken) sleeps out
+            // its time unless there is work already.
+            if !ready() {
+                std::thread::sleep(timeout);
+            }
             return;
         }
         self.0.parked.store(true, Ordering::Relaxed);
