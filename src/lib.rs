@@ -34,6 +34,7 @@ pub mod market_status;
 pub mod metrics;
 pub mod parsers;
 pub mod pipeline;
+mod prefetch;
 pub mod producer;
 pub mod rawpool;
 pub mod redact;

@@ -32,7 +32,7 @@ use crate::{
     parsers::{self, FeedEvent as ParsedEvent, ParseError, TickSink},
     producer::{Outbound, RawFrame, Reject},
     rawpool::{PoolCounters, RawBuf, RawPool},
-    tick::Tick,
+    tick::{Exchange, Tick},
     validate::{validate, ValidationLimits},
     vendor::Vendor,
 };
@@ -214,6 +214,17 @@ impl TickSink for FrameSink<'_> {
 
     fn event(&mut self, event: &ParsedEvent<'_>) {
         self.h.event(event);
+    }
+
+    fn wants_upcoming(&self) -> bool {
+        self.h.routing.is_some()
+    }
+
+    #[inline]
+    fn upcoming(&mut self, vendor: Vendor, exchange: Exchange, short_key: [u8; 16]) {
+        if let Some(r) = &self.h.routing {
+            r.prefetch(vendor, exchange, short_key);
+        }
     }
 }
 

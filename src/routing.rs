@@ -138,12 +138,17 @@ struct ShortTable {
 /// The packed key of a short token: its 16 bytes with vendor and exchange in bytes 14 and 15.
 #[inline]
 fn short_key(vendor: Vendor, exchange: Exchange, token: &Token) -> Option<[u64; 2]> {
-    let mut k = token.short_key()?;
+    Some(pack(vendor, exchange, token.short_key()?))
+}
+
+/// A token's [`Token::short_key`] with vendor and exchange put in, as two words.
+#[inline]
+fn pack(vendor: Vendor, exchange: Exchange, mut k: [u8; 16]) -> [u64; 2] {
     let [.., v, e] = &mut k;
     *v = vendor.code();
     *e = exchange as u8;
     let x = u128::from_le_bytes(k);
-    Some([x as u64, (x >> 64) as u64])
+    [x as u64, (x >> 64) as u64]
 }
 
 impl ShortTable {
@@ -177,6 +182,14 @@ impl ShortTable {
                 return;
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// Starts loading `key`'s home slot (where a lookup of it begins).
+    #[inline]
+    fn prefetch(&self, key: [u64; 2]) {
+        if let Some(s) = self.slots.get(self.home(key)) {
+            crate::prefetch::read(s);
         }
     }
 
@@ -439,6 +452,14 @@ impl Routing {
         verdict
     }
 
+    /// Starts loading the table entry that [`Routing::resolve`] will read for this instrument
+    /// (`short_key` as [`Token::short_key`] gives it), so that a frame's lookups overlap: the
+    /// table is evicted between frames by whatever else the core runs.
+    #[inline]
+    pub fn prefetch(&self, vendor: Vendor, exchange: Exchange, short_key: [u8; 16]) {
+        self.short.prefetch(pack(vendor, exchange, short_key));
+    }
+
     /// [`Routing::route`] without writing the tick: the verdict and the instrument id, `None`
     /// for an unmapped instrument. The pipeline sets the id on the copy it queues.
     #[inline]
@@ -648,6 +669,36 @@ mod tests {
         t.vendor = v;
         t.token = Token::new(tok).unwrap();
         t
+    }
+
+    /// A prefetch hint for any instrument (mapped or not, any exchange) changes no lookup, and
+    /// packs the same key as the lookup of the token it stands for.
+    #[test]
+    fn prefetch_hints_the_lookups_home_slot_and_changes_nothing() {
+        let mut b = RoutingBuilder::default();
+        for i in 0..500u32 {
+            b.map(
+                Vendor::Kite,
+                Exchange::Nse,
+                &(i * 256 + 1).to_string(),
+                i + 1,
+            );
+        }
+        let r = b.build(100, 0);
+        for i in 0..1000u32 {
+            let t = tick(Vendor::Kite, &(i * 256 + 1).to_string());
+            let before = r.resolve(&t, 0);
+            let key = Token::short_key_of_u32(i * 256 + 1);
+            for e in Exchange::ALL {
+                r.prefetch(Vendor::Kite, e, key);
+            }
+            assert_eq!(r.resolve(&t, 0), before);
+            assert_eq!(before.1, (i < 500).then_some(i + 1));
+            assert_eq!(
+                pack(Vendor::Kite, Exchange::Nse, key),
+                short_key(Vendor::Kite, Exchange::Nse, &t.token).unwrap_or_default()
+            );
+        }
     }
 
     #[test]

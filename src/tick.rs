@@ -138,6 +138,17 @@ impl Token {
         Some(k)
     }
 
+    /// [`Token::short_key`] of [`Token::from_u32`]`(v)`, computed without building the token:
+    /// what a parser's look-ahead hands to [`crate::parsers::TickSink::upcoming`].
+    #[inline]
+    pub fn short_key_of_u32(v: u32) -> [u8; 16] {
+        const DIGITS: u128 = (1 << 80) - 1;
+        let packed = u32_digits(v);
+        // At most 10 digits, so the length lands in byte 13 with bytes 10..13 zero.
+        let len = packed >> 80;
+        ((packed & DIGITS) | (len << (8 * Self::SHORT_KEY_MAX))).to_le_bytes()
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         usize::from(self.len)
@@ -233,6 +244,15 @@ impl U32TokenCache {
             Self::fill(first, second, v)
         };
         dst.set_packed(packed);
+    }
+
+    /// Starts loading `v`'s set into the cache, for a packet of `v` further on in the frame
+    /// (the 32 KiB are evicted between frames by whatever else the core runs).
+    #[inline]
+    pub fn prefetch(&self, v: u32) {
+        if let Some(set) = self.sets.get(Self::set(v)) {
+            crate::prefetch::read(set);
+        }
     }
 
     /// A miss: the newest entry goes first, the one it displaces second (the second's is
@@ -725,6 +745,27 @@ impl Tick {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_key_of_u32_is_the_tokens_short_key() {
+        let mut v = 0x9e37_79b9u32;
+        let edges = (0..=10u32).flat_map(|d| {
+            let p = 10u64.pow(d);
+            [p.saturating_sub(1), p, p + 1].map(|x| u32::try_from(x).unwrap_or(u32::MAX))
+        });
+        for x in edges.chain([0, u32::MAX]).chain((0..10_000).map(|_| {
+            v ^= v << 13;
+            v ^= v >> 17;
+            v ^= v << 5;
+            v
+        })) {
+            assert_eq!(
+                Some(Token::short_key_of_u32(x)),
+                Token::from_u32(x).short_key(),
+                "{x}"
+            );
+        }
+    }
 
     #[test]
     fn token_fits_upstox_keys_and_rejects_longer() {

@@ -1,4 +1,5 @@
-//! Shared sink: validates and JSON-encodes every tick, checks reject bytes lie in the frame.
+//! Shared sink: validates and JSON-encodes every tick, checks reject bytes lie in the frame, and
+//! takes the parsers' look-ahead hints.
 
 use layer1::{
     encode::encode_json,
@@ -23,6 +24,10 @@ impl TickSink for Sink<'_> {
         let f = self.frame.as_ptr_range();
         let r = raw.as_ptr_range();
         assert!(raw.is_empty() || (r.start >= f.start && r.end <= f.end));
+    }
+    // Take the parsers' look-ahead hints, so their walks over packet headers are fuzzed too.
+    fn wants_upcoming(&self) -> bool {
+        true
     }
 }
 

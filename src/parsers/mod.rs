@@ -16,7 +16,10 @@ pub mod kite;
 pub mod protobuf;
 pub mod upstox;
 
-use crate::{tick::Tick, vendor::Vendor};
+use crate::{
+    tick::{Exchange, Tick},
+    vendor::Vendor,
+};
 
 /// The WebSocket frame kind, with the capture-format code as discriminant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,6 +178,20 @@ pub trait TickSink {
     /// A non-tick message (text frame, market status). Ignored unless overridden.
     fn event(&mut self, event: &FeedEvent<'_>) {
         let _ = event;
+    }
+    /// Whether the sink takes [`TickSink::upcoming`] hints; a parser skips its look-ahead when
+    /// not. False unless overridden.
+    fn wants_upcoming(&self) -> bool {
+        false
+    }
+    /// A packet of this instrument (`vendor`, `exchange`, its token's [`Token::short_key`])
+    /// follows a few packets on in the frame. A sink that looks instruments up can start loading
+    /// the entry now, so that a frame's lookups overlap instead of each waiting for memory in
+    /// turn. A hint only: the packet may still be rejected. Ignored unless overridden.
+    ///
+    /// [`Token::short_key`]: crate::tick::Token::short_key
+    fn upcoming(&mut self, vendor: Vendor, exchange: Exchange, short_key: [u8; 16]) {
+        let _ = (vendor, exchange, short_key);
     }
 }
 
