@@ -674,7 +674,7 @@ mod tests {
     /// A prefetch hint for any instrument (mapped or not, any exchange) changes no lookup, and
     /// packs the same key as the lookup of the token it stands for.
     #[test]
-    fn prefetch_hints_the_lookups_home_slot_and_changes_nothing() {
+    fn prefetch_changes_no_lookup_and_packs_the_lookups_key() {
         let mut b = RoutingBuilder::default();
         for i in 0..500u32 {
             b.map(

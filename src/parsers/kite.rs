@@ -972,8 +972,9 @@ mod tests {
             hints, ticks,
             "one hint per tick, same instrument, same order"
         );
-        // Tick i comes after exactly min(i + 1 + LOOKAHEAD, 20) hints (the rejected packet,
-        // sixth in the frame, moves the window by one without a hint).
+        // Before the walk decodes packet j the look-ahead has read min(j + 1 + LOOKAHEAD, 21)
+        // packet headers, and hinted all of them but the rejected sixth (tick i is packet i
+        // before it, packet i + 1 after it).
         let mut hinted = 0usize;
         let mut tick = 0usize;
         for (is_hint, _) in &h.seen {
