@@ -136,7 +136,25 @@ fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
     let total: u64 = sent.values().sum();
     assert!(total > 1_000, "the simulator sent ticks: {total}");
 
-    let ticks = common::consume_all(&run.topics[0], total as usize, Duration::from_secs(60));
+    let records = common::consume_records(&run.topics[0], total as usize, Duration::from_secs(60));
+    // Headers: the vendor and the payload schema's version, on every tick.
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("tick json");
+        let vendor = instrument_of(&v).0;
+        assert_eq!(
+            r.headers,
+            vec![
+                ("vendor".to_owned(), vendor.as_str().as_bytes().to_vec()),
+                (
+                    "schema".to_owned(),
+                    layer1::producer::TICK_SCHEMA_VERSION.to_vec()
+                ),
+            ],
+            "tick headers"
+        );
+    }
+    let ticks: Vec<(Option<Vec<u8>>, Vec<u8>)> =
+        records.into_iter().map(|r| (r.key, r.payload)).collect();
     let mut per_instrument: HashMap<(Vendor, String), u64> = HashMap::new();
     let mut last_volume: HashMap<(Vendor, String), f64> = HashMap::new();
     for (key, payload) in &ticks {
@@ -167,8 +185,26 @@ fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
     );
 
     // Decoding market.raw reproduces market.ticks exactly.
-    let raw = common::consume_all(&run.topics[1], usize::MAX, Duration::from_secs(8));
-    assert!(!raw.is_empty());
+    let raw_records = common::consume_records(&run.topics[1], usize::MAX, Duration::from_secs(8));
+    assert!(!raw_records.is_empty());
+    // Headers: vendor, frame kind and receive time (decimal epoch ns), in that order.
+    for r in &raw_records {
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["vendor", "kind", "receivedAt"], "raw headers");
+        assert!(
+            [&b"binary"[..], b"text"].contains(&r.headers[1].1.as_slice()),
+            "frame kind"
+        );
+        let at: u64 = std::str::from_utf8(&r.headers[2].1)
+            .expect("utf8")
+            .parse()
+            .expect("receive time in ns");
+        assert!(at > 1_700_000_000_000_000_000, "receive time {at}");
+    }
+    let raw: Vec<(Option<Vec<u8>>, Vec<u8>)> = raw_records
+        .into_iter()
+        .map(|r| (r.key, r.payload))
+        .collect();
     let mut from_raw = Collect(Vec::new());
     for (key, payload) in &raw {
         let key = String::from_utf8(key.clone().expect("raw key")).expect("utf8");

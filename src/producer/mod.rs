@@ -26,6 +26,7 @@
 mod client;
 mod encode;
 mod error;
+mod native;
 pub mod wake;
 
 use std::{
@@ -41,9 +42,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 pub use encode::TICK_SCHEMA_VERSION;
 pub use error::ProducerError;
 use rdkafka::{
-    error::{KafkaError, RDKafkaErrorCode},
-    message::OwnedHeaders,
-    producer::{BaseProducer, BaseRecord, Producer, PurgeConfig},
+    error::RDKafkaErrorCode,
+    producer::{BaseProducer, Producer, PurgeConfig},
 };
 pub use wake::Wake;
 
@@ -235,28 +235,42 @@ pub struct ProducerSettings {
     pub live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
 }
 
-/// A configured topic: its name and `sent` counter, resolved once.
+/// A configured topic: its name, librdkafka handle and `sent` counter, resolved once.
 struct TopicSlot {
     name: String,
+    handle: native::TopicHandle,
     sent: prometheus::IntCounter,
 }
 
 struct Topics([TopicSlot; 4]);
 
 impl Topics {
-    fn new(k: &KafkaConfig) -> Self {
-        let slot = |name: &str| TopicSlot {
-            name: name.to_owned(),
-            sent: crate::metrics::global()
-                .kafka_sent_total
-                .with_label_values(&[name]),
+    /// The four topics of `k` on `producer`'s client.
+    ///
+    /// # Errors
+    /// [`ProducerError::ClientConfig`] when librdkafka refuses a topic handle.
+    fn new(
+        k: &KafkaConfig,
+        producer: &BaseProducer<client::DeliveryContext>,
+    ) -> Result<Self, ProducerError> {
+        let slot = |name: &str| {
+            let handle = native::TopicHandle::new(producer, name).ok_or_else(|| {
+                ProducerError::ClientConfig(format!("topic handle for {name} refused"))
+            })?;
+            Ok(TopicSlot {
+                name: name.to_owned(),
+                handle,
+                sent: crate::metrics::global()
+                    .kafka_sent_total
+                    .with_label_values(&[name]),
+            })
         };
-        Topics([
-            slot(&k.topic_ticks),
-            slot(&k.topic_dlq),
-            slot(&k.topic_raw),
-            slot(&k.topic_ohlc),
-        ])
+        Ok(Topics([
+            slot(&k.topic_ticks)?,
+            slot(&k.topic_dlq)?,
+            slot(&k.topic_raw)?,
+            slot(&k.topic_ohlc)?,
+        ]))
     }
 
     fn slot(&self, t: Topic) -> &TopicSlot {
@@ -301,6 +315,7 @@ pub fn spawn(
     if start_mode == Mode::Spill {
         log::warn!(event = "journal_found", bytes = journal.bytes(); "journal holds records from an earlier run; they drain first");
     }
+    let topics = Topics::new(&settings.kafka, &producer)?;
     let capture = match &settings.capture_dir {
         Some(dir) => Some(open_capture(dir).map_err(|e| {
             ProducerError::Journal(format!("capture file in {}: {e}", dir.display()))
@@ -319,10 +334,10 @@ pub fn spawn(
             m.journal_bytes
                 .set(i64::try_from(journal.bytes()).unwrap_or(i64::MAX));
             let mut w = Worker {
+                topics,
                 producer,
                 stats: thread_stats,
                 failed_rx,
-                topics: Topics::new(&settings.kafka),
                 brokers: settings.kafka.brokers.clone(),
                 journal,
                 mode: start_mode,
@@ -381,10 +396,12 @@ const MAX_REPORT_EVENTS: usize = 256;
 const QUEUE_FULL_SPILL: Duration = Duration::from_secs(5);
 
 struct Worker {
+    /// First, so that its topic handles are destroyed before the client they belong to (fields
+    /// drop in declaration order).
+    topics: Topics,
     producer: BaseProducer<client::DeliveryContext>,
     stats: Arc<DeliveryStats>,
     failed_rx: Receiver<FailedRecord>,
-    topics: Topics,
     brokers: String,
     journal: Journal,
     mode: Mode,
@@ -398,8 +415,8 @@ struct Worker {
     /// Whether raw frames go to `market.raw` (they may come only for the capture file).
     raw_to_kafka: bool,
     capture: Option<CaptureWriter<BufWriter<File>>>,
-    /// Tick headers per vendor code, built on first use.
-    tick_headers: [Option<OwnedHeaders>; 8],
+    /// Tick headers per vendor code, built on first use (copied in C per record).
+    tick_headers: [Option<native::CHeaders>; 8],
     live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
     /// The journal's last segment is draining; intake is held until it is acknowledged.
     final_drain: bool,
@@ -569,20 +586,17 @@ impl Worker {
         let mut headers = encode::HeaderList::new();
         let view = self.encoder.view(&item, &mut headers);
         let topic = self.encoder.topic();
-        // Tick headers depend only on the vendor: build them once and copy the C list per record
-        // (no Rust allocation, no CString per header).
+        // Tick headers depend only on the vendor: build them once and copy the C list per record.
         let prebuilt = match &item {
-            Outbound::Tick(t) => {
-                let cached = self
-                    .tick_headers
-                    .get_mut(usize::from(t.vendor.code()))
-                    .and_then(|slot| {
-                        slot.get_or_insert_with(|| build_headers(view.headers))
-                            .clone()
-                            .into()
-                    });
-                cached
-            }
+            Outbound::Tick(t) => self
+                .tick_headers
+                .get_mut(usize::from(t.vendor.code()))
+                .and_then(|slot| {
+                    if slot.is_none() {
+                        *slot = native::CHeaders::build(view.headers);
+                    }
+                    slot.as_ref().and_then(native::CHeaders::copy)
+                }),
             _ => None,
         };
         match send(
@@ -914,19 +928,7 @@ impl Worker {
 }
 
 /// Sends one record, polling and retrying while librdkafka's queue is full, for at most
-/// [`QUEUE_FULL_SPILL`].
-/// Kafka headers from (name, value) pairs (rdkafka copies names through a `CString` each).
-fn build_headers(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
-    pairs
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
-            h.insert(rdkafka::message::Header {
-                key: k,
-                value: Some(*v),
-            })
-        })
-}
-
+/// [`QUEUE_FULL_SPILL`]. Through [`native::produce`]: no Rust allocation per record.
 fn send(
     producer: &BaseProducer<client::DeliveryContext>,
     stats: &DeliveryStats,
@@ -934,26 +936,35 @@ fn send(
     topic: Topic,
     view: &RecordRef<'_>,
     seq: u64,
-    prebuilt: Option<OwnedHeaders>,
+    prebuilt: Option<native::CHeaders>,
 ) -> SendOutcome {
     let slot = topics.slot(topic);
-    let headers = prebuilt.unwrap_or_else(|| build_headers(view.headers));
-    let mut record =
-        BaseRecord::with_opaque_to(&slot.name, usize::try_from(seq).unwrap_or(usize::MAX))
-            .payload(view.payload)
-            .headers(headers);
-    if !view.key.is_empty() {
-        record = record.key(view.key);
-    }
+    let headers = match prebuilt {
+        Some(h) => Some(h),
+        None if view.headers.is_empty() => None,
+        // Built in C from the borrowed pairs. `None` only if librdkafka cannot allocate a list;
+        // the record then goes without headers rather than not at all.
+        None => native::CHeaders::build(view.headers),
+    };
+    let mut record = native::Native {
+        payload: view.payload,
+        key: view.key,
+        headers,
+        seq: usize::try_from(seq).unwrap_or(usize::MAX),
+    };
     let mut full_since: Option<Instant> = None;
     loop {
-        match producer.send(record) {
+        let attempt = native::Native {
+            headers: record.headers.take(),
+            ..record
+        };
+        match native::produce(producer, &slot.handle, attempt) {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::AcqRel);
                 slot.sent.inc();
                 return SendOutcome::Sent;
             }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+            Err((RDKafkaErrorCode::QueueFull, back)) => {
                 crate::metrics::global()
                     .queue_full_total
                     .with_label_values(&["librdkafka"])
@@ -962,7 +973,7 @@ fn send(
                 if since.elapsed() >= QUEUE_FULL_SPILL || stats.outage.load(Ordering::Acquire) {
                     return SendOutcome::Full;
                 }
-                record = back;
+                record.headers = back;
                 producer.poll(Duration::from_millis(1));
             }
             Err((e, _)) => {

@@ -60,8 +60,25 @@ pub fn consume_all(
     expected: usize,
     limit: Duration,
 ) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    consume_records(topic, expected, limit)
+        .into_iter()
+        .map(|r| (r.key, r.payload))
+        .collect()
+}
+
+/// A record consumed back: key, payload and headers in order.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// [`consume_all`], with each record's headers.
+pub fn consume_records(topic: &str, expected: usize, limit: Duration) -> Vec<Consumed> {
     use rdkafka::{
         consumer::{BaseConsumer, Consumer},
+        message::Headers,
         ClientConfig, Message,
     };
     let consumer: BaseConsumer = ClientConfig::new()
@@ -76,10 +93,19 @@ pub fn consume_all(
     let end = Instant::now() + limit;
     while out.len() < expected && Instant::now() < end {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push((
-                m.key().map(<[u8]>::to_vec),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Consumed {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
         }
     }
     out
