@@ -8,7 +8,8 @@
 //! in rdkafka 0.38+ sleeps for its whole timeout); it calls `poll(0)` after each batch until no
 //! delivery report is left (bounded), and moves between three modes:
 //!
-//! - **Direct**: records go straight to librdkafka.
+//! - **Direct**: records go straight to librdkafka, through `native.rs` (a topic handle per topic
+//!   and header lists built in C, so a record costs no Rust allocation).
 //! - **Spill**: entered when every broker is down, when a delivery fails, or when librdkafka's
 //!   queue stays full. Records not yet on the wire are purged back from librdkafka and kept
 //!   ("rescued"); new records are appended to the journal in arrival order. Once nothing is in
