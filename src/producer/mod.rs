@@ -8,8 +8,8 @@
 //! in rdkafka 0.38+ sleeps for its whole timeout); it calls `poll(0)` after each batch until no
 //! delivery report is left (bounded), and moves between three modes:
 //!
-//! - **Direct**: records go straight to librdkafka, through `native.rs` (a topic handle per topic
-//!   and header lists built in C, so a record costs no Rust allocation).
+//! - **Direct**: records go straight to librdkafka, through `native.rs` (topic names made C
+//!   strings once, header lists built in C, so a record costs no Rust allocation).
 //! - **Spill**: entered when every broker is down, when a delivery fails, or when librdkafka's
 //!   queue stays full. Records not yet on the wire are purged back from librdkafka and kept
 //!   ("rescued"); new records are appended to the journal in arrival order. Once nothing is in
@@ -236,31 +236,29 @@ pub struct ProducerSettings {
     pub live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
 }
 
-/// A configured topic: its name, librdkafka handle and `sent` counter, resolved once.
+/// A configured topic: its name (also as a C string, for librdkafka) and `sent` counter,
+/// resolved once.
 struct TopicSlot {
     name: String,
-    handle: native::TopicHandle,
+    c_name: std::ffi::CString,
     sent: prometheus::IntCounter,
 }
 
 struct Topics([TopicSlot; 4]);
 
 impl Topics {
-    /// The four topics of `k` on `producer`'s client.
+    /// The four topics of `k`.
     ///
     /// # Errors
-    /// [`ProducerError::ClientConfig`] when librdkafka refuses a topic handle.
-    fn new(
-        k: &KafkaConfig,
-        producer: &BaseProducer<client::DeliveryContext>,
-    ) -> Result<Self, ProducerError> {
+    /// [`ProducerError::ClientConfig`] for a topic name with a NUL byte.
+    fn new(k: &KafkaConfig) -> Result<Self, ProducerError> {
         let slot = |name: &str| {
-            let handle = native::TopicHandle::new(producer, name).ok_or_else(|| {
-                ProducerError::ClientConfig(format!("topic handle for {name} refused"))
+            let c_name = std::ffi::CString::new(name).map_err(|_| {
+                ProducerError::ClientConfig(format!("topic name {name:?} holds a NUL byte"))
             })?;
             Ok(TopicSlot {
                 name: name.to_owned(),
-                handle,
+                c_name,
                 sent: crate::metrics::global()
                     .kafka_sent_total
                     .with_label_values(&[name]),
@@ -316,7 +314,7 @@ pub fn spawn(
     if start_mode == Mode::Spill {
         log::warn!(event = "journal_found", bytes = journal.bytes(); "journal holds records from an earlier run; they drain first");
     }
-    let topics = Topics::new(&settings.kafka, &producer)?;
+    let topics = Topics::new(&settings.kafka)?;
     let capture = match &settings.capture_dir {
         Some(dir) => Some(open_capture(dir).map_err(|e| {
             ProducerError::Journal(format!("capture file in {}: {e}", dir.display()))
@@ -335,10 +333,10 @@ pub fn spawn(
             m.journal_bytes
                 .set(i64::try_from(journal.bytes()).unwrap_or(i64::MAX));
             let mut w = Worker {
-                topics,
                 producer,
                 stats: thread_stats,
                 failed_rx,
+                topics,
                 brokers: settings.kafka.brokers.clone(),
                 journal,
                 mode: start_mode,
@@ -397,12 +395,10 @@ const MAX_REPORT_EVENTS: usize = 256;
 const QUEUE_FULL_SPILL: Duration = Duration::from_secs(5);
 
 struct Worker {
-    /// First, so that its topic handles are destroyed before the client they belong to (fields
-    /// drop in declaration order).
-    topics: Topics,
     producer: BaseProducer<client::DeliveryContext>,
     stats: Arc<DeliveryStats>,
     failed_rx: Receiver<FailedRecord>,
+    topics: Topics,
     brokers: String,
     journal: Journal,
     mode: Mode,
@@ -959,7 +955,7 @@ fn send(
             headers: record.headers.take(),
             ..record
         };
-        match native::produce(producer, &slot.handle, attempt) {
+        match native::produce(producer, &slot.c_name, attempt) {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::AcqRel);
                 slot.sent.inc();

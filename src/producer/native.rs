@@ -2,53 +2,21 @@
 //!
 //! rdkafka-rs's `BaseProducer::send` makes a `CString` of the topic name for every record (and
 //! one per header name when it builds headers), so the producer thread allocated once per record.
-//! Here the topic is a librdkafka topic handle made once per topic, headers are header lists
-//! built in C (names with explicit lengths, no terminator to add), and the record goes through
-//! `rd_kafka_produceva` on the same client, with the same copy flag and the same delivery
-//! opaque (the record's sequence number) as `BaseProducer::send`, so delivery reports reach
+//! Here the topic's C name is made once, at start-up, headers are header lists built in C (names
+//! with explicit lengths, no terminator to add), and the record goes through `rd_kafka_produceva`
+//! on the same client with what `BaseProducer::send` passes: the topic by name (so librdkafka
+//! looks it up, and asks for its leaders at once the first time, as before), the copy flag, and
+//! the record's sequence number as the delivery opaque, so delivery reports reach
 //! `client::DeliveryContext` exactly as before. librdkafka's own allocations are C `malloc`s,
 //! outside the Rust allocator.
 
-use std::{ffi::CString, ptr::NonNull};
+use std::{ffi::CStr, ptr::NonNull};
 
 use rdkafka::{
     bindings as rd,
     producer::{BaseProducer, Producer, ProducerContext},
     types::RDKafkaErrorCode,
 };
-
-/// A librdkafka topic handle of one producer, made once; destroyed on drop, which must come
-/// before the producer's (the owner declares it first).
-pub(super) struct TopicHandle(NonNull<rd::rd_kafka_topic_t>);
-
-// SAFETY: librdkafka topic handles are reference-counted objects that its API allows from any
-// thread; this wrapper only hands the pointer to `rd_kafka_produceva` and destroys it once.
-unsafe impl Send for TopicHandle {}
-
-impl TopicHandle {
-    /// A handle for `name` on `producer`'s client; `None` if librdkafka refuses it (a name with
-    /// a NUL byte, or out of memory).
-    pub(super) fn new<C: ProducerContext>(producer: &BaseProducer<C>, name: &str) -> Option<Self> {
-        let name = CString::new(name).ok()?;
-        // SAFETY: the client pointer is live for as long as `producer`; the name is a valid C
-        // string for the call (librdkafka copies it); a null configuration means the defaults.
-        let ptr = unsafe {
-            rd::rd_kafka_topic_new(
-                producer.client().native_ptr(),
-                name.as_ptr(),
-                std::ptr::null_mut(),
-            )
-        };
-        NonNull::new(ptr).map(TopicHandle)
-    }
-}
-
-impl Drop for TopicHandle {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `rd_kafka_topic_new` and is destroyed only here, once.
-        unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) };
-    }
-}
 
 /// A record's headers as a librdkafka header list.
 pub(super) struct CHeaders(NonNull<rd::rd_kafka_headers_t>);
@@ -142,7 +110,7 @@ pub(super) struct Native<'a> {
 /// for a retry.
 pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
     producer: &BaseProducer<C>,
-    topic: &TopicHandle,
+    topic: &CStr,
     record: Native<'_>,
 ) -> Result<(), (RDKafkaErrorCode, Option<CHeaders>)> {
     use rd::rd_kafka_vtype_t as V;
@@ -166,9 +134,9 @@ pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
         }
     };
     add(vu(
-        V::RD_KAFKA_VTYPE_RKT,
+        V::RD_KAFKA_VTYPE_TOPIC,
         rd::rd_kafka_vu_s__bindgen_ty_1 {
-            rkt: topic.0.as_ptr(),
+            cstr: topic.as_ptr(),
         },
     ));
     add(vu(
@@ -196,9 +164,9 @@ pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
             },
         ));
     }
-    // SAFETY: the client and the topic handle are live (both outlive this call); `vus[..n]`
-    // are initialised entries whose pointers (payload, key, headers) are valid for the call;
-    // with the copy flag librdkafka copies payload and key before returning.
+    // SAFETY: the client is live for as long as `producer`; `vus[..n]` are initialised entries
+    // whose pointers (topic name, payload, key, headers) are valid for the call; librdkafka
+    // copies the name, and with the copy flag payload and key, before returning.
     let err = unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), n) };
     match NonNull::new(err) {
         None => {
