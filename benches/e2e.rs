@@ -462,11 +462,21 @@ fn main() {
 
     // Kafka's own Java producer, same record size, acks=all, on the same broker.
     let java_n = (max_rate.max(50_000.0) * 5.0) as u64;
-    let java = java_producer_perf(
-        &format!("bench.e2e.java.{run_id}"),
-        java_n,
-        avg_size as usize,
-    );
+    let java_topic = format!("bench.e2e.java.{run_id}");
+    let java = java_producer_perf(&java_topic, java_n, avg_size as usize);
+    // This run's topics hold gigabytes; the broker would keep them for its retention time.
+    let run_topics = [
+        ticks_topic.clone(),
+        format!("bench.e2e.raw.{run_id}"),
+        format!("bench.e2e.dlq.{run_id}"),
+        java_topic,
+    ];
+    let names: Vec<&str> = run_topics.iter().map(String::as_str).collect();
+    if let Err(e) =
+        layer1::producer::delete_topics("127.0.0.1:9092", &names, Duration::from_secs(30))
+    {
+        eprintln!("could not delete this run's topics: {e}");
+    }
 
     println!("\n== layer1 end-to-end bench (simulator process -> feed -> producer -> Kafka), {secs} s phases");
     println!("2 cores shared with the broker, the simulator process and the Java baseline; core plan feed {:?}, producer {:?}", plan.feed, plan.producer);

@@ -285,42 +285,10 @@ fn main() {
 
 /// Frees the broker's disk: a soak writes gigabytes.
 fn delete_topics(topics: &[String]) {
-    use rdkafka::{
-        admin::{AdminClient, AdminOptions},
-        client::DefaultClientContext,
-        ClientConfig,
-    };
-    let Ok(admin) = ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .create::<AdminClient<DefaultClientContext>>()
-    else {
-        return;
-    };
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let fut = admin.delete_topics(&names, &AdminOptions::new());
-    // rdkafka's admin futures need no runtime: block on it with a tiny executor.
-    let _ = block_on(fut);
-}
-
-fn block_on<F: std::future::Future>(fut: F) -> Option<F::Output> {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Thread(std::thread::Thread);
-    impl Wake for Thread {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
+    if let Err(e) =
+        layer1::producer::delete_topics("127.0.0.1:9092", &names, Duration::from_secs(30))
+    {
+        eprintln!("could not delete this run's topics: {e}");
     }
 }

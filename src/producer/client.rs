@@ -312,6 +312,36 @@ pub fn check_broker(brokers: &str, timeout: Duration) -> Result<usize, ProducerE
         })
 }
 
+/// Deletes `topics` (what a bench made for one run: a run writes gigabytes that the broker
+/// would otherwise keep for its retention time). Topics that do not exist are not an error.
+///
+/// # Errors
+/// [`ProducerError::Admin`] when the broker refuses for another reason than "unknown topic".
+pub fn delete_topics(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<(), ProducerError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| ProducerError::ClientConfig(e.to_string()))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let results = block_on(admin.delete_topics(topics, &opts))
+        .map_err(|e| ProducerError::Admin(e.to_string()))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => {
+                return Err(ProducerError::Admin(format!("delete {name}: {code}")))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates each topic with `partitions` partitions (replication 1 unless the cluster is larger:
 /// librdkafka's default replication of -1 lets the broker decide) when it does not exist yet.
 ///

@@ -38,7 +38,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use client::{check_broker, ensure_topics, producer_config, DeliveryStats, FailedRecord};
+pub use client::{
+    check_broker, delete_topics, ensure_topics, producer_config, DeliveryStats, FailedRecord,
+};
 use crossbeam_channel::{bounded, Receiver, Sender};
 pub use encode::TICK_SCHEMA_VERSION;
 pub use error::ProducerError;
