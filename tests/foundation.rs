@@ -100,6 +100,44 @@ fn kafka_round_trip_through_the_producer_thread() {
     assert!(seen.iter().all(|s| *s));
 }
 
+/// Partition count of `topic` as the broker reports it, without creating it (0 when absent).
+fn partitions_of(topic: &str) -> usize {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        ClientConfig,
+    };
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", common::brokers())
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("client");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .sum()
+}
+
+#[test]
+fn delete_topics_removes_a_runs_topics_and_ignores_unknown_ones() {
+    common::services();
+    let brokers = common::brokers();
+    let topic = common::unique("test.delete");
+    producer::ensure_topics(&brokers, &[&topic], 2, Duration::from_secs(10)).expect("topic");
+    assert_eq!(partitions_of(&topic), 2);
+    let unknown = common::unique("test.never.created");
+    producer::delete_topics(&brokers, &[&topic, &unknown], Duration::from_secs(10))
+        .expect("delete, the unknown one ignored");
+    // Deletion completes asynchronously on the broker.
+    assert!(
+        common::wait_until(Duration::from_secs(20), || partitions_of(&topic) == 0),
+        "topic gone"
+    );
+}
+
 #[test]
 fn redis_publish_reaches_the_control_listener() {
     common::services();

@@ -312,6 +312,21 @@ pub fn check_broker(brokers: &str, timeout: Duration) -> Result<usize, ProducerE
         })
 }
 
+/// An admin client for `brokers` and options bounding each call by `timeout`.
+fn admin(
+    brokers: &str,
+    timeout: Duration,
+) -> Result<(AdminClient<DefaultClientContext>, AdminOptions), ProducerError> {
+    let admin = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| ProducerError::ClientConfig(e.to_string()))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    Ok((admin, opts))
+}
+
 /// Deletes `topics` (what a bench made for one run: a run writes gigabytes that the broker
 /// would otherwise keep for its retention time). Topics that do not exist are not an error.
 ///
@@ -322,13 +337,7 @@ pub fn delete_topics(
     topics: &[&str],
     timeout: Duration,
 ) -> Result<(), ProducerError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| ProducerError::ClientConfig(e.to_string()))?;
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
+    let (admin, opts) = admin(brokers, timeout)?;
     let results = block_on(admin.delete_topics(topics, &opts))
         .map_err(|e| ProducerError::Admin(e.to_string()))?;
     for r in results {
@@ -353,17 +362,11 @@ pub fn ensure_topics(
     partitions: i32,
     timeout: Duration,
 ) -> Result<(), ProducerError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| ProducerError::ClientConfig(e.to_string()))?;
+    let (admin, opts) = admin(brokers, timeout)?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
         .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
     let results = block_on(admin.create_topics(&new, &opts))
         .map_err(|e| ProducerError::Admin(e.to_string()))?;
     for r in results {
