@@ -96,9 +96,8 @@ impl Token {
     /// Overwrites the token with a packed decimal (as [`Token::from_packed`], in place).
     #[inline(always)]
     fn set_packed(&mut self, packed: u128) {
-        const DIGITS: u128 = (1 << 80) - 1;
         if let Some(head) = self.bytes.first_chunk_mut::<16>() {
-            *head = (packed & DIGITS).to_le_bytes();
+            *head = (packed & PACKED_DIGITS).to_le_bytes();
         }
         if let Some(tail) = self.bytes.last_chunk_mut::<{ TOKEN_CAP - 16 }>() {
             *tail = [0; TOKEN_CAP - 16];
@@ -142,11 +141,10 @@ impl Token {
     /// what a parser's look-ahead hands to [`crate::parsers::TickSink::upcoming`].
     #[inline]
     pub fn short_key_of_u32(v: u32) -> [u8; 16] {
-        const DIGITS: u128 = (1 << 80) - 1;
         let packed = u32_digits(v);
         // At most 10 digits, so the length lands in byte 13 with bytes 10..13 zero.
         let len = packed >> 80;
-        ((packed & DIGITS) | (len << (8 * Self::SHORT_KEY_MAX))).to_le_bytes()
+        ((packed & PACKED_DIGITS) | (len << (8 * Self::SHORT_KEY_MAX))).to_le_bytes()
     }
 
     /// Length in bytes.
@@ -159,6 +157,9 @@ impl Token {
         self.len == 0
     }
 }
+
+/// The digit bytes (0..10) of a packed decimal ([`u32_digits`]).
+const PACKED_DIGITS: u128 = (1 << 80) - 1;
 
 /// `v` in decimal, packed: the digits as ASCII in the low 10 bytes (most significant in the
 /// lowest byte, memory order; zero bytes after the last digit), the digit count in byte 10, zeros

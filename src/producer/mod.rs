@@ -238,12 +238,18 @@ pub struct ProducerSettings {
     pub live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
 }
 
-/// A configured topic: its name (also as a C string, for librdkafka) and `sent` counter,
+/// A configured topic: its name (a C string, as librdkafka takes it) and `sent` counter,
 /// resolved once.
 struct TopicSlot {
-    name: String,
     c_name: std::ffi::CString,
     sent: prometheus::IntCounter,
+}
+
+impl TopicSlot {
+    /// The name as text (made from a `&str`, so always UTF-8).
+    fn name(&self) -> &str {
+        self.c_name.to_str().unwrap_or_default()
+    }
 }
 
 struct Topics([TopicSlot; 4]);
@@ -259,7 +265,6 @@ impl Topics {
                 ProducerError::ClientConfig(format!("topic name {name:?} holds a NUL byte"))
             })?;
             Ok(TopicSlot {
-                name: name.to_owned(),
                 c_name,
                 sent: crate::metrics::global()
                     .kafka_sent_total
@@ -285,7 +290,9 @@ impl Topics {
     }
 
     fn by_name(&self, name: &str) -> Option<Topic> {
-        Topic::ALL.into_iter().find(|t| self.slot(*t).name == name)
+        Topic::ALL
+            .into_iter()
+            .find(|t| self.slot(*t).name() == name)
     }
 }
 
@@ -938,32 +945,27 @@ fn send(
     prebuilt: Option<native::CHeaders>,
 ) -> SendOutcome {
     let slot = topics.slot(topic);
-    let headers = match prebuilt {
+    let mut headers = match prebuilt {
         Some(h) => Some(h),
         None if view.headers.is_empty() => None,
         // Built in C from the borrowed pairs. `None` only if librdkafka cannot allocate a list;
         // the record then goes without headers rather than not at all.
         None => native::CHeaders::build(view.headers),
     };
-    let mut record = native::Native {
+    let record = native::Native {
         payload: view.payload,
         key: view.key,
-        headers,
         seq: usize::try_from(seq).unwrap_or(usize::MAX),
     };
     let mut full_since: Option<Instant> = None;
     loop {
-        let attempt = native::Native {
-            headers: record.headers.take(),
-            ..record
-        };
-        match native::produce(producer, &slot.c_name, attempt) {
+        match native::produce(producer, &slot.c_name, &record, &mut headers) {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::AcqRel);
                 slot.sent.inc();
                 return SendOutcome::Sent;
             }
-            Err((RDKafkaErrorCode::QueueFull, back)) => {
+            Err(RDKafkaErrorCode::QueueFull) => {
                 crate::metrics::global()
                     .queue_full_total
                     .with_label_values(&["librdkafka"])
@@ -972,15 +974,14 @@ fn send(
                 if since.elapsed() >= QUEUE_FULL_SPILL || stats.outage.load(Ordering::Acquire) {
                     return SendOutcome::Full;
                 }
-                record.headers = back;
                 producer.poll(Duration::from_millis(1));
             }
-            Err((e, _)) => {
+            Err(e) => {
                 crate::metrics::global()
                     .kafka_failed_total
-                    .with_label_values(&[&slot.name])
+                    .with_label_values(&[slot.name()])
                     .inc();
-                log::error!(event = "kafka_send_refused", topic = slot.name.as_str(), code = format!("{e:?}"); "record refused by the client");
+                log::error!(event = "kafka_send_refused", topic = slot.name(), code = format!("{e:?}"); "record refused by the client");
                 return SendOutcome::Refused;
             }
         }

@@ -95,24 +95,24 @@ impl Drop for CHeaders {
     }
 }
 
-/// One record for [`produce`]: everything but the topic.
+/// One record for [`produce`]: everything but the topic and the headers.
 pub(super) struct Native<'a> {
     pub(super) payload: &'a [u8],
     /// Partitioning key; empty for none.
     pub(super) key: &'a [u8],
-    pub(super) headers: Option<CHeaders>,
     /// The delivery opaque: the record's sequence number.
     pub(super) seq: usize,
 }
 
 /// Enqueues `record` on `topic` of `producer`, payload and key copied (as `BaseProducer::send`
-/// does). On success librdkafka owns the headers; on failure they come back with the error,
-/// for a retry.
+/// does). On success librdkafka takes the headers (`headers` is left `None`); on failure they
+/// stay in `headers`, for a retry.
 pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
     producer: &BaseProducer<C>,
     topic: &CStr,
-    record: Native<'_>,
-) -> Result<(), (RDKafkaErrorCode, Option<CHeaders>)> {
+    record: &Native<'_>,
+    headers: &mut Option<CHeaders>,
+) -> Result<(), RDKafkaErrorCode> {
     use rd::rd_kafka_vtype_t as V;
     let vu = |vtype: V, u: rd::rd_kafka_vu_s__bindgen_ty_1| rd::rd_kafka_vu_t { vtype, u };
     let mem = |b: &[u8]| rd::rd_kafka_vu_s__bindgen_ty_1 {
@@ -156,7 +156,7 @@ pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
             ptr: record.seq as *mut std::os::raw::c_void,
         },
     ));
-    if let Some(h) = &record.headers {
+    if let Some(h) = headers {
         add(vu(
             V::RD_KAFKA_VTYPE_HEADERS,
             rd::rd_kafka_vu_s__bindgen_ty_1 {
@@ -171,7 +171,7 @@ pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
     match NonNull::new(err) {
         None => {
             // Taken: librdkafka now owns the header list and frees it with the message.
-            std::mem::forget(record.headers);
+            std::mem::forget(headers.take());
             Ok(())
         }
         Some(e) => {
@@ -181,7 +181,7 @@ pub(super) fn produce<C: ProducerContext<DeliveryOpaque = usize>>(
                 rd::rd_kafka_error_destroy(e.as_ptr());
                 code
             };
-            Err((RDKafkaErrorCode::from(code), record.headers))
+            Err(RDKafkaErrorCode::from(code))
         }
     }
 }
