@@ -484,13 +484,13 @@ fn main() {
         "engine sizing: {}; simulator frames of at most {frame_packets} ticks",
         sizing.join(" ")
     );
-    let item = std::mem::size_of::<layer1::producer::Outbound>();
+    let item = std::mem::size_of::<layer1::producer::Handed>();
     let slots: usize = std::env::var("QUEUE_CAPACITY")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(65_536);
     println!(
-        "hand-over item: {item} B by value per tick (Tick {} B); the feed queue's {slots} slots are {:.1} MB once touched",
+        "hand-over item: {item} B by value (a tick's head; a tick with depth or greeks adds 2-3 parts; whole Tick {} B); the feed queue's {slots} slots are {:.1} MB once touched",
         std::mem::size_of::<layer1::tick::Tick>(),
         (slots * item) as f64 / 1e6
     );

@@ -10,12 +10,12 @@
 //! 1. parse (the SSSE3 Kite walk into the reused tick);
 //! 2. + validate;
 //! 3. + route (canonical id lookup over 1,000 instruments);
-//! 4. + hand-over: the tick copied into the crossbeam queue (480-byte items);
+//! 4. + hand-over: the tick's head into the crossbeam queue (192-byte items, no parts);
 //! 5. the whole `Pipeline::on_frame` (raw frames off, timed to its return), waiting by spinning,
 //!    then by sleeping (the core idles between frames, as the engine's feed thread does).
 //!
-//! Then the hand-over alone, 123 items per frame, at 480 bytes (a `Tick` item) and at 192 bytes
-//! (what an item holding only a quote tick's fields would write).
+//! Then the hand-over alone, 123 items per frame, at 480 bytes (a whole `Tick`, the item before
+//! the head/parts split) and at 192 bytes (a head item).
 //!
 //! The cases run in turn, 100 frames each, over 6 rounds after a warm-up round, so the host's
 //! slow spells (long and deep on a shared VM) fall on all of them alike. Figures per frame, p50 /
@@ -52,7 +52,7 @@ use layer1::{
         ParseError, TickSink,
     },
     pipeline::Pipeline,
-    producer::Outbound,
+    producer::{self, handover, Handed},
     routing::{Routing, RoutingBuilder},
     tick::{Exchange, Tick, Token},
     validate::{validate, ValidationLimits},
@@ -147,6 +147,7 @@ impl Consumer {
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
         let join = std::thread::spawn(move || {
+            let mut queues = queues;
             while !s.load(Ordering::Relaxed) {
                 while let Ok(item) = queues.ticks.try_recv() {
                     black_box(&item);
@@ -178,7 +179,7 @@ impl Drop for Consumer {
 
 /// The receiving ends, for the consumer.
 struct Queues {
-    ticks: Receiver<Outbound>,
+    ticks: producer::Intake,
     big: Receiver<[u64; 60]>,
     small: Receiver<[u64; 24]>,
 }
@@ -188,7 +189,7 @@ struct Staged {
     stage: u8,
     routing: Arc<Routing>,
     limits: ValidationLimits,
-    tx: Sender<Outbound>,
+    tx: producer::Handover,
 }
 
 impl TickSink for Staged {
@@ -202,11 +203,8 @@ impl TickSink for Staged {
             None
         };
         if self.stage >= 4 {
-            let mut item = Outbound::Tick(*t);
-            if let (Outbound::Tick(t), Some(id)) = (&mut item, id) {
-                t.instrument_id = id;
-            }
-            let _ = self.tx.try_send(item);
+            let tx = self.tx.sender();
+            handover::hand_tick(t, id, |item: Handed| tx.try_send(item).is_ok());
         }
     }
 
@@ -363,7 +361,7 @@ fn main() {
         "1 parse",
         "2 + validate",
         "3 + route",
-        "4 + hand-over (480-byte items)",
+        "4 + hand-over (192-byte head items)",
     ];
     let mut before = 0.0;
     for (name, v) in names.iter().zip(&q) {
@@ -373,8 +371,8 @@ fn main() {
     row("5 Pipeline::on_frame, spinning between", q[4], None);
     row("  the same, sleeping between frames", q[5], None);
     println!("hand-over alone, {PACKETS} items per frame:");
-    row("  480-byte items (a Tick)", q[6], None);
-    row("  192-byte items (a quote tick's fields)", q[7], None);
+    row("  480-byte items (a whole Tick)", q[6], None);
+    row("  192-byte items (a tick's head)", q[7], None);
     println!(
         "  192-byte / 480-byte time at p50: {:.2} (bytes: 0.40)",
         q[7][0] / q[6][0]

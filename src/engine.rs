@@ -10,8 +10,6 @@
 
 use std::{net::SocketAddr, sync::Arc, thread::JoinHandle, time::Duration};
 
-use crossbeam_channel::Sender;
-
 use crate::{
     affinity::{self, CorePlan},
     backfill::{self, BackfillHandle, BackfillSettings, StaticInstruments},
@@ -30,7 +28,7 @@ use crate::{
     },
     http,
     pipeline::Pipeline,
-    producer::{self, FlushReport, Outbound, ProducerHandle, ProducerSettings},
+    producer::{self, FlushReport, Handover, ProducerHandle, ProducerSettings},
     shutdown::Shutdown,
     status,
     validate::ValidationLimits,
@@ -80,7 +78,7 @@ pub struct Engine {
     plan: CorePlan,
     producer: Option<ProducerHandle>,
     /// One sender per feed thread (plus one for the engine's own records), dropped at stop.
-    feed_senders: Vec<Sender<Outbound>>,
+    feed_senders: Vec<Handover>,
     backfill: Option<BackfillHandle>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
     feeds: Vec<FeedThread<Pipeline>>,
@@ -274,7 +272,7 @@ impl Engine {
     }
 
     /// A sender into the producer (the engine's own queue), for records not from a feed.
-    pub fn producer_sender(&self) -> Option<Sender<Outbound>> {
+    pub fn producer_sender(&self) -> Option<Handover> {
         self.feed_senders.last().cloned()
     }
 
@@ -353,7 +351,7 @@ fn start_feeds(
     config: &Config,
     plan: &CorePlan,
     options: &EngineOptions,
-    senders: &mut [Sender<Outbound>],
+    senders: &mut [Handover],
     wake: &crate::producer::Wake,
 ) -> Result<StartedFeeds, Error> {
     let v = &config.vendors;

@@ -1,7 +1,8 @@
 //! The feed thread's frame handler: parse, validate, hand over. This is the per-tick hot path.
 //!
-//! For every frame: each packet is parsed into a stack `Tick`, validated, and moved into the
-//! feed thread's bounded queue to the producer; then the raw frame is copied into a pooled
+//! For every frame: each packet is parsed into a stack `Tick`, validated, and copied into the
+//! feed thread's bounded queue to the producer (its 184-byte head, with its depth sides and
+//! greeks as items ahead of it only when it carries them: `crate::producer::handover`); then the raw frame is copied into a pooled
 //! buffer for `market.raw` and capture files (`src/rawpool.rs`: filled when the pipeline is
 //! built, each buffer returns from the producer thread, so the copy allocates nothing), after
 //! the ticks so that it is not in their hand-off latency; rejects (parse errors and validator refusals) go
@@ -30,7 +31,7 @@ use crate::{
     feed::{FeedEvent, FrameHandler, FrameMeta},
     metrics::Metrics,
     parsers::{self, FeedEvent as ParsedEvent, ParseError, TickSink},
-    producer::{Outbound, RawFrame, Reject},
+    producer::{handover, Handed, Handover, RawFrame, Reject},
     rawpool::{PoolCounters, RawBuf, RawPool},
     tick::{Exchange, Tick},
     validate::{validate, ValidationLimits},
@@ -66,7 +67,7 @@ struct VendorSlot {
 /// The hand-off state that the parser's sink needs (split from [`Pipeline`] so the parser can
 /// borrow it mutably while the frame's bytes are borrowed too).
 struct Handoff {
-    tx: Sender<Outbound>,
+    tx: Sender<Handed>,
     limits: ValidationLimits,
     metrics: &'static Metrics,
     queue_full: IntCounter,
@@ -105,7 +106,7 @@ impl Handoff {
         })
     }
 
-    fn push(&mut self, item: Outbound) -> bool {
+    fn push(&mut self, item: Handed) -> bool {
         let item = match self.tx.try_send(item) {
             Ok(()) => {
                 if self.overflowing {
@@ -190,7 +191,7 @@ impl Handoff {
             raw,
             tick,
         };
-        self.push(Outbound::Reject(Box::new(r)));
+        self.push(Handed::Reject(Box::new(r)));
     }
 }
 
@@ -239,17 +240,14 @@ impl Handoff {
             },
             None => None,
         };
-        // One copy into the queued item (the queue's own copy follows); the validator does not
-        // read the instrument id, so it checks the parser's tick.
+        // The queued head is copied from the parser's tick with the routing's id written in; the
+        // validator does not read the instrument id, so it checks the parser's tick.
         match validate(tick, tick.received_at_ns, &self.limits) {
             Ok(()) => {
                 log::debug!(event = "tick", vendor = tick.vendor.as_str(), token = tick.token.as_str(), ltp = tick.ltp; "tick");
-                let mut item = Outbound::Tick(*tick);
-                if let (Outbound::Tick(t), Some(id)) = (&mut item, id) {
-                    t.instrument_id = id;
-                }
-                // A tick dropped at a stuck queue was not handed over: no latency for it.
-                if self.push(item) {
+                // The head (and parts, when the tick carries depth or greeks) go into the queue;
+                // a tick dropped at a stuck queue was not handed over: no latency for it.
+                if handover::hand_tick(tick, id, |item| self.push(item)) {
                     self.unstamped += 1;
                     if self.unstamped == STAMP_EVERY {
                         self.stamp(crate::clock::now_unix_ns());
@@ -338,12 +336,12 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A handler that sends into `tx`, validating with `limits`; raw frames go to `market.raw`
     /// when `raw_enabled`.
-    pub fn new(tx: Sender<Outbound>, limits: ValidationLimits, raw_enabled: bool) -> Self {
+    pub fn new(tx: Handover, limits: ValidationLimits, raw_enabled: bool) -> Self {
         let metrics = crate::metrics::global();
         Pipeline {
             clock: crate::status::MessageClock::new(),
             handoff: Handoff {
-                tx,
+                tx: tx.sender().clone(),
                 limits,
                 metrics,
                 queue_full: metrics.queue_full_total.with_label_values(&["feed"]),
@@ -434,7 +432,7 @@ impl FrameHandler for Pipeline {
         }
         if self.raw_enabled {
             let payload = h.pool.copy(payload);
-            h.push(Outbound::Raw(RawFrame {
+            h.push(Handed::Raw(RawFrame {
                 vendor: meta.vendor,
                 conn_id: meta.conn,
                 kind: meta.kind,

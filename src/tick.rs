@@ -612,10 +612,6 @@ pub struct Tick {
     pub oi_day_low: f64,
     /// Implied volatility.
     pub iv: f64,
-    /// Option greeks.
-    pub greeks: Greeks,
-    /// Market depth.
-    pub depth: Depth,
     /// Instrument-master id; 0 = unresolved.
     pub instrument_id: u32,
     /// Which fields are carried.
@@ -632,6 +628,13 @@ pub struct Tick {
     pub is_index: bool,
     /// The vendor's instrument id.
     pub token: Token,
+    // Greeks and depth come last: the fields before them are the tick's head, all that most
+    // ticks carry, and the hand-over queue moves only the head unless the tick has these
+    // (`crate::producer::handover`).
+    /// Option greeks.
+    pub greeks: Greeks,
+    /// Market depth.
+    pub depth: Depth,
 }
 
 impl Tick {

@@ -74,7 +74,7 @@ fn measure(thread: &str, tls: bool, slow_drain: bool) -> Window {
     .expect("simulator starts");
     // A slow drain keeps a small queue full: the feed thread then waits in the hand-off
     // (back-pressure) with many raw frames in flight.
-    let (tx, rx) = producer::queue(if slow_drain { 4096 } else { 65_536 });
+    let (tx, mut rx) = producer::queue(if slow_drain { 4096 } else { 65_536 });
     let ticks = Arc::new(AtomicU64::new(0));
     let raw = Arc::new(AtomicU64::new(0));
     let rejects = Arc::new(AtomicU64::new(0));

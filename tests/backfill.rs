@@ -63,8 +63,8 @@ fn fixed(ms: i64) -> backfill::Clock {
 struct Fixture {
     sim: HistoricalServer,
     producer: Option<ProducerHandle>,
-    tx: crossbeam_channel::Sender<Outbound>,
-    live_tx: Option<crossbeam_channel::Sender<Outbound>>,
+    tx: producer::Handover,
+    live_tx: Option<producer::Handover>,
     topic: String,
     ns: String,
     shutdown: Shutdown,
@@ -237,7 +237,7 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         self.shutdown.trigger();
         self.live_tx.take();
-        let (tx, _) = crossbeam_channel::bounded(1);
+        let (tx, _) = producer::queue(1);
         self.tx = tx;
         if let Some(p) = self.producer.take() {
             let _ = p.join();

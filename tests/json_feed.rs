@@ -19,7 +19,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::Receiver;
 use layer1::{
     config::{Config, ConfigError},
     feed::{json::JsonConnector, spawn_feed_thread, FeedSettings, FeedSpec},
@@ -50,7 +49,7 @@ struct Seen {
     rejects: Vec<&'static str>,
 }
 
-fn drain(rx: &Receiver<Outbound>, d: Duration) -> Seen {
+fn drain(rx: &mut producer::Intake, d: Duration) -> Seen {
     let mut s = Seen::default();
     let end = Instant::now() + d;
     while let Some(left) = end.checked_duration_since(Instant::now()) {
@@ -96,7 +95,7 @@ fn json_feed_from_config_subscribes_maps_reconnects_and_rejects_malformed() {
     let mut plan = subscribe::plan(&cfg.subscribe, &masters, &[Vendor::Json], None);
     assert!(plan.unresolved.is_empty(), "{:?}", plan.unresolved);
     let routing = Arc::new(plan.routing.build(5000, 0));
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     let pipeline = Pipeline::new(tx, ValidationLimits::default(), false).with_routing(routing);
     let spec = FeedSpec {
         connector: Box::new(JsonConnector::from_config(&j)),
@@ -114,7 +113,7 @@ fn json_feed_from_config_subscribes_maps_reconnects_and_rejects_malformed() {
     };
     let feed = spawn_feed_thread(settings, vec![spec], pipeline, None).unwrap();
 
-    let got = drain(&rx, Duration::from_millis(1500));
+    let got = drain(&mut rx, Duration::from_millis(1500));
     assert!(got.rejects.is_empty(), "{:?}", got.rejects);
     let now_ms = layer1::clock::now_unix_ms() as i64;
     for sym in ["NSE:INFY", "NSE:NIFTY 50"] {
@@ -163,8 +162,8 @@ fn json_feed_from_config_subscribes_maps_reconnects_and_rejects_malformed() {
         }),
         "reconnected and resubscribed"
     );
-    let _ = drain(&rx, Duration::from_millis(100));
-    let after = drain(&rx, Duration::from_millis(800));
+    let _ = drain(&mut rx, Duration::from_millis(100));
+    let after = drain(&mut rx, Duration::from_millis(800));
     assert!(
         after.ticks.contains_key("NSE:INFY"),
         "{:?}",
@@ -176,7 +175,7 @@ fn json_feed_from_config_subscribes_maps_reconnects_and_rejects_malformed() {
         .unwrap();
     sim.inject(Fault::Truncated(Target::all(Vendor::Json)))
         .unwrap();
-    let bad = drain(&rx, Duration::from_millis(800));
+    let bad = drain(&mut rx, Duration::from_millis(800));
     assert!(
         bad.rejects.contains(&"PARSE_JSON_BAD_FIELD"),
         "{:?}",
@@ -293,7 +292,7 @@ fn json_feed_is_a_failover_standby_and_primary() {
         Some(Vendor::Kite),
         "kite is the primary"
     );
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     let pipeline =
         Pipeline::new(tx, ValidationLimits::default(), false).with_routing(Arc::clone(&routing));
     let kite = FeedSpec {
@@ -340,8 +339,8 @@ fn json_feed_is_a_failover_standby_and_primary() {
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     }));
-    let _ = drain(&rx, Duration::from_millis(100));
-    let before = drain(&rx, Duration::from_millis(600));
+    let _ = drain(&mut rx, Duration::from_millis(100));
+    let before = drain(&mut rx, Duration::from_millis(600));
     assert_eq!(vendors(&before), vec![Vendor::Kite], "primary only");
     // Kite goes silent: the JSON feed's ticks take over within the stale bound.
     sim.inject(Fault::Stall {
@@ -354,7 +353,7 @@ fn json_feed_is_a_failover_standby_and_primary() {
             == Some(Vendor::Json)),
         "switched to the json standby"
     );
-    let during = drain(&rx, Duration::from_millis(500));
+    let during = drain(&mut rx, Duration::from_millis(500));
     assert!(
         vendors(&during).contains(&Vendor::Json),
         "{:?}",
@@ -366,8 +365,8 @@ fn json_feed_is_a_failover_standby_and_primary() {
             == Some(Vendor::Kite)),
         "switched back to kite"
     );
-    let _ = drain(&rx, Duration::from_millis(100));
-    let after = drain(&rx, Duration::from_millis(600));
+    let _ = drain(&mut rx, Duration::from_millis(100));
+    let after = drain(&mut rx, Duration::from_millis(600));
     assert_eq!(vendors(&after), vec![Vendor::Kite], "primary only again");
     assert!(
         routing
@@ -409,7 +408,7 @@ fn layer1_decode_reads_a_json_capture_with_the_configured_mapping() {
         None,
     );
     // Raw frames on: what the engine writes to market.raw and capture files.
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     let spec = FeedSpec {
         connector: Box::new(JsonConnector::from_config(&j)),
         instruments: plan.per_vendor.remove(&Vendor::Json).unwrap(),

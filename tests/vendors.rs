@@ -19,7 +19,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::Receiver;
 use layer1::{
     feed::{
         angel::{AngelConnector, AngelSettings},
@@ -129,7 +128,7 @@ fn default_token(v: Vendor) -> Credential {
 }
 
 /// Drains ticks from the hand-over queue for `d`, counting (vendor, instrument name) pairs.
-fn drain(rx: &Receiver<Outbound>, d: Duration) -> HashMap<(Vendor, String), u64> {
+fn drain(rx: &mut producer::Intake, d: Duration) -> HashMap<(Vendor, String), u64> {
     let mut out = HashMap::new();
     let end = Instant::now() + d;
     while let Some(left) = end.checked_duration_since(Instant::now()) {
@@ -165,7 +164,7 @@ fn angel_and_dhan_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
             "{v}: unknown symbol reported by name"
         );
         let routing: Arc<Routing> = Arc::new(plan.routing.build(5000, 0));
-        let (tx, rx) = producer::queue(1 << 16);
+        let (tx, mut rx) = producer::queue(1 << 16);
         let pipeline = Pipeline::new(tx, ValidationLimits::default(), false).with_routing(routing);
         let spec = FeedSpec {
             connector: connector(v, &sim, default_token(v)),
@@ -173,7 +172,7 @@ fn angel_and_dhan_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
             ages: None,
         };
         let feed = spawn_feed_thread(settings(), vec![spec], pipeline, None).unwrap();
-        let got = drain(&rx, Duration::from_millis(1500));
+        let got = drain(&mut rx, Duration::from_millis(1500));
         for sym in ["NSE:INFY", "NSE:NIFTY 50", "NFO:BANKNIFTY25DECFUT"] {
             assert!(
                 got.get(&(v, sym.to_owned())).copied().unwrap_or(0) > 0,
@@ -190,8 +189,8 @@ fn angel_and_dhan_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
             }),
             "{v}: reconnected and resubscribed"
         );
-        let _ = drain(&rx, Duration::from_millis(100));
-        let after = drain(&rx, Duration::from_millis(800));
+        let _ = drain(&mut rx, Duration::from_millis(100));
+        let after = drain(&mut rx, Duration::from_millis(800));
         assert!(
             after.get(&(v, "NSE:INFY".to_owned())).copied().unwrap_or(0) > 0,
             "{v} after: {after:?}"
@@ -236,7 +235,7 @@ fn kite_and_upstox_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
             "{v}: unknown symbol reported by name"
         );
         let routing: Arc<Routing> = Arc::new(plan.routing.build(5000, 0));
-        let (tx, rx) = producer::queue(1 << 16);
+        let (tx, mut rx) = producer::queue(1 << 16);
         let pipeline = Pipeline::new(tx, ValidationLimits::default(), false).with_routing(routing);
         let spec = FeedSpec {
             connector: connector(v, &sim, default_token(v)),
@@ -244,7 +243,7 @@ fn kite_and_upstox_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
             ages: None,
         };
         let feed = spawn_feed_thread(settings(), vec![spec], pipeline, None).unwrap();
-        let got = drain(&rx, Duration::from_millis(1500));
+        let got = drain(&mut rx, Duration::from_millis(1500));
         for sym in ["NSE:INFY", "NSE:NIFTY 50", "NFO:BANKNIFTY25DECFUT"] {
             assert!(
                 got.get(&(v, sym.to_owned())).copied().unwrap_or(0) > 0,
@@ -269,8 +268,8 @@ fn kite_and_upstox_subscribe_by_symbol_receive_reconnect_and_resubscribe() {
                 "a new one-time URL per reconnect"
             );
         }
-        let _ = drain(&rx, Duration::from_millis(100));
-        let after = drain(&rx, Duration::from_millis(800));
+        let _ = drain(&mut rx, Duration::from_millis(100));
+        let after = drain(&mut rx, Duration::from_millis(800));
         for sym in ["NSE:INFY", "NSE:NIFTY 50", "NFO:BANKNIFTY25DECFUT"] {
             assert!(
                 after.get(&(v, sym.to_owned())).copied().unwrap_or(0) > 0,
@@ -353,7 +352,7 @@ fn failover_switches_to_standby_when_primary_stalls_and_back() {
     assert!(plan.unresolved.is_empty());
     let stale_ms = 300;
     let routing = Arc::new(plan.routing.build(stale_ms, layer1::clock::now_unix_ns()));
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     // Two feed threads (one per vendor), one shared routing table and hand-over queue.
     let mut feeds = Vec::new();
     for (i, v) in [Vendor::Kite, Vendor::Dhan].into_iter().enumerate() {
@@ -375,7 +374,7 @@ fn failover_switches_to_standby_when_primary_stalls_and_back() {
     }
     drop(tx);
     let infy = "NSE:INFY".to_owned();
-    let steady = drain(&rx, Duration::from_millis(1000));
+    let steady = drain(&mut rx, Duration::from_millis(1000));
     assert!(
         steady
             .get(&(Vendor::Kite, infy.clone()))
@@ -416,7 +415,7 @@ fn failover_switches_to_standby_when_primary_stalls_and_back() {
         took < Duration::from_millis(stale_ms + 400),
         "within the stale bound: {took:?}"
     );
-    let during = drain(&rx, Duration::from_millis(300));
+    let during = drain(&mut rx, Duration::from_millis(300));
     assert_eq!(
         during.get(&(Vendor::Kite, infy.clone())),
         None,
@@ -431,8 +430,8 @@ fn failover_switches_to_standby_when_primary_stalls_and_back() {
     );
     // The stall ends: the primary's ticks switch back, the standby is suppressed again.
     std::thread::sleep(Duration::from_millis(500));
-    let _ = drain(&rx, Duration::from_millis(200));
-    let back = drain(&rx, Duration::from_millis(600));
+    let _ = drain(&mut rx, Duration::from_millis(200));
+    let back = drain(&mut rx, Duration::from_millis(600));
     assert!(
         back.get(&(Vendor::Kite, infy.clone()))
             .copied()
@@ -459,7 +458,7 @@ fn rewritten_token_file_is_used_on_the_next_reconnect() {
     let dir = tmpdir("rollover");
     let file = dir.join("dhan.token");
     std::fs::write(&file, "sim_dhan_token\n").unwrap();
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     let spec = FeedSpec {
         connector: connector(Vendor::Dhan, &sim, Credential::File(file.clone())),
         instruments: vec![layer1::feed::Instrument::upstox(
@@ -476,7 +475,7 @@ fn rewritten_token_file_is_used_on_the_next_reconnect() {
         None,
     )
     .unwrap();
-    assert!(!drain(&rx, Duration::from_millis(600)).is_empty());
+    assert!(!drain(&mut rx, Duration::from_millis(600)).is_empty());
     // The login job rewrites the file while connected; the vendor then expires the old token.
     std::fs::write(&file, "day2_token\n").unwrap();
     sim.inject(Fault::ExpireToken {
@@ -496,9 +495,9 @@ fn rewritten_token_file_is_used_on_the_next_reconnect() {
         }),
         "reconnected with the new token"
     );
-    let _ = drain(&rx, Duration::from_millis(100));
+    let _ = drain(&mut rx, Duration::from_millis(100));
     assert!(
-        !drain(&rx, Duration::from_millis(500)).is_empty(),
+        !drain(&mut rx, Duration::from_millis(500)).is_empty(),
         "ticks flow again"
     );
     feed.shutdown(Duration::from_secs(5)).unwrap();
@@ -590,7 +589,7 @@ fn daily_refresh_in_a_running_feed_subscribes_newly_listed_symbols() {
     assert_eq!(plan.unresolved, vec!["NSE:TCS"]);
     let initial = plan.per_vendor.clone();
     let routing = Arc::new(plan.routing.build(5000, 0));
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     let pipeline =
         Pipeline::new(tx, ValidationLimits::default(), false).with_routing(Arc::clone(&routing));
     let spec = FeedSpec {
@@ -618,7 +617,7 @@ fn daily_refresh_in_a_running_feed_subscribes_newly_listed_symbols() {
     );
     let tcs = (Vendor::Kite, "NSE:TCS".to_owned());
     let infy = (Vendor::Kite, "NSE:INFY".to_owned());
-    let before = drain(&rx, Duration::from_millis(700));
+    let before = drain(&mut rx, Duration::from_millis(700));
     assert!(before.get(&infy).copied().unwrap_or(0) > 0, "{before:?}");
     assert_eq!(before.get(&tcs), None);
     std::fs::write(&list, &full).unwrap();
@@ -646,8 +645,8 @@ fn daily_refresh_in_a_running_feed_subscribes_newly_listed_symbols() {
         }),
         "the new symbol was subscribed on the open connection"
     );
-    let _ = drain(&rx, Duration::from_millis(100));
-    let after = drain(&rx, Duration::from_millis(800));
+    let _ = drain(&mut rx, Duration::from_millis(100));
+    let after = drain(&mut rx, Duration::from_millis(800));
     assert!(
         after.get(&tcs).copied().unwrap_or(0) > 0,
         "new symbol's ticks carry its canonical name: {after:?}"
@@ -702,7 +701,7 @@ fn daily_refresh_pairs_a_symbol_newly_listed_on_both_vendors() {
     let tcs_id = instruments::names::intern("NSE:TCS").unwrap();
     assert_eq!(routing.active(infy_id), Some(Vendor::Kite));
     assert_eq!(routing.active(tcs_id), None);
-    let (tx, rx) = producer::queue(1 << 16);
+    let (tx, mut rx) = producer::queue(1 << 16);
     let pipeline =
         Pipeline::new(tx, ValidationLimits::default(), false).with_routing(Arc::clone(&routing));
     let specs = order
@@ -770,9 +769,9 @@ fn daily_refresh_pairs_a_symbol_newly_listed_on_both_vendors() {
             .filter(|c| c.open)
             .all(|c| c.subscribed == 2)
     }));
-    let _ = drain(&rx, Duration::from_millis(200));
+    let _ = drain(&mut rx, Duration::from_millis(200));
     let suppressed = routing.stats.suppressed.load(Ordering::Relaxed);
-    let both = drain(&rx, Duration::from_millis(800));
+    let both = drain(&mut rx, Duration::from_millis(800));
     assert!(
         both.get(&(Vendor::Kite, tcs.clone())).copied().unwrap_or(0) > 0,
         "{both:?}"
@@ -790,7 +789,7 @@ fn daily_refresh_pairs_a_symbol_newly_listed_on_both_vendors() {
             == Some(Vendor::Dhan)),
         "standby took over the late symbol"
     );
-    let during = drain(&rx, Duration::from_millis(400));
+    let during = drain(&mut rx, Duration::from_millis(400));
     assert!(
         during
             .get(&(Vendor::Dhan, tcs.clone()))

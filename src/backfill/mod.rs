@@ -49,7 +49,7 @@ use crate::{
     config::{Config, Secret},
     control::{BackfillParams, ControlCommand},
     error::ErrorCode,
-    producer::Outbound,
+    producer::Handover,
     shutdown::Shutdown,
     vendor::Vendor,
 };
@@ -282,7 +282,7 @@ impl BackfillSettings {
 struct Runtime {
     settings: BackfillSettings,
     source: Arc<dyn InstrumentSource>,
-    producer: Sender<Outbound>,
+    producer: Handover,
     board: Arc<StatusBoard>,
     live: Arc<LiveCoverage>,
     running: Arc<AtomicBool>,
@@ -356,7 +356,7 @@ impl BackfillHandle {
 pub fn spawn(
     settings: BackfillSettings,
     source: Arc<dyn InstrumentSource>,
-    producer: Sender<Outbound>,
+    producer: Handover,
     shutdown: Shutdown,
 ) -> Result<BackfillHandle, BackfillError> {
     let client = redis::Client::open(settings.redis_url.as_str())

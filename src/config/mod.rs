@@ -443,7 +443,8 @@ pub struct ThreadConfig {
     pub feed_cores: Vec<usize>,
     /// Explicit producer core (`PRODUCER_CORE`).
     pub producer_core: Option<usize>,
-    /// Slots per feed->producer queue (`QUEUE_CAPACITY`).
+    /// Slots per feed->producer queue (`QUEUE_CAPACITY`); a tick takes one, or three to four
+    /// with depth and greeks (`crate::producer::handover`).
     pub queue_capacity: usize,
 }
 

@@ -27,6 +27,7 @@
 mod client;
 mod encode;
 mod error;
+pub mod handover;
 mod native;
 pub mod wake;
 
@@ -41,9 +42,10 @@ use std::{
 pub use client::{
     check_broker, delete_topics, ensure_topics, producer_config, DeliveryStats, FailedRecord,
 };
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::Receiver;
 pub use encode::TICK_SCHEMA_VERSION;
 pub use error::ProducerError;
+pub use handover::{queue, Handed, Handover, Intake};
 use rdkafka::{
     error::RDKafkaErrorCode,
     producer::{BaseProducer, Producer, PurgeConfig},
@@ -135,10 +137,9 @@ pub struct Reject {
     pub tick: Option<Tick>,
 }
 
-/// What feed and control threads hand to the producer thread.
-///
-/// Ticks move by value (no allocation per tick), so every slot of a hand-over queue is as large
-/// as a `Tick`: that is the point, not an oversight.
+/// What feed and control threads hand to the producer thread, whole. Over the queue a tick
+/// travels as its head plus the parts it carries, by value (no allocation per tick), and the
+/// [`Intake`] rebuilds it ([`handover`]).
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Outbound {
@@ -161,11 +162,6 @@ impl Outbound {
             Outbound::Record(r) => r.received_at_ns,
         }
     }
-}
-
-/// One hand-over queue: the sending half goes to a feed (or control) thread.
-pub fn queue(capacity: usize) -> (Sender<Outbound>, Receiver<Outbound>) {
-    bounded(capacity)
 }
 
 /// Running producer thread.
@@ -303,7 +299,7 @@ impl Topics {
 /// if the journal directory cannot be opened; the thread is not started.
 pub fn spawn(
     settings: ProducerSettings,
-    queues: Vec<Receiver<Outbound>>,
+    queues: Vec<Intake>,
 ) -> Result<ProducerHandle, ProducerError> {
     let stats = Arc::new(DeliveryStats::default());
     let (failed_tx, failed_rx) = crossbeam_channel::unbounded();
@@ -362,7 +358,8 @@ pub fn spawn(
                 live_coverage: settings.live_coverage.clone(),
                 final_drain: false,
             };
-            w.run(&queues, settings.batch.max(1), &thread_wake);
+            let mut queues = queues;
+            w.run(&mut queues, settings.batch.max(1), &thread_wake);
             w.finish(settings.flush_timeout)
         })
         .map_err(|e| ProducerError::Admin(format!("spawn producer thread: {e}")))?;
@@ -451,7 +448,7 @@ enum SendOutcome {
 }
 
 impl Worker {
-    fn run(&mut self, queues: &[Receiver<Outbound>], batch: usize, wake: &Wake) {
+    fn run(&mut self, queues: &mut [Intake], batch: usize, wake: &Wake) {
         let mut open: Vec<bool> = vec![true; queues.len()];
         let m = crate::metrics::global();
         let depth = m.queue_depth.with_label_values(&["feed"]);
@@ -480,7 +477,7 @@ impl Worker {
             }
             let mut total_depth = 0usize;
             let mut taken = 0usize;
-            for (q, is_open) in queues.iter().zip(open.iter_mut()) {
+            for (q, is_open) in queues.iter_mut().zip(open.iter_mut()) {
                 if !*is_open {
                     continue;
                 }
