@@ -337,6 +337,37 @@ fn instrument_master_caches_reuses_offline_and_refreshes_daily() {
     assert!(instruments::load(&src, day).is_err());
 }
 
+/// Forwards what several feed threads' queues carry into one, until every feed is gone or the
+/// reader is.
+fn merge(mut from: Vec<producer::Intake>, to: &producer::Handover) {
+    loop {
+        let (mut moved, mut open) = (false, false);
+        for q in &mut from {
+            loop {
+                match q.try_recv() {
+                    Ok(item) => {
+                        moved = true;
+                        if to.send(item).is_err() {
+                            return;
+                        }
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                        open = true;
+                        break;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                }
+            }
+        }
+        if !open {
+            return;
+        }
+        if !moved {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
 #[test]
 fn failover_switches_to_standby_when_primary_stalls_and_back() {
     let sim = sim();
@@ -352,11 +383,15 @@ fn failover_switches_to_standby_when_primary_stalls_and_back() {
     assert!(plan.unresolved.is_empty());
     let stale_ms = 300;
     let routing = Arc::new(plan.routing.build(stale_ms, layer1::clock::now_unix_ns()));
-    let (tx, mut rx) = producer::queue(1 << 16);
-    // Two feed threads (one per vendor), one shared routing table and hand-over queue.
+    // Two feed threads (one per vendor), one shared routing table; each has its own hand-over
+    // queue (a tick's items come from one thread), read as one, as the producer thread does.
+    let (merged, mut rx) = producer::queue(1 << 16);
+    let mut intakes = Vec::new();
     let mut feeds = Vec::new();
     for (i, v) in [Vendor::Kite, Vendor::Dhan].into_iter().enumerate() {
-        let pipeline = Pipeline::new(tx.clone(), ValidationLimits::default(), false)
+        let (tx, intake) = producer::queue(1 << 16);
+        intakes.push(intake);
+        let pipeline = Pipeline::new(tx, ValidationLimits::default(), false)
             .with_routing(Arc::clone(&routing));
         let spec = FeedSpec {
             connector: connector(v, &sim, default_token(v)),
@@ -372,7 +407,7 @@ fn failover_switches_to_standby_when_primary_stalls_and_back() {
         };
         feeds.push(spawn_feed_thread(s, vec![spec], pipeline, None).unwrap());
     }
-    drop(tx);
+    std::thread::spawn(move || merge(intakes, &merged));
     let infy = "NSE:INFY".to_owned();
     let steady = drain(&mut rx, Duration::from_millis(1000));
     assert!(

@@ -199,20 +199,10 @@ pub fn hand_tick(
     }
     if tick.fields.has(Fields::DEPTH) {
         let d = &tick.depth;
-        let bids = Side {
-            at_ns,
-            levels: d.bids,
-            len: d.bid_len,
-        };
-        if !push(Handed::Part(TickPart::Bids(bids))) {
-            return false;
-        }
-        let asks = Side {
-            at_ns,
-            levels: d.asks,
-            len: d.ask_len,
-        };
-        if !push(Handed::Part(TickPart::Asks(asks))) {
+        let side = |levels, len| Side { at_ns, levels, len };
+        if !push(Handed::Part(TickPart::Bids(side(d.bids, d.bid_len))))
+            || !push(Handed::Part(TickPart::Asks(side(d.asks, d.ask_len))))
+        {
             return false;
         }
     }
