@@ -5,7 +5,9 @@
 //! the bench's own bookkeeping only and its peak RSS is the engine's. One run prints: sustained
 //! ticks/s at the maximum rate the simulator can offer; receive -> hand-off and receive -> ack
 //! latency p50/p99/p99.9 at a fixed 100,000 ticks/s, with normal scheduling and with the feed
-//! thread under `SCHED_FIFO` (`FEED_RT_PRIORITY`), each with what the feed thread did meanwhile
+//! thread under `SCHED_FIFO` (`FEED_RT_PRIORITY`), and under `SCHED_FIFO` with its core kept for
+//! it (every other thread of the bench, the simulator, the broker and Redis moved off it for the
+//! phase, as `isolcpus` would keep them on a tuned host), each with what the feed thread did meanwhile
 //! (CPU time, run-queue wait, involuntary switches, ticks per frame); allocations per tick on the
 //! feed and producer threads; the engine's peak RSS; ticks lost and duplicated (everything the
 //! simulator reports it sent, consumed back from Kafka after the engine's peak was read, and
@@ -38,6 +40,8 @@ use layer1::{config::Config, engine::Engine, shutdown::Shutdown, sim::SimConfig}
 
 #[path = "support/alloc.rs"]
 mod alloc;
+#[path = "support/isolate.rs"]
+mod isolate;
 #[path = "support/sim_process.rs"]
 mod sim_process;
 
@@ -434,6 +438,25 @@ fn main() {
         hc.count(),
     );
 
+    // The same as the SCHED_FIFO phase, with the feed core kept for the feed thread (what
+    // `isolcpus` gives a tuned host): everything else of ours and the broker on the other core.
+    let feed_cores: Vec<usize> = plan.feed.iter().flatten().copied().collect();
+    let isolated = if feed_cores.is_empty() {
+        None
+    } else {
+        let iso = isolate::Isolation::apply(&feed_cores, sim.pid());
+        let label = format!(
+            "FEED_RT_PRIORITY={}: feed thread {}, core {feed_cores:?} kept for it: {} moved to the other cores ({} threads could not be)",
+            rt_priority.map_or("(unset)".into(), |p| p.to_string()),
+            policy_of("feed-0"),
+            iso.processes.join(", "),
+            iso.refused
+        );
+        let phase = fixed_rate_phase(&mut sim, &ticks_topic, secs, 3, label);
+        drop(iso);
+        Some(phase)
+    };
+
     let drained2 = pause_and_drain(&mut sim, &ticks_topic);
     let stats = sim.stats();
     let report2 = engine.stop();
@@ -504,6 +527,12 @@ fn main() {
         us(lat_c.2),
         lat_c.3
     );
+    match &isolated {
+        Some(p) => print_phase(p),
+        None => println!(
+            "-- feed core kept for the feed thread: not run (the feed thread is not pinned)"
+        ),
+    }
     println!(
         "engine peak RSS: {rss_engine1:.1} MB (VmHWM of the bench process over engine 1: start, max rate, 100k/s; the simulator runs in its own process; includes the bench's counting allocator, not the consume-back; {rss_at_start:.1} MB before the engine)"
     );

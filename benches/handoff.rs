@@ -230,7 +230,7 @@ enum Case {
 impl Case {
     /// Handles one frame received at `at_ns`; returns the time from `at_ns` to the last tick's
     /// hand-over (for the pipeline: to the return of `on_frame`, raw frames off, so that is its
-    /// per-frame figure plus the frame's counters).
+    /// per-frame figure plus the frame's counters; `after_frame` runs after the clock read).
     fn frame(&mut self, f: &[u8], seq: usize, at_ns: u64) -> u64 {
         match self {
             Case::Staged(sink) => {
@@ -248,6 +248,10 @@ impl Case {
                     received_at_ns: at_ns,
                 };
                 p.on_frame(&meta, f);
+                // The ticks are handed over; the frame's bookkeeping is not in their latency.
+                let t = layer1::clock::now_unix_ns() - at_ns;
+                p.after_frame(&meta, f);
+                return t;
             }
             Case::Big(tx) => items(tx, seq),
             Case::Small(tx) => items(tx, seq),

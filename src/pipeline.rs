@@ -410,8 +410,9 @@ impl FrameHandler for Pipeline {
         h.vendor = meta.vendor;
         h.conn = meta.conn;
         h.received_at_ns = meta.received_at_ns;
-        // Ticks first: everything else this frame needs (the raw copy, the status clock, the
-        // counters) waits until they are handed over, so it is not in their latency.
+        // Ticks first: what else this frame needs (the raw copy, the status clock) is in
+        // `after_frame`, which the event loop calls once every frame of the same read has had
+        // its ticks handed over, so it is not in their latency.
         let pmeta = parsers::FrameMeta {
             received_at_ns: meta.received_at_ns,
             conn_id: meta.conn,
@@ -430,6 +431,17 @@ impl FrameHandler for Pipeline {
             h.slot(meta.vendor).ticks.inc_by(u64::from(outcome.ticks));
             crate::feed::auth::note_data(meta.vendor);
         }
+        self.counts.frames += 1;
+        self.counts.ticks += u64::from(outcome.ticks);
+        self.counts.rejects += u64::from(outcome.rejects);
+    }
+
+    /// The raw frame's copy for `market.raw` and capture files, the producer's wake-up and the
+    /// status clock: after the ticks of every frame read with this one are handed over.
+    fn after_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
+        let h = &mut self.handoff;
+        h.vendor = meta.vendor;
+        h.conn = meta.conn;
         if self.raw_enabled {
             let payload = h.pool.copy(payload);
             h.push(Handed::Raw(RawFrame {
@@ -448,9 +460,6 @@ impl FrameHandler for Pipeline {
             meta.conn,
             meta.received_at_ns,
         );
-        self.counts.frames += 1;
-        self.counts.ticks += u64::from(outcome.ticks);
-        self.counts.rejects += u64::from(outcome.rejects);
     }
 
     fn on_event(&mut self, ev: &FeedEvent) {

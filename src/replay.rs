@@ -135,7 +135,7 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
             kind: rec.kind,
             received_at_ns: rec.received_at_ns,
         };
-        pipeline.on_frame(&meta, &buf);
+        pipeline.frame(&meta, &buf);
     }
     let counts = pipeline.counts();
     drop(pipeline);

@@ -969,3 +969,127 @@ fn frames_from_a_later_read_carry_that_reads_receive_time() {
         "second frame stamped {gap} ns after the first; it was read at least {busy:?} later"
     );
 }
+
+/// What a handler was called with, in call order: (after_frame?, receive time, frame id).
+type Calls = Arc<Mutex<Vec<(bool, u64, u8)>>>;
+
+struct OrderHandler(Calls);
+
+impl FrameHandler for OrderHandler {
+    fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
+        let id = payload.first().copied().unwrap_or(0);
+        self.0
+            .lock()
+            .unwrap()
+            .push((false, meta.received_at_ns, id));
+    }
+    fn after_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
+        let id = payload.first().copied().unwrap_or(0);
+        self.0.lock().unwrap().push((true, meta.received_at_ns, id));
+    }
+    fn on_event(&mut self, _ev: &FeedEvent) {}
+}
+
+/// An unmasked server frame: FIN bit and opcode, then a short payload of `len` times `id`.
+fn raw_frame(out: &mut Vec<u8>, fin_op: u8, id: u8, len: u8) {
+    out.extend_from_slice(&[fin_op, len]);
+    out.extend(std::iter::repeat_n(id, usize::from(len)));
+}
+
+/// The frames one read completed get their `after_frame` (the raw copy, bookkeeping) only
+/// after every one of them had its `on_frame` (the ticks), in the same order, so a frame's ticks
+/// do not wait for the bookkeeping of the frames ahead of it in the read; a reassembled message,
+/// whose bytes the next fragment overwrites, has its bookkeeping at once, after what was waiting.
+#[test]
+fn frames_of_one_read_hand_over_their_ticks_before_any_bookkeeping() {
+    use std::io::Write;
+    let _shared = shared();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    const FRAGMENTED: u8 = 30;
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut ws = tungstenite::accept(stream).expect("upgrade");
+        let tcp = ws.get_mut();
+        // Each batch is one write, so one read on loopback.
+        for round in 0..5u8 {
+            let mut batch = Vec::new();
+            for i in 1..=4u8 {
+                raw_frame(&mut batch, 0x82, round * 10 + i, 8);
+            }
+            tcp.write_all(&batch).expect("batch");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        // Whole, fragmented (binary without FIN, then the continuation with it), whole.
+        let mut batch = Vec::new();
+        raw_frame(&mut batch, 0x82, 51, 8);
+        raw_frame(&mut batch, 0x02, FRAGMENTED, 4);
+        raw_frame(&mut batch, 0x80, FRAGMENTED, 4);
+        raw_frame(&mut batch, 0x82, 52, 8);
+        tcp.write_all(&batch).expect("mixed batch");
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let calls: Calls = Arc::new(Mutex::new(Vec::new()));
+    let feed = spawn_feed_thread(
+        FeedSettings {
+            stale_ms: 10_000,
+            closed_stale_ms: 10_000,
+            heartbeat_ms: 5_000,
+            ..settings("feed-order")
+        },
+        vec![kite_spec(
+            KiteSettings {
+                base_url: format!("ws://127.0.0.1:{port}/"),
+                api_key: Credential::Value("k".into()),
+                access_token: Credential::Value("t".into()),
+                ..KiteSettings::default()
+            },
+            vec![Instrument::kite(256_265, Mode::Ltp)],
+        )],
+        OrderHandler(Arc::clone(&calls)),
+        None,
+    )
+    .expect("spawn");
+    let total = 5 * 4 + 3;
+    assert!(wait_until(Duration::from_secs(10), || calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.0)
+        .count()
+        >= total));
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+    server.join().expect("server");
+    let calls = calls.lock().unwrap().clone();
+    let on: Vec<u8> = calls.iter().filter(|c| !c.0).map(|c| c.2).collect();
+    let after: Vec<u8> = calls.iter().filter(|c| c.0).map(|c| c.2).collect();
+    assert_eq!(on.len(), total, "{calls:?}");
+    assert_eq!(after, on, "bookkeeping in the frames' order");
+    for (i, &(is_after, _, id)) in calls.iter().enumerate() {
+        if is_after {
+            assert!(
+                calls[..i].iter().any(|c| !c.0 && c.2 == id),
+                "frame {id}'s bookkeeping before its ticks: {calls:?}"
+            );
+        }
+    }
+    // Per read (frames sharing a receive time) of whole frames only: every on_frame first.
+    let mut reads: Vec<u64> = calls.iter().map(|c| c.1).collect();
+    reads.dedup();
+    let mut multi = 0;
+    for at in reads {
+        let of_read: Vec<&(bool, u64, u8)> = calls.iter().filter(|c| c.1 == at).collect();
+        if of_read.iter().any(|c| c.2 == FRAGMENTED) {
+            continue;
+        }
+        let first_after = of_read.iter().position(|c| c.0).unwrap();
+        assert!(
+            of_read[first_after..].iter().all(|c| c.0),
+            "a frame's ticks waited for bookkeeping in its read: {of_read:?}"
+        );
+        if first_after > 1 {
+            multi += 1;
+        }
+    }
+    assert!(multi > 0, "no read held two frames: {calls:?}");
+}

@@ -53,7 +53,7 @@ fn through_pipeline(
         kind: FrameKind::Binary,
         received_at_ns: RECEIVED_AT_NS,
     };
-    p.on_frame(&meta, frame);
+    p.frame(&meta, frame);
     let mut out = Vec::new();
     while let Ok(item) = rx.try_recv() {
         match item {

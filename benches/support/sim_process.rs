@@ -64,6 +64,11 @@ impl SimProcess {
         line
     }
 
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn set_rate(&mut self, r: u64) {
         self.ask(&format!("rate {r}"));
     }

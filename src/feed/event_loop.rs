@@ -31,7 +31,7 @@ use super::{
     metrics::ConnMetrics,
     now_unix_ns,
     timers::{TimerKind, TimerSlots, Timers},
-    ws::{Frame, FrameReader, FrameWriter, HsStream, WsError},
+    ws::{Frame, FrameReader, FrameWriter, HsStream, Payload, WsError},
     Command, ConnState, ConnectError, ConnectRequest, Connector, ConnectorCaps, FeedEvent,
     FeedMetrics, FeedSettings, FeedSpec, FeedStats, FrameHandler, FrameKind, FrameMeta, Instrument,
     InstrumentAges, Prepare,
@@ -798,6 +798,7 @@ impl FeedLoop {
         let mut bytes = 0u64;
         let mut messages = 0usize;
         let mut failure = None;
+        let mut later = Later::new(meta);
         'drain: loop {
             // Every complete frame in the buffer first: they were all completed by the last
             // read, so they carry its receive time. Only then read again.
@@ -831,6 +832,15 @@ impl FeedLoop {
                             conn.auth_retry_used = false;
                         }
                         handler.on_frame(&meta, payload);
+                        if !p.in_read_buffer() {
+                            // The reassembled message's bytes last only until the next
+                            // fragment: its bookkeeping cannot wait.
+                            later.run(&ws.reader, handler);
+                            handler.after_frame(&meta, payload);
+                        } else if !later.push(meta, p) {
+                            later.run(&ws.reader, handler);
+                            later.push(meta, p);
+                        }
                     }
                     // Pings are answered at once; they, pongs and close frames still prove the
                     // peer alive.
@@ -857,6 +867,8 @@ impl FeedLoop {
                     }
                 }
             }
+            // The read reuses the buffer the deferred frames live in.
+            later.run(&ws.reader, handler);
             match ws.reader.fill(&mut ws.stream) {
                 Ok(0) => {
                     failure = Some(ConnectError::Closed);
@@ -875,6 +887,7 @@ impl FeedLoop {
                 }
             }
         }
+        later.run(&ws.reader, handler);
         if messages > 0 {
             conn.last_rx = Instant::now();
         }
@@ -1358,6 +1371,44 @@ fn map_handshake_error(e: &TungError) -> ConnectError {
 pub(crate) fn parse_retry_after_ms(v: &str) -> Option<u64> {
     let secs: u64 = v.trim().parse().ok()?;
     Some(secs.min(3600) * 1000)
+}
+
+/// How many frames of one read wait for their [`FrameHandler::after_frame`] at most; a read
+/// with more runs them in groups of this many.
+const LATER_FRAMES: usize = 32;
+
+/// The frames of the current read whose `after_frame` waits until every frame of the read has
+/// had its `on_frame`: their payloads stay valid in the read buffer until the next read.
+struct Later {
+    items: [(FrameMeta, Payload); LATER_FRAMES],
+    len: usize,
+}
+
+impl Later {
+    fn new(meta: FrameMeta) -> Self {
+        Later {
+            items: [(meta, Payload::EMPTY); LATER_FRAMES],
+            len: 0,
+        }
+    }
+
+    /// Queues a frame; false when full (run the queued ones first).
+    fn push(&mut self, meta: FrameMeta, p: Payload) -> bool {
+        let Some(slot) = self.items.get_mut(self.len) else {
+            return false;
+        };
+        *slot = (meta, p);
+        self.len += 1;
+        true
+    }
+
+    /// The queued frames' `after_frame`, in their order.
+    fn run<H: FrameHandler>(&mut self, reader: &FrameReader, handler: &mut H) {
+        for (meta, p) in self.items.iter().take(self.len) {
+            handler.after_frame(meta, reader.payload(*p));
+        }
+        self.len = 0;
+    }
 }
 
 #[cfg(test)]

@@ -154,9 +154,25 @@ pub enum FeedEvent {
 /// Called on the feed thread: `on_frame` must not block (push into a bounded queue and count what
 /// does not fit). The payload borrows the connection's read buffer, which the next read reuses:
 /// copy what must outlive the call (the pipeline copies raw frames into pooled buffers).
+///
+/// A frame is delivered in two calls: `on_frame` for what is latency-bound (its ticks), then
+/// `after_frame` for the rest (the raw copy, bookkeeping). The event loop makes the `on_frame`
+/// calls of every frame one socket read completed first, then their `after_frame` calls, in the
+/// same order, so a frame's ticks never wait for the bookkeeping of the frames before it in the
+/// read. A caller with one frame at a time uses [`FrameHandler::frame`].
 pub trait FrameHandler {
-    /// One complete WebSocket data message (reassembled if it came in fragments).
+    /// One complete WebSocket data message (reassembled if it came in fragments): its ticks.
     fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]);
+    /// The same message again, with the same bytes, once the messages read with it have had
+    /// `on_frame`: what can wait (default: nothing).
+    fn after_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
+        let _ = (meta, payload);
+    }
+    /// Both calls for one message.
+    fn frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
+        self.on_frame(meta, payload);
+        self.after_frame(meta, payload);
+    }
     /// A connection event.
     fn on_event(&mut self, ev: &FeedEvent);
 }

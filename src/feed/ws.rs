@@ -108,6 +108,17 @@ pub enum Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Payload(Src);
 
+impl Payload {
+    /// No bytes (a placeholder).
+    pub const EMPTY: Payload = Payload(Src::Buf(0, 0));
+
+    /// Whether the bytes are in the read buffer, and so stay valid until the next
+    /// [`FrameReader::fill`]; a reassembled message's bytes last only until the next fragment.
+    pub fn in_read_buffer(self) -> bool {
+        matches!(self.0, Src::Buf(..))
+    }
+}
+
 const OP_CONT: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
@@ -200,7 +211,8 @@ impl FrameReader {
         Ok(n)
     }
 
-    /// The bytes of `p`, a payload of the frame last returned by [`FrameReader::next`].
+    /// The bytes of `p`, a payload [`FrameReader::next_frame`] returned: one in the read buffer
+    /// until the next [`FrameReader::fill`], a reassembled message until the next fragment.
     pub fn payload(&self, p: Payload) -> &[u8] {
         match p.0 {
             Src::Buf(s, e) => self.buf.get(s..e).unwrap_or(&[]),
