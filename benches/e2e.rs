@@ -8,7 +8,10 @@
 //! thread under `SCHED_FIFO` (`FEED_RT_PRIORITY`), and under `SCHED_FIFO` with its core kept for
 //! it (every other thread of the bench, the simulator, the broker and Redis moved off it for the
 //! phase, as `isolcpus` would keep them on a tuned host), each with what the feed thread did meanwhile
-//! (CPU time, run-queue wait, involuntary switches, ticks per frame); allocations per tick on the
+//! (CPU time, run-queue wait, involuntary switches, ticks per frame), and in a third engine with
+//! the feed thread busy-polling (`FEED_BUSY_POLL`, normal scheduling) on its kept core; the
+//! hand-off of the ticks of frames that were the first their socket read completed, apart;
+//! allocations per tick on the
 //! feed and producer threads; the engine's peak RSS; ticks lost and duplicated (everything the
 //! simulator reports it sent, consumed back from Kafka after the engine's peak was read, and
 //! compared); and Kafka's own Java producer (`ProducerPerformance`, same record size, acks=all)
@@ -133,6 +136,9 @@ struct Phase {
     ticks: u64,
     handoff: (u64, u64, u64, u64, u64),
     handoff_ticks: (u64, u64, u64, u64, u64),
+    /// The ticks and frames that were the first frame of their socket read.
+    first_ticks: (u64, u64, u64, u64, u64),
+    first_frames: u64,
     ack: (u64, u64, u64, u64),
     feed_allocs: u64,
     producer_allocs: u64,
@@ -164,6 +170,8 @@ fn fixed_rate_phase(
     std::thread::sleep(Duration::from_secs(settle_secs));
     layer1::latency::handoff().reset();
     layer1::latency::handoff_ticks().reset();
+    layer1::latency::handoff_ticks_first_of_read().reset();
+    layer1::latency::handoff_first_of_read().reset();
     layer1::latency::ack().reset();
     let (f0, p0, b0) = (
         allocs_of("feed-"),
@@ -197,6 +205,8 @@ fn fixed_rate_phase(
         ticks,
         handoff: summary(h),
         handoff_ticks: summary(ht),
+        first_ticks: summary(layer1::latency::handoff_ticks_first_of_read()),
+        first_frames: layer1::latency::handoff_first_of_read().count(),
         ack: (
             k.quantile(0.5),
             k.quantile(0.99),
@@ -227,6 +237,13 @@ fn print_phase(p: &Phase) {
         "     per frame (last tick) p50 {:>6.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us  (n={} frames)",
         us(h.0), us(h.1), us(h.2), us(h.3), h.4
     );
+    let ft = p.first_ticks;
+    println!(
+        "     first frame of a read p50 {:>6.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us  (n={} ticks, {:.1} %; {:.2} frames per read)",
+        us(ft.0), us(ft.1), us(ft.2), us(ft.3), ft.4,
+        100.0 * ft.4 as f64 / ht.4.max(1) as f64,
+        h.4 as f64 / p.first_frames.max(1) as f64
+    );
     println!(
         "   receive -> broker ack p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  (n={})",
         us(k.0),
@@ -242,13 +259,22 @@ fn print_phase(p: &Phase) {
     );
     let per_frame = p.sim_ticks as f64 / p.sim_frames.max(1) as f64;
     let feed_ns_per_tick = p.feed.run_ns as f64 / p.sim_ticks.max(1) as f64;
-    println!(
-        "   frames: {:.1} ticks per frame, {:.0} frames/s; feed thread CPU {:.0} ns per tick, so one frame is ~{:.1} us of work",
-        per_frame,
-        p.sim_frames as f64 / p.secs,
-        feed_ns_per_tick,
-        feed_ns_per_tick * per_frame / 1000.0
-    );
+    if p.feed.run_ns as f64 > 0.9 * p.secs * 1e9 {
+        // Busy-polling: the thread is on CPU all the time, so its CPU time is not its work.
+        println!(
+            "   frames: {:.1} ticks per frame, {:.0} frames/s; feed thread spinning (its CPU time is the phase's)",
+            per_frame,
+            p.sim_frames as f64 / p.secs,
+        );
+    } else {
+        println!(
+            "   frames: {:.1} ticks per frame, {:.0} frames/s; feed thread CPU {:.0} ns per tick, so one frame is ~{:.1} us of work",
+            per_frame,
+            p.sim_frames as f64 / p.secs,
+            feed_ns_per_tick,
+            feed_ns_per_tick * per_frame / 1000.0
+        );
+    }
     for (name, s) in [("feed-0", p.feed), ("producer", p.producer)] {
         println!(
             "   {name:<8} thread: on CPU {:>5.1}% of the phase, waited runnable {:>7.1} ms in all ({:>6.1} us per wake-up over {} slices), involuntary switches {}",
@@ -343,10 +369,13 @@ fn main() {
             base_vars.push((name, v));
         }
     }
-    let config = |rt: Option<u8>| {
+    let config = |rt: Option<u8>, busy_poll: bool| {
         let mut vars = base_vars.clone();
         if let Some(p) = rt {
             vars.push(("FEED_RT_PRIORITY", p.to_string()));
+        }
+        if busy_poll {
+            vars.push(("FEED_BUSY_POLL", "true".into()));
         }
         Arc::new(
             Config::from_lookup(&move |k| {
@@ -359,7 +388,7 @@ fn main() {
 
     // Engine 1, normal scheduling: 100,000 ticks/s on a fresh engine (as engine 2 below, so the
     // two latency phases start alike), then the maximum rate.
-    let engine = Engine::start(config(None), Shutdown::new()).expect("engine");
+    let engine = Engine::start(config(None, false), Shutdown::new()).expect("engine");
     std::thread::sleep(Duration::from_secs(2));
     let plan = engine.core_plan().clone();
     let normal = fixed_rate_phase(
@@ -382,7 +411,7 @@ fn main() {
 
     // Engine 2, the feed thread under SCHED_FIFO (FEED_RT_PRIORITY): 100,000 ticks/s, then the
     // same rate while a backfill job runs on its own thread.
-    let engine = Engine::start(config(rt_priority), Shutdown::new()).expect("engine 2");
+    let engine = Engine::start(config(rt_priority, false), Shutdown::new()).expect("engine 2");
     std::thread::sleep(Duration::from_secs(2));
     let rt = fixed_rate_phase(
         &mut sim,
@@ -458,8 +487,29 @@ fn main() {
     };
 
     let drained2 = pause_and_drain(&mut sim, &ticks_topic);
-    let stats = sim.stats();
     let report2 = engine.stop();
+
+    // Engine 3: the feed thread busy-polling (FEED_BUSY_POLL, normal scheduling) on its kept
+    // core, the tuned host's other answer to wake-up latency and caches gone cold between frames.
+    let busy = if feed_cores.is_empty() {
+        None
+    } else {
+        let engine = Engine::start(config(None, true), Shutdown::new()).expect("engine 3");
+        std::thread::sleep(Duration::from_secs(2));
+        let iso = isolate::Isolation::apply(&feed_cores, sim.pid());
+        let label = format!(
+            "FEED_BUSY_POLL=true: feed thread {}, busy-polling, core {feed_cores:?} kept for it: {} moved to the other cores ({} threads could not be)",
+            policy_of("feed-0"),
+            iso.processes.join(", "),
+            iso.refused
+        );
+        let phase = fixed_rate_phase(&mut sim, &ticks_topic, secs, 3, label);
+        drop(iso);
+        let drained = pause_and_drain(&mut sim, &ticks_topic);
+        let report = engine.stop();
+        Some((phase, drained, report))
+    };
+    let stats = sim.stats();
     // The engine's peak, read before the consumer below allocates anything.
     let (rss_now, rss_peak) = alloc::rss_mb();
     sim.quit();
@@ -527,17 +577,20 @@ fn main() {
         us(lat_c.2),
         lat_c.3
     );
-    match &isolated {
-        Some(p) => print_phase(p),
-        None => println!(
-            "-- feed core kept for the feed thread: not run (the feed thread is not pinned)"
+    match (&isolated, &busy) {
+        (Some(p), Some((b, _, _))) => {
+            print_phase(p);
+            print_phase(b);
+        }
+        _ => println!(
+            "-- feed core kept for the feed thread, busy-polling: not run (the feed thread is not pinned)"
         ),
     }
     println!(
         "engine peak RSS: {rss_engine1:.1} MB (VmHWM of the bench process over engine 1: start, max rate, 100k/s; the simulator runs in its own process; includes the bench's counting allocator, not the consume-back; {rss_at_start:.1} MB before the engine)"
     );
     println!(
-        "  over both engines {rss_peak:.1} MB: engine 2 starts on top of the {rss_between:.1} MB the allocator kept from engine 1 ({rss_now:.1} MB after both stopped), so this is not one engine's peak"
+        "  over all engines {rss_peak:.1} MB: engines 2 and 3 start on top of the {rss_between:.1} MB the allocator kept from engine 1 ({rss_now:.1} MB after all stopped), so this is not one engine's peak"
     );
     println!("ticks sent by the simulator: {expected}; lost: {lost}; duplicated: {} (extra per instrument {extra})", dupes);
     let m = layer1::metrics::global();
@@ -554,6 +607,12 @@ fn main() {
         "producer report, engine 2 (backlog acknowledged {drained2:.1} s after the pause): {:?}",
         report2.producer
     );
+    if let Some((_, drained3, report3)) = &busy {
+        println!(
+            "producer report, engine 3 (backlog acknowledged {drained3:.1} s after the pause): {:?}",
+            report3.producer
+        );
+    }
     match java {
         Some(j) => println!("Kafka ProducerPerformance ({java_n} records of {avg_size:.0} B, acks=all): {j:.0} records/s; layer1 end to end = {:.2}x of it", max_rate / j),
         None => println!("Kafka ProducerPerformance: could not run (see stderr)"),

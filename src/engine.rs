@@ -543,6 +543,7 @@ fn start_feeds(
             thread_index: u8::try_from(i).unwrap_or(u8::MAX),
             core: plan.feed.get(i).copied().flatten(),
             rt_priority: config.realtime.feed_priority,
+            busy_poll: config.realtime.feed_busy_poll,
             backoff_base_ms: config.feed.backoff_base.as_millis() as u64,
             backoff_cap_ms: config.feed.backoff_cap.as_millis() as u64,
             stale_ms: config.feed.stale.as_millis() as u64,

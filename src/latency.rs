@@ -157,6 +157,21 @@ pub fn handoff_ticks() -> &'static LatencyHistogram {
     H.get_or_init(LatencyHistogram::new)
 }
 
+/// [`handoff`] for the frames that were the first their socket read completed (so its count
+/// is the reads that handed over ticks).
+pub fn handoff_first_of_read() -> &'static LatencyHistogram {
+    static H: std::sync::OnceLock<LatencyHistogram> = std::sync::OnceLock::new();
+    H.get_or_init(LatencyHistogram::new)
+}
+
+/// [`handoff_ticks`] for the ticks of frames that were the first their socket read completed:
+/// the engine's own hand-off, without the wait behind earlier frames that arrived in the same
+/// read (their difference is what the sender's bursts add).
+pub fn handoff_ticks_first_of_read() -> &'static LatencyHistogram {
+    static H: std::sync::OnceLock<LatencyHistogram> = std::sync::OnceLock::new();
+    H.get_or_init(LatencyHistogram::new)
+}
+
 /// The process's receive -> broker acknowledgement latency (the producer records).
 pub fn ack() -> &'static LatencyHistogram {
     static H: std::sync::OnceLock<LatencyHistogram> = std::sync::OnceLock::new();

@@ -85,6 +85,9 @@ struct Handoff {
     wake: Option<crate::producer::Wake>,
     /// Ticks queued since the clock was last read for [`crate::latency::handoff_ticks`].
     unstamped: u32,
+    /// Whether the current frame is the first its socket read completed (its ticks queue behind
+    /// no other frame's): its ticks also go to [`crate::latency::handoff_ticks_first_of_read`].
+    first_of_read: bool,
 }
 
 impl Handoff {
@@ -145,6 +148,9 @@ impl Handoff {
     fn stamp(&mut self, now_ns: u64) {
         let lat = now_ns.saturating_sub(self.received_at_ns);
         crate::latency::handoff_ticks().record_n(lat, u64::from(self.unstamped));
+        if self.first_of_read {
+            crate::latency::handoff_ticks_first_of_read().record_n(lat, u64::from(self.unstamped));
+        }
         self.unstamped = 0;
     }
 
@@ -365,6 +371,7 @@ impl Pipeline {
                 received_at_ns: 0,
                 wake: None,
                 unstamped: 0,
+                first_of_read: false,
             },
             raw_enabled,
             counts: PipelineCounts::default(),
@@ -407,6 +414,9 @@ impl Pipeline {
 impl FrameHandler for Pipeline {
     fn on_frame(&mut self, meta: &FrameMeta, payload: &[u8]) {
         let h = &mut self.handoff;
+        // The frames one read completed share its receive time (and connection): a frame that
+        // does not is the first of its read.
+        h.first_of_read = h.received_at_ns != meta.received_at_ns || h.conn != meta.conn;
         h.vendor = meta.vendor;
         h.conn = meta.conn;
         h.received_at_ns = meta.received_at_ns;
@@ -427,6 +437,9 @@ impl FrameHandler for Pipeline {
             h.stamp(now);
             let lat = now.saturating_sub(meta.received_at_ns);
             crate::latency::handoff().record(lat);
+            if h.first_of_read {
+                crate::latency::handoff_first_of_read().record(lat);
+            }
             h.metrics.handoff_latency.observe(lat as f64 * 1e-9);
             h.slot(meta.vendor).ticks.inc_by(u64::from(outcome.ticks));
             crate::feed::auth::note_data(meta.vendor);

@@ -18,8 +18,8 @@ use layer1::{
         kite::{KiteConnector, KiteSettings},
         spawn_feed_thread,
         upstox::{UpstoxConnector, UpstoxSettings},
-        ConnState, Credential, FeedEvent, FeedSettings, FeedSpec, FeedStats, FrameHandler,
-        FrameMeta, Instrument, Mode,
+        ConnState, Credential, FeedEvent, FeedSettings, FeedSpec, FeedStats, FeedThread,
+        FrameHandler, FrameMeta, Instrument, Mode,
     },
     parsers::{self, ParseError, TickSink},
     sim::{Fault, SimConfig, SimHandle, SimStats, Simulator, Target},
@@ -136,6 +136,25 @@ fn kite_spec(settings: KiteSettings, instruments: Vec<Instrument>) -> FeedSpec {
 }
 
 /// NSE equities (segment 1), NFO (2) and indices (9).
+/// A feed thread with one Kite feed on the simulator, with its valid access token.
+fn spawn_kite(
+    settings: FeedSettings,
+    sim: &SimHandle,
+    instruments: Vec<Instrument>,
+    h: &TestHandler,
+) -> FeedThread<TestHandler> {
+    spawn_feed_thread(
+        settings,
+        vec![kite_spec(
+            kite(sim, Credential::Value("sim_access_token".into())),
+            instruments,
+        )],
+        h.clone(),
+        None,
+    )
+    .expect("spawn")
+}
+
 fn kite_tokens(n: u32) -> Vec<u32> {
     (0..n)
         .map(|i| {
@@ -197,16 +216,7 @@ fn reconnect_after_abrupt_drop_replays_subscriptions_and_ticks_resume() {
         .map(|t| Instrument::kite(*t, Mode::Full))
         .collect();
     let h = TestHandler::default();
-    let feed = spawn_feed_thread(
-        settings("feed-drop"),
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            instruments,
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+    let feed = spawn_kite(settings("feed-drop"), &sim, instruments, &h);
     assert!(wait_until(Duration::from_secs(5), || all_received(
         &h,
         &tokens,
@@ -262,19 +272,15 @@ fn silent_stall_is_detected_within_stale_plus_heartbeat_and_recovered() {
     let h = TestHandler::default();
     let st = settings("feed-stall");
     let (stale, hb) = (st.stale_ms, st.heartbeat_ms);
-    let feed = spawn_feed_thread(
+    let feed = spawn_kite(
         st,
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            tokens
-                .iter()
-                .map(|t| Instrument::kite(*t, Mode::Quote))
-                .collect(),
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+        &sim,
+        tokens
+            .iter()
+            .map(|t| Instrument::kite(*t, Mode::Quote))
+            .collect(),
+        &h,
+    );
     assert!(wait_until(Duration::from_secs(5), || all_received(
         &h,
         &tokens,
@@ -339,24 +345,20 @@ fn hundred_consecutive_refusals_leak_no_sockets_timers_or_memory() {
         count: 100,
     })
     .expect("inject");
-    let feed = spawn_feed_thread(
+    let feed = spawn_kite(
         FeedSettings {
             backoff_base_ms: 1,
             backoff_cap_ms: 4,
             connect_timeout_ms: 300,
             ..settings("feed-refuse")
         },
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            tokens
-                .iter()
-                .map(|t| Instrument::kite(*t, Mode::Ltp))
-                .collect(),
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+        &sim,
+        tokens
+            .iter()
+            .map(|t| Instrument::kite(*t, Mode::Ltp))
+            .collect(),
+        &h,
+    );
     assert!(
         wait_until(Duration::from_secs(20), || all_received(
             &h,
@@ -424,19 +426,15 @@ fn rate_limited_handshake_honours_retry_after() {
     .expect("inject");
     let h = TestHandler::default();
     let tokens = kite_tokens(3);
-    let feed = spawn_feed_thread(
+    let feed = spawn_kite(
         settings("feed-429"),
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            tokens
-                .iter()
-                .map(|t| Instrument::kite(*t, Mode::Ltp))
-                .collect(),
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+        &sim,
+        tokens
+            .iter()
+            .map(|t| Instrument::kite(*t, Mode::Ltp))
+            .collect(),
+        &h,
+    );
     assert!(wait_until(Duration::from_secs(5), || all_received(
         &h,
         &tokens,
@@ -538,19 +536,15 @@ fn instruments_over_the_cap_open_a_second_connection_and_all_receive() {
     let sim = sim(100_000);
     let tokens = kite_tokens(4500);
     let h = TestHandler::default();
-    let feed = spawn_feed_thread(
+    let feed = spawn_kite(
         settings("feed-cap"),
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            tokens
-                .iter()
-                .map(|t| Instrument::kite(*t, Mode::Quote))
-                .collect(),
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+        &sim,
+        tokens
+            .iter()
+            .map(|t| Instrument::kite(*t, Mode::Quote))
+            .collect(),
+        &h,
+    );
     assert!(
         wait_until(Duration::from_secs(15), || all_received(
             &h,
@@ -773,22 +767,18 @@ fn oversize_frames_are_refused_and_bad_frames_do_not_cost_the_connection() {
     let sim = sim(1000);
     let tokens = kite_tokens(5);
     let h = TestHandler::default();
-    let feed = spawn_feed_thread(
+    let feed = spawn_kite(
         FeedSettings {
             max_message_bytes: 64 * 1024,
             ..settings("feed-limits")
         },
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            tokens
-                .iter()
-                .map(|t| Instrument::kite(*t, Mode::Full))
-                .collect(),
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+        &sim,
+        tokens
+            .iter()
+            .map(|t| Instrument::kite(*t, Mode::Full))
+            .collect(),
+        &h,
+    );
     assert!(wait_until(Duration::from_secs(5), || all_received(
         &h,
         &tokens,
@@ -833,22 +823,18 @@ fn silence_outside_market_hours_causes_no_reconnect() {
     let sim = sim(1000);
     let tokens = kite_tokens(3);
     let h = TestHandler::default();
-    let feed = spawn_feed_thread(
+    let feed = spawn_kite(
         FeedSettings {
             market_open: closed,
             ..settings("feed-closed")
         },
-        vec![kite_spec(
-            kite(&sim, Credential::Value("sim_access_token".into())),
-            tokens
-                .iter()
-                .map(|t| Instrument::kite(*t, Mode::Ltp))
-                .collect(),
-        )],
-        h.clone(),
-        None,
-    )
-    .expect("spawn");
+        &sim,
+        tokens
+            .iter()
+            .map(|t| Instrument::kite(*t, Mode::Ltp))
+            .collect(),
+        &h,
+    );
     assert!(wait_until(Duration::from_secs(5), || all_received(
         &h,
         &tokens,
@@ -1092,4 +1078,65 @@ fn frames_of_one_read_hand_over_their_ticks_before_any_bookkeeping() {
         }
     }
     assert!(multi > 0, "no read held two frames: {calls:?}");
+}
+
+/// Loop turns of a feed thread over `window` once its ticks flow, then its shutdown.
+fn turns_while_streaming(busy_poll: bool, window: Duration) -> u64 {
+    let sim = sim(2000);
+    let tokens = kite_tokens(20);
+    let instruments = tokens
+        .iter()
+        .map(|t| Instrument::kite(*t, Mode::Quote))
+        .collect();
+    let h = TestHandler::default();
+    let feed = spawn_kite(
+        FeedSettings {
+            busy_poll,
+            ..settings(if busy_poll {
+                "feed-busy"
+            } else {
+                "feed-sleeps"
+            })
+        },
+        &sim,
+        instruments,
+        &h,
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || all_received(
+            &h,
+            &tokens,
+            &HashMap::new()
+        )),
+        "ticks flow (busy_poll {busy_poll})"
+    );
+    let stats = Arc::clone(feed.stats());
+    let before = h.per_token();
+    let t0 = FeedStats::get(&stats.loop_turns);
+    std::thread::sleep(window);
+    let turns = FeedStats::get(&stats.loop_turns) - t0;
+    assert!(
+        wait_until(Duration::from_secs(5), || all_received(
+            &h, &tokens, &before
+        )),
+        "ticks keep flowing (busy_poll {busy_poll})"
+    );
+    assert_eq!(FeedStats::get(&stats.reconnects), 0);
+    feed.shutdown(Duration::from_secs(2)).expect("joins");
+    turns
+}
+
+#[test]
+fn a_busy_polling_feed_thread_never_sleeps_and_still_delivers() {
+    // Alone: the busy thread takes a whole core while it runs.
+    let _alone = EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
+    let window = Duration::from_millis(300);
+    let sleeping = turns_while_streaming(false, window);
+    let busy = turns_while_streaming(true, window);
+    // Sleeping, the loop turns once per event (a few frames and pings per 10 ms); busy, once
+    // per `epoll_wait(0)`, about a microsecond.
+    assert!(
+        busy > 10_000 && busy > 20 * sleeping,
+        "busy-polling {busy} turns, sleeping {sleeping} in {window:?}"
+    );
 }

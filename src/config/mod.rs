@@ -170,6 +170,11 @@ pub const VARIABLES: &[VarDoc] = &[
         "SCHED_FIFO priority 1..=99 for the producer thread (empty: normal scheduling)",
     ),
     var(
+        "FEED_BUSY_POLL",
+        "false",
+        "feed threads poll their sockets without sleeping, a whole core each (isolated cores only; see docs/operations.md)",
+    ),
+    var(
         "STALE_MS",
         "5000",
         "a connection with no message for this long is closed and reconnected",
@@ -456,6 +461,8 @@ pub struct RealtimeConfig {
     pub feed_priority: Option<u8>,
     /// Priority of the producer thread (`PRODUCER_RT_PRIORITY`).
     pub producer_priority: Option<u8>,
+    /// Whether feed threads poll without sleeping (`FEED_BUSY_POLL`).
+    pub feed_busy_poll: bool,
 }
 
 /// Connection timing shared by every feed connection.
@@ -908,7 +915,16 @@ impl Config {
         let realtime = RealtimeConfig {
             feed_priority: rt_priority(&r, "FEED_RT_PRIORITY")?,
             producer_priority: rt_priority(&r, "PRODUCER_RT_PRIORITY")?,
+            feed_busy_poll: r.boolean("FEED_BUSY_POLL")?,
         };
+        if realtime.feed_busy_poll && realtime.feed_priority.is_some() {
+            // The kernel's RT throttling would stop a spinning SCHED_FIFO thread for 50 ms of
+            // every second (or, throttling off, never let anything else run on its core).
+            return Err(ConfigError::Conflict {
+                var: "FEED_BUSY_POLL",
+                reason: "a busy-polling feed thread runs flat out: use normal scheduling (unset FEED_RT_PRIORITY) on a core of its own",
+            });
+        }
         let feed = FeedTiming {
             stale: r.millis("STALE_MS", 100, 3_600_000, "milliseconds 100..=3600000")?,
             heartbeat: r.millis("HEARTBEAT_MS", 50, 600_000, "milliseconds 50..=600000")?,
@@ -1070,8 +1086,11 @@ mod tests {
             RealtimeConfig {
                 feed_priority: Some(80),
                 producer_priority: Some(1),
+                feed_busy_poll: false,
             }
         );
+        let c = build(&[("FEED_BUSY_POLL", "true")]).expect("busy poll");
+        assert!(c.realtime.feed_busy_poll);
         let c = build(&[("PRODUCER_RT_PRIORITY", "99")]).expect("max");
         assert_eq!(c.realtime.producer_priority, Some(99));
         assert_eq!(c.realtime.feed_priority, None);
@@ -1153,6 +1172,16 @@ mod tests {
             (
                 &[("PRODUCER_RT_PRIORITY", "high")],
                 "PRODUCER_RT_PRIORITY",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("FEED_BUSY_POLL", "true"), ("FEED_RT_PRIORITY", "10")],
+                "FEED_BUSY_POLL",
+                "CONFIG_CONFLICT",
+            ),
+            (
+                &[("FEED_BUSY_POLL", "spin")],
+                "FEED_BUSY_POLL",
                 "CONFIG_INVALID",
             ),
             (

@@ -213,7 +213,7 @@ impl FeedLoop {
 
     pub(crate) fn run<H: FrameHandler>(mut self, mut handler: H) -> H {
         crate::affinity::pin_current(&self.settings.name, self.settings.core);
-        log::info!(event = "feed_thread_start", thread = self.settings.name.as_str(); "feed thread started");
+        log::info!(event = "feed_thread_start", thread = self.settings.name.as_str(), busy_poll = self.settings.busy_poll; "feed thread started");
         for f in 0..self.feeds.len() {
             let initial = self
                 .feeds
@@ -225,7 +225,7 @@ impl FeedLoop {
         let mut events = Events::with_capacity(1024);
         while !self.shutting_down {
             let now = Instant::now();
-            let timeout = if self.revisit.is_empty() {
+            let timeout = if self.revisit.is_empty() && !self.settings.busy_poll {
                 let next = self
                     .timers
                     .next_deadline()

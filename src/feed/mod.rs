@@ -458,6 +458,12 @@ pub struct FeedSettings {
     /// `SCHED_FIFO` priority for the thread; `None` keeps normal scheduling. A refusal by the
     /// host is logged as an error and the thread runs on normally. Default `None`.
     pub rt_priority: Option<u8>,
+    /// Poll the sockets without ever sleeping in `epoll_wait` (a zero timeout), so the thread
+    /// keeps its core, caches and TLB warm between frames and no wake-up stands between a
+    /// frame's arrival and its read. It takes the whole core: for a core of its own, under
+    /// normal scheduling (a spinning `SCHED_FIFO` thread is throttled by the kernel). Default
+    /// false.
+    pub busy_poll: bool,
     /// Backoff base delay in ms (full jitter: delay uniform in `[0, min(cap, base * 2^n)]`).
     /// Default 1000.
     pub backoff_base_ms: u64,
@@ -502,6 +508,7 @@ impl Default for FeedSettings {
             thread_index: 0,
             core: None,
             rt_priority: None,
+            busy_poll: false,
             backoff_base_ms: 1000,
             backoff_cap_ms: 30_000,
             stale_ms: 5000,
