@@ -470,10 +470,13 @@ fn main() {
     // The same as the SCHED_FIFO phase, with the feed core kept for the feed thread (what
     // `isolcpus` gives a tuned host): everything else of ours and the broker on the other core.
     let feed_cores: Vec<usize> = plan.feed.iter().flatten().copied().collect();
+    // What the kept core is kept from: the simulator, the broker and Redis.
+    let mut others = vec![(sim.pid(), "simulator".to_owned())];
+    others.extend(isolate::services());
     let isolated = if feed_cores.is_empty() {
         None
     } else {
-        let iso = isolate::Isolation::apply(&feed_cores, sim.pid());
+        let iso = isolate::Isolation::apply(&feed_cores, &others);
         let label = format!(
             "FEED_RT_PRIORITY={}: feed thread {}, core {feed_cores:?} kept for it: {} moved to the other cores ({} threads could not be)",
             rt_priority.map_or("(unset)".into(), |p| p.to_string()),
@@ -496,7 +499,7 @@ fn main() {
     } else {
         let engine = Engine::start(config(None, true), Shutdown::new()).expect("engine 3");
         std::thread::sleep(Duration::from_secs(2));
-        let iso = isolate::Isolation::apply(&feed_cores, sim.pid());
+        let iso = isolate::Isolation::apply(&feed_cores, &others);
         let label = format!(
             "FEED_BUSY_POLL=true: feed thread {}, busy-polling, core {feed_cores:?} kept for it: {} moved to the other cores ({} threads could not be)",
             policy_of("feed-0"),

@@ -155,6 +155,34 @@ fn spawn_kite(
     .expect("spawn")
 }
 
+/// A feed thread with one Kite connection to a test's own server on `port`, its timers far
+/// enough out that only the server's frames drive it.
+fn spawn_on_port<H: FrameHandler + Send + 'static>(
+    name: &str,
+    port: u16,
+    handler: H,
+) -> Result<FeedThread<H>, layer1::feed::FeedError> {
+    spawn_feed_thread(
+        FeedSettings {
+            stale_ms: 10_000,
+            closed_stale_ms: 10_000,
+            heartbeat_ms: 5_000,
+            ..settings(name)
+        },
+        vec![kite_spec(
+            KiteSettings {
+                base_url: format!("ws://127.0.0.1:{port}/"),
+                api_key: Credential::Value("k".into()),
+                access_token: Credential::Value("t".into()),
+                ..KiteSettings::default()
+            },
+            vec![Instrument::kite(256_265, Mode::Ltp)],
+        )],
+        handler,
+        None,
+    )
+}
+
 fn kite_tokens(n: u32) -> Vec<u32> {
     (0..n)
         .map(|i| {
@@ -919,26 +947,7 @@ fn frames_from_a_later_read_carry_that_reads_receive_time() {
         go: Some(go_tx),
         busy,
     };
-    let feed = spawn_feed_thread(
-        FeedSettings {
-            stale_ms: 10_000,
-            closed_stale_ms: 10_000,
-            heartbeat_ms: 5_000,
-            ..settings("feed-stamp")
-        },
-        vec![kite_spec(
-            KiteSettings {
-                base_url: format!("ws://127.0.0.1:{port}/"),
-                api_key: Credential::Value("k".into()),
-                access_token: Credential::Value("t".into()),
-                ..KiteSettings::default()
-            },
-            vec![Instrument::kite(256_265, Mode::Ltp)],
-        )],
-        h,
-        None,
-    )
-    .expect("spawn");
+    let feed = spawn_on_port("feed-stamp", port, h).expect("spawn");
     assert!(wait_until(Duration::from_secs(10), || stamps
         .lock()
         .unwrap()
@@ -1016,26 +1025,7 @@ fn frames_of_one_read_hand_over_their_ticks_before_any_bookkeeping() {
         std::thread::sleep(Duration::from_millis(500));
     });
     let calls: Calls = Arc::new(Mutex::new(Vec::new()));
-    let feed = spawn_feed_thread(
-        FeedSettings {
-            stale_ms: 10_000,
-            closed_stale_ms: 10_000,
-            heartbeat_ms: 5_000,
-            ..settings("feed-order")
-        },
-        vec![kite_spec(
-            KiteSettings {
-                base_url: format!("ws://127.0.0.1:{port}/"),
-                api_key: Credential::Value("k".into()),
-                access_token: Credential::Value("t".into()),
-                ..KiteSettings::default()
-            },
-            vec![Instrument::kite(256_265, Mode::Ltp)],
-        )],
-        OrderHandler(Arc::clone(&calls)),
-        None,
-    )
-    .expect("spawn");
+    let feed = spawn_on_port("feed-order", port, OrderHandler(Arc::clone(&calls))).expect("spawn");
     let total = 5 * 4 + 3;
     assert!(wait_until(Duration::from_secs(10), || calls
         .lock()

@@ -13,10 +13,23 @@ pub(crate) struct Isolation {
     moved: Vec<(i32, libc::cpu_set_t)>,
     /// The other processes, whose threads started meanwhile get every core back.
     others: Vec<u32>,
+    /// Every core this process could use before (the calling thread is moved too).
+    all: libc::cpu_set_t,
     /// Threads that could not be moved (exited meanwhile, or refused).
     pub(crate) refused: usize,
     /// Processes whose threads were moved, by name.
     pub(crate) processes: Vec<String>,
+}
+
+/// The set of `cores` (ids past `CPU_SETSIZE` are left out).
+fn cpu_set(cores: impl Iterator<Item = usize>) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
+    for c in cores.filter(|c| *c < layer1::affinity::CPU_SETSIZE) {
+        // SAFETY: c < CPU_SETSIZE, the set's size in bits; the set is ours.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    set
 }
 
 fn tasks(pid: u32) -> Vec<(i32, String)> {
@@ -33,7 +46,7 @@ fn tasks(pid: u32) -> Vec<(i32, String)> {
 }
 
 /// Processes named by their command line: the broker (`kafka.Kafka`) and Redis.
-fn services() -> Vec<(u32, String)> {
+pub(crate) fn services() -> Vec<(u32, String)> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -54,25 +67,20 @@ fn services() -> Vec<(u32, String)> {
 }
 
 impl Isolation {
-    /// Moves every thread of this process not named `feed-*`, of `sim_pid`, of the broker and
-    /// of Redis to the cores not in `feed_cores`.
-    pub(crate) fn apply(feed_cores: &[usize], sim_pid: u32) -> Isolation {
-        // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-        let mut rest: libc::cpu_set_t = unsafe { mem::zeroed() };
-        let n = std::thread::available_parallelism().map_or(1, usize::from);
-        for c in (0..n).filter(|c| !feed_cores.contains(c)) {
-            // SAFETY: c < available_parallelism <= CPU_SETSIZE; the set is ours.
-            unsafe { libc::CPU_SET(c, &mut rest) };
-        }
+    /// Moves every thread of this process not named `feed-*`, and every thread of the `others`
+    /// processes (pid, name), to the cores not in `feed_cores`.
+    pub(crate) fn apply(feed_cores: &[usize], others: &[(u32, String)]) -> Isolation {
+        let cores = layer1::affinity::available_cores();
+        let rest = cpu_set(cores.iter().copied().filter(|c| !feed_cores.contains(c)));
         let mut iso = Isolation {
             moved: Vec::new(),
             others: Vec::new(),
+            all: cpu_set(cores.into_iter()),
             refused: 0,
             processes: Vec::new(),
         };
         let mut procs = vec![(std::process::id(), "bench (engine)".to_owned())];
-        procs.push((sim_pid, "simulator".to_owned()));
-        procs.extend(services());
+        procs.extend(others.iter().cloned());
         for (pid, name) in procs {
             let own = pid == std::process::id();
             if !own {
@@ -83,8 +91,7 @@ impl Isolation {
                 if own && comm.starts_with("feed-") {
                     continue;
                 }
-                // SAFETY: as above.
-                let mut before: libc::cpu_set_t = unsafe { mem::zeroed() };
+                let mut before = cpu_set(std::iter::empty());
                 let size = mem::size_of::<libc::cpu_set_t>();
                 // SAFETY: both sets are valid for `size` bytes; a tid that has exited only
                 // makes the calls fail.
@@ -109,19 +116,12 @@ impl Isolation {
 
 impl Drop for Isolation {
     fn drop(&mut self) {
-        // SAFETY: as in `apply`.
-        let mut all: libc::cpu_set_t = unsafe { mem::zeroed() };
-        let n = std::thread::available_parallelism().map_or(1, usize::from);
-        for c in 0..n {
-            // SAFETY: as in `apply`.
-            unsafe { libc::CPU_SET(c, &mut all) };
-        }
         for pid in &self.others {
             for (tid, _) in tasks(*pid) {
                 if !self.moved.iter().any(|(t, _)| *t == tid) {
                     // SAFETY: as below.
                     unsafe {
-                        libc::sched_setaffinity(tid, mem::size_of::<libc::cpu_set_t>(), &all);
+                        libc::sched_setaffinity(tid, mem::size_of::<libc::cpu_set_t>(), &self.all);
                     }
                 }
             }

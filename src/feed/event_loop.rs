@@ -146,6 +146,8 @@ pub(crate) struct FeedLoop {
     revisit: Vec<usize>,
     revisit_next: Vec<usize>,
     scratch: Vec<Message>,
+    /// The current read's frames waiting for their `after_frame` (empty between reads).
+    later: Later,
     ws_config: WebSocketConfig,
     shutting_down: bool,
     next_metrics_at: Instant,
@@ -205,6 +207,7 @@ impl FeedLoop {
             revisit: Vec::new(),
             revisit_next: Vec::new(),
             scratch: Vec::new(),
+            later: Later::EMPTY,
             ws_config,
             shutting_down: false,
             next_metrics_at: Instant::now(),
@@ -798,7 +801,6 @@ impl FeedLoop {
         let mut bytes = 0u64;
         let mut messages = 0usize;
         let mut failure = None;
-        let mut later = Later::new(meta);
         'drain: loop {
             // Every complete frame in the buffer first: they were all completed by the last
             // read, so they carry its receive time. Only then read again.
@@ -835,11 +837,11 @@ impl FeedLoop {
                         if !p.in_read_buffer() {
                             // The reassembled message's bytes last only until the next
                             // fragment: its bookkeeping cannot wait.
-                            later.run(&ws.reader, handler);
+                            self.later.run(&ws.reader, &meta, handler);
                             handler.after_frame(&meta, payload);
-                        } else if !later.push(meta, p) {
-                            later.run(&ws.reader, handler);
-                            later.push(meta, p);
+                        } else if !self.later.push(kind, p) {
+                            self.later.run(&ws.reader, &meta, handler);
+                            self.later.push(kind, p);
                         }
                     }
                     // Pings are answered at once; they, pongs and close frames still prove the
@@ -868,7 +870,7 @@ impl FeedLoop {
                 }
             }
             // The read reuses the buffer the deferred frames live in.
-            later.run(&ws.reader, handler);
+            self.later.run(&ws.reader, &meta, handler);
             match ws.reader.fill(&mut ws.stream) {
                 Ok(0) => {
                     failure = Some(ConnectError::Closed);
@@ -887,7 +889,7 @@ impl FeedLoop {
                 }
             }
         }
-        later.run(&ws.reader, handler);
+        self.later.run(&ws.reader, &meta, handler);
         if messages > 0 {
             conn.last_rx = Instant::now();
         }
@@ -1378,34 +1380,33 @@ pub(crate) fn parse_retry_after_ms(v: &str) -> Option<u64> {
 const LATER_FRAMES: usize = 32;
 
 /// The frames of the current read whose `after_frame` waits until every frame of the read has
-/// had its `on_frame`: their payloads stay valid in the read buffer until the next read.
+/// had its `on_frame`: their payloads stay valid in the read buffer until the next read. They
+/// share the read's connection and receive time, so only each one's kind is kept.
 struct Later {
-    items: [(FrameMeta, Payload); LATER_FRAMES],
+    items: [(FrameKind, Payload); LATER_FRAMES],
     len: usize,
 }
 
 impl Later {
-    fn new(meta: FrameMeta) -> Self {
-        Later {
-            items: [(meta, Payload::EMPTY); LATER_FRAMES],
-            len: 0,
-        }
-    }
+    const EMPTY: Later = Later {
+        items: [(FrameKind::Binary, Payload::EMPTY); LATER_FRAMES],
+        len: 0,
+    };
 
     /// Queues a frame; false when full (run the queued ones first).
-    fn push(&mut self, meta: FrameMeta, p: Payload) -> bool {
+    fn push(&mut self, kind: FrameKind, p: Payload) -> bool {
         let Some(slot) = self.items.get_mut(self.len) else {
             return false;
         };
-        *slot = (meta, p);
+        *slot = (kind, p);
         self.len += 1;
         true
     }
 
-    /// The queued frames' `after_frame`, in their order.
-    fn run<H: FrameHandler>(&mut self, reader: &FrameReader, handler: &mut H) {
-        for (meta, p) in self.items.iter().take(self.len) {
-            handler.after_frame(meta, reader.payload(*p));
+    /// The queued frames' `after_frame`, in their order; `meta` is the read's.
+    fn run<H: FrameHandler>(&mut self, reader: &FrameReader, meta: &FrameMeta, handler: &mut H) {
+        for &(kind, p) in self.items.iter().take(self.len) {
+            handler.after_frame(&FrameMeta { kind, ..*meta }, reader.payload(p));
         }
         self.len = 0;
     }
