@@ -35,32 +35,27 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::{Hash, Hasher},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use layer1::{config::Config, engine::Engine, shutdown::Shutdown, sim::SimConfig};
+use layer1::{engine::Engine, shutdown::Shutdown};
 
 #[path = "support/alloc.rs"]
 mod alloc;
+#[path = "support/bench_engine.rs"]
+mod bench_engine;
 #[path = "support/isolate.rs"]
 mod isolate;
 #[path = "support/sim_process.rs"]
 mod sim_process;
 
+use bench_engine::{acked, kite_vars, pause_and_drain};
 use sim_process::SimProcess;
 
 use alloc::allocs_of;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
-
-fn acked_ticks(topic: &str) -> u64 {
-    layer1::metrics::global()
-        .kafka_acked_total
-        .with_label_values(&[topic])
-        .get()
-}
 
 fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
@@ -173,16 +168,12 @@ fn fixed_rate_phase(
     layer1::latency::handoff_ticks_first_of_read().reset();
     layer1::latency::handoff_first_of_read().reset();
     layer1::latency::ack().reset();
-    let (f0, p0, b0) = (
-        allocs_of("feed-"),
-        allocs_of("producer"),
-        acked_ticks(topic),
-    );
+    let (f0, p0, b0) = (allocs_of("feed-"), allocs_of("producer"), acked(topic));
     let (s0, q0) = (sched_of("feed-0"), sched_of("producer"));
     let (st0, sf0) = sim.ticks_frames();
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let ticks = acked_ticks(topic) - b0;
+    let ticks = acked(topic) - b0;
     let elapsed = t.elapsed().as_secs_f64();
     let (f1, p1) = (allocs_of("feed-"), allocs_of("producer"));
     let (s1, q1) = (sched_of("feed-0"), sched_of("producer"));
@@ -287,19 +278,6 @@ fn print_phase(p: &Phase) {
     }
 }
 
-/// Stops the simulator and waits (at most 60 s) until Kafka acknowledged every tick it sent, so
-/// an engine can stop without anything in flight; returns the wait in seconds.
-fn pause_and_drain(sim: &mut SimProcess, topic: &str) -> f64 {
-    sim.set_rate(0);
-    let t = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
-    let sent = sim.ticks_frames().0;
-    while acked_ticks(topic) < sent && t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    t.elapsed().as_secs_f64()
-}
-
 fn main() {
     let secs: u64 = std::env::var("E2E_SECS")
         .ok()
@@ -325,11 +303,6 @@ fn main() {
         "--frame-packets",
         &frame_packets,
     ]);
-    let sc = SimConfig::default();
-    // 1,000 NSE equities in quote mode on one Kite connection.
-    let subscribe: Vec<String> = (1..=1000u32)
-        .map(|i| format!("kite:{}@quote", i * 256 + 1))
-        .collect();
     let journal = std::env::temp_dir().join(format!("bench-e2e-journal-{run_id}"));
     // Candles for the backfill phase: 60 instruments (names unique to this run, so no coverage
     // from earlier runs applies) from the simulator process's historical REST server at Kite's
@@ -337,23 +310,18 @@ fn main() {
     let backfill: Vec<String> = (1..=60u32)
         .map(|i| format!("kite:{}=NSE:B{run_id}N{i}", i * 256 + 1))
         .collect();
-    let base_vars: Vec<(&str, String)> = vec![
-        ("HTTP_ADDR", "127.0.0.1:0".into()),
-        ("KAFKA_TOPIC_TICKS", ticks_topic.clone()),
-        ("KAFKA_TOPIC_RAW", format!("bench.e2e.raw.{run_id}")),
-        ("KAFKA_TOPIC_DLQ", format!("bench.e2e.dlq.{run_id}")),
-        ("KAFKA_PARTITIONS", "6".into()),
-        ("JOURNAL_DIR", journal.display().to_string()),
-        ("KITE_WS_URL", sim.kite_url.clone()),
-        ("KITE_API_KEY", sc.kite_api_key.clone()),
-        ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
-        ("SUBSCRIBE", subscribe.join(",")),
-        ("LOG_LEVEL", "warn".into()),
+    let topics = [
+        ticks_topic.clone(),
+        format!("bench.e2e.raw.{run_id}"),
+        format!("bench.e2e.dlq.{run_id}"),
+    ];
+    // 1,000 NSE equities in quote mode on one Kite connection.
+    let mut base_vars = kite_vars(&sim, "quote", &topics, &journal);
+    base_vars.extend([
         ("KITE_API_URL", sim.historical_url.clone()),
         ("BACKFILL_INSTRUMENTS", backfill.join(",")),
         ("BACKFILL_AUTO", "false".into()),
-    ];
-    let mut base_vars = base_vars;
+    ]);
     let mut sizing = Vec::new();
     for name in [
         "KAFKA_BUFFER_MAX_MESSAGES",
@@ -377,12 +345,7 @@ fn main() {
         if busy_poll {
             vars.push(("FEED_BUSY_POLL", "true".into()));
         }
-        Arc::new(
-            Config::from_lookup(&move |k| {
-                vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-            })
-            .expect("config"),
-        )
+        bench_engine::config(vars)
     };
     let rss_at_start = alloc::rss_mb().0;
 
@@ -400,12 +363,12 @@ fn main() {
     );
     sim.set_rate(2_000_000);
     std::thread::sleep(Duration::from_secs(2));
-    let a0 = acked_ticks(&ticks_topic);
+    let a0 = acked(&ticks_topic);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let max_rate = (acked_ticks(&ticks_topic) - a0) as f64 / t0.elapsed().as_secs_f64();
+    let max_rate = (acked(&ticks_topic) - a0) as f64 / t0.elapsed().as_secs_f64();
     // Pause, and let the backlog be acknowledged before the engine stops.
-    let drained1 = pause_and_drain(&mut sim, &ticks_topic);
+    let drained1 = pause_and_drain(&mut sim, &ticks_topic, 0);
     let report1 = engine.stop();
     let (rss_between, rss_engine1) = alloc::rss_mb();
 
@@ -489,7 +452,7 @@ fn main() {
         Some(phase)
     };
 
-    let drained2 = pause_and_drain(&mut sim, &ticks_topic);
+    let drained2 = pause_and_drain(&mut sim, &ticks_topic, 0);
     let report2 = engine.stop();
 
     // Engine 3: the feed thread busy-polling (FEED_BUSY_POLL, normal scheduling) on its kept
@@ -508,7 +471,7 @@ fn main() {
         );
         let phase = fixed_rate_phase(&mut sim, &ticks_topic, secs, 3, label);
         drop(iso);
-        let drained = pause_and_drain(&mut sim, &ticks_topic);
+        let drained = pause_and_drain(&mut sim, &ticks_topic, 0);
         let report = engine.stop();
         Some((phase, drained, report))
     };
@@ -542,9 +505,9 @@ fn main() {
     let java = java_producer_perf(&java_topic, java_n, avg_size as usize);
     // This run's topics hold gigabytes; the broker would keep them for its retention time.
     let run_topics = [
-        ticks_topic.clone(),
-        format!("bench.e2e.raw.{run_id}"),
-        format!("bench.e2e.dlq.{run_id}"),
+        topics[0].clone(),
+        topics[1].clone(),
+        topics[2].clone(),
         java_topic,
     ];
     let names: Vec<&str> = run_topics.iter().map(String::as_str).collect();

@@ -23,33 +23,25 @@
     missing_docs
 )]
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use prometheus::core::Collector;
 
-use layer1::{config::Config, engine::Engine, shutdown::Shutdown, sim::SimConfig};
+use layer1::{engine::Engine, shutdown::Shutdown};
 
 #[path = "support/alloc.rs"]
 mod alloc;
+#[path = "support/bench_engine.rs"]
+mod bench_engine;
 #[path = "support/sim_process.rs"]
 mod sim_process;
 
-use sim_process::SimProcess;
+use bench_engine::{acked, kite_vars};
 
 use alloc::{allocs_of, rss_mb};
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
-
-fn acked(topic: &str) -> u64 {
-    layer1::metrics::global()
-        .kafka_acked_total
-        .with_label_values(&[topic])
-        .get()
-}
 
 fn queue_depth() -> i64 {
     let m = layer1::metrics::global();
@@ -114,38 +106,11 @@ fn main() {
         format!("bench.soak.dlq.{run_id}"),
     ];
     // The simulator runs in its own process, so RSS and allocations below are the engine's.
-    let mut sim = SimProcess::start(&[
-        "--control",
-        "--rate",
-        "1000",
-        "--seed",
-        "13",
-        "--frame-packets",
-        "200",
-    ]);
-    let sc = SimConfig::default();
+    let mut sim = bench_engine::start_sim();
     // 1,000 NSE equities in quote mode on one Kite connection, as in the e2e bench.
-    let subscribe: Vec<String> = (1..=1000u32)
-        .map(|i| format!("kite:{}@quote", i * 256 + 1))
-        .collect();
     let journal = std::env::temp_dir().join(format!("bench-soak-journal-{run_id}"));
-    let vars: Vec<(&str, String)> = vec![
-        ("HTTP_ADDR", "127.0.0.1:0".into()),
-        ("KAFKA_TOPIC_TICKS", topics[0].clone()),
-        ("KAFKA_TOPIC_RAW", topics[1].clone()),
-        ("KAFKA_TOPIC_DLQ", topics[2].clone()),
-        ("KAFKA_PARTITIONS", "6".into()),
-        ("JOURNAL_DIR", journal.display().to_string()),
-        ("KITE_WS_URL", sim.kite_url.clone()),
-        ("KITE_API_KEY", sc.kite_api_key.clone()),
-        ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
-        ("SUBSCRIBE", subscribe.join(",")),
-        ("LOG_LEVEL", "warn".into()),
-    ];
-    let cfg =
-        Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .expect("config");
-    let engine = Engine::start(Arc::new(cfg), Shutdown::new()).expect("engine");
+    let cfg = bench_engine::config(kite_vars(&sim, "quote", &topics, &journal));
+    let engine = Engine::start(cfg, Shutdown::new()).expect("engine");
     std::thread::sleep(Duration::from_secs(2));
     sim.set_rate(rate);
     // Warm-up: connections, topic metadata, producer batches.

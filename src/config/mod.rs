@@ -93,7 +93,7 @@ pub const VARIABLES: &[VarDoc] = &[
     var(
         "KAFKA_COMPRESSION",
         "lz4",
-        "compression.type: none, lz4, zstd, snappy or gzip",
+        "compression.type: none, lz4, zstd, snappy or gzip (lz4 chosen by measurement, zstd for a bandwidth-bound link: docs/architecture.md, Compression)",
     ),
     var(
         "KAFKA_MESSAGE_TIMEOUT_MS",
