@@ -308,7 +308,9 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     layer1::services::up().expect("services");
     let run_id = layer1::clock::now_unix_ns() % 1_000_000_000;
-    let ticks_topic = format!("bench.e2e.ticks.{run_id}");
+    // This run's ticks, raw and DLQ topics.
+    let topics = ["ticks", "raw", "dlq"].map(|t| format!("bench.e2e.{t}.{run_id}"));
+    let ticks_topic = &topics[0];
     let frame_packets = std::env::var("E2E_FRAME_PACKETS").unwrap_or_else(|_| "200".into());
     let mut sim = SimProcess::start(&[
         "--control",
@@ -327,11 +329,6 @@ fn main() {
     let backfill: Vec<String> = (1..=60u32)
         .map(|i| format!("kite:{}=NSE:B{run_id}N{i}", i * 256 + 1))
         .collect();
-    let topics = [
-        ticks_topic.clone(),
-        format!("bench.e2e.raw.{run_id}"),
-        format!("bench.e2e.dlq.{run_id}"),
-    ];
     // 1,000 NSE equities in quote mode on one Kite connection.
     let mut base_vars = kite_vars(&sim, "quote", &topics, &journal);
     base_vars.extend([
@@ -373,19 +370,19 @@ fn main() {
     let plan = engine.core_plan().clone();
     let normal = fixed_rate_phase(
         &mut sim,
-        &ticks_topic,
+        ticks_topic,
         secs,
         3,
         format!("feed thread {}", policy_of("feed-0")),
     );
     sim.set_rate(2_000_000);
     std::thread::sleep(Duration::from_secs(2));
-    let a0 = acked(&ticks_topic);
+    let a0 = acked(ticks_topic);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let max_rate = (acked(&ticks_topic) - a0) as f64 / t0.elapsed().as_secs_f64();
+    let max_rate = (acked(ticks_topic) - a0) as f64 / t0.elapsed().as_secs_f64();
     // Pause, and let the backlog be acknowledged before the engine stops.
-    let drained1 = pause_and_drain(&mut sim, &ticks_topic, 0);
+    let drained1 = pause_and_drain(&mut sim, ticks_topic, 0);
     let report1 = engine.stop();
     let (rss_between, rss_engine1) = alloc::rss_mb();
 
@@ -395,7 +392,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let rt = fixed_rate_phase(
         &mut sim,
-        &ticks_topic,
+        ticks_topic,
         secs,
         3,
         format!(
@@ -464,12 +461,12 @@ fn main() {
             iso.processes.join(", "),
             iso.refused
         );
-        let phase = fixed_rate_phase(&mut sim, &ticks_topic, secs, 3, label);
+        let phase = fixed_rate_phase(&mut sim, ticks_topic, secs, 3, label);
         drop(iso);
         Some(phase)
     };
 
-    let drained2 = pause_and_drain(&mut sim, &ticks_topic, 0);
+    let drained2 = pause_and_drain(&mut sim, ticks_topic, 0);
     let report2 = engine.stop();
 
     // Engine 3: the feed thread busy-polling (FEED_BUSY_POLL, normal scheduling) on its kept
@@ -486,9 +483,9 @@ fn main() {
             iso.processes.join(", "),
             iso.refused
         );
-        let phase = fixed_rate_phase(&mut sim, &ticks_topic, secs, 3, label);
+        let phase = fixed_rate_phase(&mut sim, ticks_topic, secs, 3, label);
         drop(iso);
-        let drained = pause_and_drain(&mut sim, &ticks_topic, 0);
+        let drained = pause_and_drain(&mut sim, ticks_topic, 0);
         let report = engine.stop();
         Some((phase, drained, report))
     };
@@ -507,7 +504,7 @@ fn main() {
 
     // Lost and duplicated: consume the topic back.
     let expected: u64 = sent.values().sum();
-    let (got, dupes, avg_size) = consume_and_check(&ticks_topic, expected);
+    let (got, dupes, avg_size) = consume_and_check(ticks_topic, expected);
     let mut lost = 0u64;
     let mut extra = 0u64;
     for (key, n) in &sent {
@@ -521,13 +518,11 @@ fn main() {
     let java_topic = format!("bench.e2e.java.{run_id}");
     let java = java_producer_perf(&java_topic, java_n, avg_size as usize);
     // This run's topics hold gigabytes; the broker would keep them for its retention time.
-    let run_topics = [
-        topics[0].clone(),
-        topics[1].clone(),
-        topics[2].clone(),
-        java_topic,
-    ];
-    let names: Vec<&str> = run_topics.iter().map(String::as_str).collect();
+    let names: Vec<&str> = topics
+        .iter()
+        .chain([&java_topic])
+        .map(String::as_str)
+        .collect();
     if let Err(e) =
         layer1::producer::delete_topics("127.0.0.1:9092", &names, Duration::from_secs(30))
     {
