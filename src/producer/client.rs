@@ -165,31 +165,12 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        // Reached only through `BaseProducer::poll` (inside its `flush`, at shutdown); the
+        // producer thread's own turns serve reports in `native::Client::serve_reports`.
         let seq = seq as u64;
-        let m = crate::metrics::global();
         match result {
-            Ok(msg) => {
-                m.kafka_up.set(1);
-                if let Some((_, c)) = self.acked.iter().find(|(t, _)| t == msg.topic()) {
-                    c.inc();
-                }
-                if self.stats.in_drain(seq) {
-                    match self.stats.drain_acks.lock() {
-                        Ok(mut v) => v.push(seq),
-                        Err(p) => p.into_inner().push(seq),
-                    }
-                } else if let Some(slot) = self.stats.received.get((seq as usize) & (RING - 1)) {
-                    let received = slot.load(Ordering::Relaxed);
-                    if received > 0 {
-                        let lat = crate::clock::now_unix_ns().saturating_sub(received);
-                        crate::latency::ack().record(lat);
-                        m.ack_latency.observe(lat as f64 * 1e-9);
-                    }
-                }
-                self.stats.acked.fetch_add(1, Ordering::AcqRel);
-            }
+            Ok(msg) => self.on_acked(msg.topic(), seq),
             Err((err, msg)) => {
-                m.kafka_failed_total.with_label_values(&[msg.topic()]).inc();
                 let headers = msg
                     .headers()
                     .map(|h| {
@@ -203,23 +184,57 @@ impl ProducerContext for DeliveryContext {
                             .collect()
                     })
                     .unwrap_or_default();
-                let failed = FailedRecord {
+                self.on_failed(FailedRecord {
                     seq,
                     topic: msg.topic().to_owned(),
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     headers,
                     error: err.to_string(),
-                };
-                // The producer thread owns the receiver for as long as this context lives.
-                if self.failed_tx.send(failed).is_err() {
-                    log::error!(event = "kafka_failed_record_after_stop"; "delivery failure after producer stop");
-                }
-                // Counted after the hand-back so in_flight never reads 0 while a failed record
-                // is only in this callback.
-                self.stats.failed.fetch_add(1, Ordering::AcqRel);
+                });
             }
         }
+    }
+}
+
+impl DeliveryContext {
+    /// Accounts for record `seq` acknowledged on `topic`: counters, the ack latency sample, and
+    /// the drain's acknowledged set. Allocates nothing outside a journal drain.
+    pub(super) fn on_acked(&self, topic: &str, seq: u64) {
+        let m = crate::metrics::global();
+        m.kafka_up.set(1);
+        if let Some((_, c)) = self.acked.iter().find(|(t, _)| t == topic) {
+            c.inc();
+        }
+        if self.stats.in_drain(seq) {
+            match self.stats.drain_acks.lock() {
+                Ok(mut v) => v.push(seq),
+                Err(p) => p.into_inner().push(seq),
+            }
+        } else if let Some(slot) = self.stats.received.get((seq as usize) & (RING - 1)) {
+            let received = slot.load(Ordering::Relaxed);
+            if received > 0 {
+                let lat = crate::clock::now_unix_ns().saturating_sub(received);
+                crate::latency::ack().record(lat);
+                m.ack_latency.observe(lat as f64 * 1e-9);
+            }
+        }
+        self.stats.acked.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Accounts for a record whose delivery failed and hands it back to the producer thread.
+    pub(super) fn on_failed(&self, failed: FailedRecord) {
+        crate::metrics::global()
+            .kafka_failed_total
+            .with_label_values(&[failed.topic.as_str()])
+            .inc();
+        // The producer thread owns the receiver for as long as this context lives.
+        if self.failed_tx.send(failed).is_err() {
+            log::error!(event = "kafka_failed_record_after_stop"; "delivery failure after producer stop");
+        }
+        // Counted after the hand-back so in_flight never reads 0 while a failed record is only
+        // in this callback.
+        self.stats.failed.fetch_add(1, Ordering::AcqRel);
     }
 }
 

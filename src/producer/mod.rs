@@ -5,8 +5,9 @@
 //! Feed threads never touch Kafka: they `try_send` into their own bounded crossbeam queue
 //! ([`queue`]) and go on. When every queue is empty this thread parks on its own [`Wake`] (not on
 //! the queues, whose waiting receiver would cost each send a wake-up, and never in `poll`, which
-//! in rdkafka 0.38+ sleeps for its whole timeout); it calls `poll(0)` after each batch until no
-//! delivery report is left (bounded), and moves between three modes:
+//! in rdkafka 0.38+ sleeps for its whole timeout); after each batch it serves every delivery
+//! report ready (bounded; walked in place by `native.rs`, without rdkafka-rs's per-report
+//! allocations), and moves between three modes:
 //!
 //! - **Direct**: records go straight to librdkafka, through `native.rs` (topic names made C
 //!   strings once, header lists built in C, so a record costs no Rust allocation).
@@ -48,7 +49,7 @@ pub use error::ProducerError;
 pub use handover::{queue, Handed, Handover, Intake};
 use rdkafka::{
     error::RDKafkaErrorCode,
-    producer::{BaseProducer, Producer, PurgeConfig},
+    producer::{Producer, PurgeConfig},
 };
 pub use wake::Wake;
 
@@ -304,7 +305,8 @@ pub fn spawn(
     let stats = Arc::new(DeliveryStats::default());
     let (failed_tx, failed_rx) = crossbeam_channel::unbounded();
     let ctx = client::DeliveryContext::new(Arc::clone(&stats), failed_tx, &settings.kafka);
-    let producer = client::create_producer(&settings.kafka, ctx)?;
+    let producer = native::Client::new(client::create_producer(&settings.kafka, ctx)?)
+        .ok_or_else(|| ProducerError::ClientConfig("librdkafka gave no main queue".into()))?;
     let journal = Journal::open(
         &settings.journal.dir,
         settings.journal.max_bytes,
@@ -401,7 +403,7 @@ const MAX_REPORT_EVENTS: usize = 256;
 const QUEUE_FULL_SPILL: Duration = Duration::from_secs(5);
 
 struct Worker {
-    producer: BaseProducer<client::DeliveryContext>,
+    producer: native::Client,
     stats: Arc<DeliveryStats>,
     failed_rx: Receiver<FailedRecord>,
     topics: Topics,
@@ -505,23 +507,15 @@ impl Worker {
         }
     }
 
-    /// Runs the delivery callbacks of every report librdkafka has ready (at most
-    /// [`MAX_REPORT_EVENTS`] events a turn). `poll(0)` serves one event per call, and one
-    /// delivery-report event covers one produce request (a batch of one partition): served once
-    /// per turn, reports pile up behind the broker's acknowledgements, records count against
-    /// librdkafka's buffer until their report is served, and the buffer stands full, so the
-    /// measured ack latency becomes buffer size / rate instead of the broker's round trip.
+    /// Serves every event librdkafka has ready (at most [`MAX_REPORT_EVENTS`] a turn). One
+    /// delivery-report event covers one produce request (a batch of one partition): served one
+    /// per turn, reports would pile up behind the broker's acknowledgements, records count
+    /// against librdkafka's buffer until their report is served, and the buffer would stand
+    /// full, so the measured ack latency would become buffer size / rate instead of the
+    /// broker's round trip.
     fn serve_delivery_reports(&mut self) {
-        for _ in 0..MAX_REPORT_EVENTS {
-            let before = self.stats.acked.load(Ordering::Relaxed)
-                + self.stats.failed.load(Ordering::Relaxed);
-            self.producer.poll(Duration::ZERO);
-            let after = self.stats.acked.load(Ordering::Relaxed)
-                + self.stats.failed.load(Ordering::Relaxed);
-            if after == before {
-                break;
-            }
-        }
+        self.producer
+            .serve_reports(Duration::ZERO, MAX_REPORT_EVENTS);
     }
 
     /// Housekeeping once per batch: delivery reports, mode changes, draining, journal sync.
@@ -856,7 +850,7 @@ impl Worker {
                     }
                 }
             }
-            self.producer.poll(Duration::ZERO);
+            self.serve_delivery_reports();
             self.collect_failures();
             let Some(d) = self.drain.as_ref() else { return };
             if d.failed {
@@ -880,7 +874,7 @@ impl Worker {
         let deadline = Instant::now() + timeout;
         // Give in-flight records (and, with the broker back, the journal) until the deadline.
         while Instant::now() < deadline {
-            let _ = self.producer.flush(Duration::from_millis(50));
+            let _ = self.producer.base().flush(Duration::from_millis(50));
             self.turn();
             let settled = self.stats.in_flight() == 0 && self.rescue.is_empty();
             if settled && (self.mode == Mode::Direct || self.mode == Mode::Spill) {
@@ -890,9 +884,10 @@ impl Worker {
         // Whatever librdkafka still holds comes back as failed reports and is journaled.
         if self.stats.in_flight() > 0 {
             self.producer
+                .base()
                 .purge(PurgeConfig::default().queue().inflight());
-            let _ = self.producer.flush(Duration::from_millis(500));
-            self.producer.poll(Duration::ZERO);
+            let _ = self.producer.base().flush(Duration::from_millis(500));
+            self.serve_delivery_reports();
         }
         self.collect_failures();
         if let Some(d) = self.drain.take() {
@@ -931,9 +926,9 @@ impl Worker {
 }
 
 /// Sends one record, polling and retrying while librdkafka's queue is full, for at most
-/// [`QUEUE_FULL_SPILL`]. Through [`native::produce`]: no Rust allocation per record.
+/// [`QUEUE_FULL_SPILL`]. Through [`native::Client::produce`]: no Rust allocation per record.
 fn send(
-    producer: &BaseProducer<client::DeliveryContext>,
+    producer: &native::Client,
     stats: &DeliveryStats,
     topics: &Topics,
     topic: Topic,
@@ -956,7 +951,7 @@ fn send(
     };
     let mut full_since: Option<Instant> = None;
     loop {
-        match native::produce(producer, &slot.c_name, &record, &mut headers) {
+        match producer.produce(&slot.c_name, &record, &mut headers) {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::AcqRel);
                 slot.sent.inc();
@@ -971,7 +966,7 @@ fn send(
                 if since.elapsed() >= QUEUE_FULL_SPILL || stats.outage.load(Ordering::Acquire) {
                     return SendOutcome::Full;
                 }
-                producer.poll(Duration::from_millis(1));
+                producer.serve_reports(Duration::from_millis(1), MAX_REPORT_EVENTS);
             }
             Err(e) => {
                 crate::metrics::global()
