@@ -52,7 +52,7 @@ mod sim_process;
 use bench_engine::{acked, kite_vars, pause_and_drain};
 use sim_process::SimProcess;
 
-use alloc::allocs_of;
+use alloc::{allocs_of, allocs_of_thread};
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
@@ -178,7 +178,11 @@ fn fixed_rate_phase(
     layer1::latency::handoff_ticks_first_of_read().reset();
     layer1::latency::handoff_first_of_read().reset();
     layer1::latency::ack().reset();
-    let (f0, p0, b0) = (allocs_of("feed-"), allocs_of("producer"), acked(topic));
+    let (f0, p0, b0) = (
+        allocs_of("feed-"),
+        allocs_of_thread("producer"),
+        acked(topic),
+    );
     let (s0, q0) = (sched_of("feed-0"), sched_of("producer"));
     let w0 = feed_queue_full();
     let (st0, sf0) = sim.ticks_frames();
@@ -186,7 +190,7 @@ fn fixed_rate_phase(
     std::thread::sleep(Duration::from_secs(secs));
     let ticks = acked(topic) - b0;
     let elapsed = t.elapsed().as_secs_f64();
-    let (f1, p1) = (allocs_of("feed-"), allocs_of("producer"));
+    let (f1, p1) = (allocs_of("feed-"), allocs_of_thread("producer"));
     let (s1, q1) = (sched_of("feed-0"), sched_of("producer"));
     let w1 = feed_queue_full();
     let (st1, sf1) = sim.ticks_frames();

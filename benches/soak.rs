@@ -38,7 +38,7 @@ mod sim_process;
 
 use bench_engine::{acked, kite_vars};
 
-use alloc::{allocs_of, rss_mb};
+use alloc::{allocs_of, allocs_of_thread, rss_mb};
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
@@ -136,7 +136,7 @@ fn main() {
         k.reset();
         let (f0, p0, a0, t0) = (
             allocs_of("feed-"),
-            allocs_of("producer"),
+            allocs_of_thread("producer"),
             alloc::total_allocs(),
             acked(&topics[0]),
         );
@@ -155,7 +155,7 @@ fn main() {
             rss,
             hwm,
             feed_allocs: allocs_of("feed-") - f0,
-            prod_allocs: allocs_of("producer") - p0,
+            prod_allocs: allocs_of_thread("producer") - p0,
             all_allocs: alloc::total_allocs() - a0,
             depth_last,
             depth_max,

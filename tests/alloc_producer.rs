@@ -28,7 +28,6 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use layer1::{
-    config::Config,
     engine::Engine,
     shutdown::Shutdown,
     sim::{SimConfig, Simulator},
@@ -59,30 +58,15 @@ fn no_allocation_per_record_on_the_producer_thread_once_warm() {
         common::unique("test.alloc.dlq"),
     ];
     let journal = std::env::temp_dir().join(common::unique("journal-alloc"));
-    let sc = SimConfig::default();
     let subscribe: Vec<String> = (1..=200u32)
         .map(|i| format!("kite:{}@quote", i * 256 + 1))
         .collect();
-    let vars: Vec<(&str, String)> = vec![
-        ("KAFKA_BROKERS", common::brokers()),
-        ("REDIS_URL", common::redis_url()),
-        ("HTTP_ADDR", "127.0.0.1:0".into()),
-        ("KAFKA_TOPIC_TICKS", topics[0].clone()),
-        ("KAFKA_TOPIC_RAW", topics[1].clone()),
-        ("KAFKA_TOPIC_DLQ", topics[2].clone()),
-        ("KAFKA_PARTITIONS", "3".into()),
-        ("JOURNAL_DIR", journal.display().to_string()),
-        ("KITE_WS_URL", sim.kite_url()),
-        ("KITE_API_KEY", sc.kite_api_key.clone()),
-        ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
+    let mut vars = common::kite_engine_vars(sim.kite_url(), &topics, 3, &journal);
+    vars.extend([
         ("SUBSCRIBE", subscribe.join(",")),
-        ("CORE_PINNING", "off".into()),
-        ("BACKFILL_AUTO", "false".into()),
         ("LOG_LEVEL", "warn".into()),
-    ];
-    let cfg =
-        Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .expect("config");
+    ]);
+    let cfg = common::config(vars);
     let engine = Engine::start(Arc::new(cfg), Shutdown::new()).expect("engine");
 
     // Warm-up: topics created, leaders known, buffers and the encoder's output grown.
@@ -92,13 +76,13 @@ fn no_allocation_per_record_on_the_producer_thread_once_warm() {
     );
     std::thread::sleep(Duration::from_secs(2));
     let (a0, t0, r0) = (
-        alloc::allocs_of("producer"),
+        alloc::allocs_of_thread("producer"),
         acked(&topics[0]),
         acked(&topics[1]),
     );
     std::thread::sleep(Duration::from_secs(5));
     let (a1, t1, r1) = (
-        alloc::allocs_of("producer"),
+        alloc::allocs_of_thread("producer"),
         acked(&topics[0]),
         acked(&topics[1]),
     );

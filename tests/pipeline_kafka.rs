@@ -46,27 +46,14 @@ fn config(sim: &SimHandle, topics: &[String; 3], journal: &std::path::Path) -> C
         .map(|t| format!("kite:{t}@full"))
         .collect();
     subscribe.extend(UPSTOX_KEYS.iter().map(|k| format!("upstox:{k}@full")));
-    let vars: Vec<(&str, String)> = vec![
-        ("KAFKA_BROKERS", common::brokers()),
-        ("REDIS_URL", common::redis_url()),
-        ("HTTP_ADDR", "127.0.0.1:0".into()),
-        ("KAFKA_TOPIC_TICKS", topics[0].clone()),
-        ("KAFKA_TOPIC_RAW", topics[1].clone()),
-        ("KAFKA_TOPIC_DLQ", topics[2].clone()),
-        ("KAFKA_PARTITIONS", "3".into()),
-        ("JOURNAL_DIR", journal.display().to_string()),
-        ("KITE_WS_URL", sim.kite_url()),
-        ("KITE_API_KEY", sc.kite_api_key.clone()),
-        ("KITE_ACCESS_TOKEN", sc.kite_access_token.clone()),
+    let mut vars = common::kite_engine_vars(sim.kite_url(), topics, 3, journal);
+    vars.extend([
         ("UPSTOX_AUTHORIZE_URL", sim.upstox_authorize_url()),
-        ("UPSTOX_ACCESS_TOKEN", sc.upstox_access_token.clone()),
+        ("UPSTOX_ACCESS_TOKEN", sc.upstox_access_token),
         ("SUBSCRIBE", subscribe.join(",")),
-        ("CORE_PINNING", "off".into()),
-        ("BACKFILL_AUTO", "false".into()),
         ("CAPTURE_DIR", journal.join("capture").display().to_string()),
-    ];
-    Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-        .expect("config")
+    ]);
+    common::config(vars)
 }
 
 fn start(rate: u64) -> Run {

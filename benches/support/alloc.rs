@@ -57,14 +57,25 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// Allocation counts of the live threads whose name starts with `prefix`.
+/// Allocation counts of the live threads whose name starts with `prefix` (`feed-` for every
+/// feed thread).
 pub(crate) fn allocs_of(prefix: &str) -> u64 {
+    allocs_where(|name| name.starts_with(prefix))
+}
+
+/// Allocation counts of the live threads named exactly `name` (`producer`: a prefix would also
+/// take a test thread, which is named after its test function).
+pub(crate) fn allocs_of_thread(name: &str) -> u64 {
+    allocs_where(|n| n == name)
+}
+
+fn allocs_where(matches: impl Fn(&str) -> bool) -> u64 {
     let n = NEXT.load(Ordering::Relaxed).min(SLOTS);
     (0..n)
         .filter(|&i| {
             let tid = TIDS[i].load(Ordering::Relaxed);
             std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
-                .is_ok_and(|c| c.trim().starts_with(prefix))
+                .is_ok_and(|c| matches(c.trim()))
         })
         .map(|i| COUNTS[i].load(Ordering::Relaxed))
         .sum()

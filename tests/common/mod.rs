@@ -2,9 +2,12 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
+    path::Path,
     sync::OnceLock,
     time::{Duration, Instant},
 };
+
+use layer1::{config::Config, sim::SimConfig};
 
 /// Kafka bootstrap servers the tests use.
 pub fn brokers() -> String {
@@ -24,6 +27,40 @@ pub fn services() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         layer1::services::up().expect("scripts/services.sh up");
     });
+}
+
+/// The settings an engine test against the simulator's Kite server starts from: the local broker
+/// and Redis, an ephemeral HTTP port, this run's ticks, raw and DLQ `topics` created with
+/// `partitions`, its own `journal` directory, the simulator's Kite credentials, no core pinning
+/// and no automatic backfill. Callers add theirs (`SUBSCRIBE` at least).
+pub fn kite_engine_vars(
+    kite_url: String,
+    topics: &[String; 3],
+    partitions: u32,
+    journal: &Path,
+) -> Vec<(&'static str, String)> {
+    let sc = SimConfig::default();
+    vec![
+        ("KAFKA_BROKERS", brokers()),
+        ("REDIS_URL", redis_url()),
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("KAFKA_TOPIC_TICKS", topics[0].clone()),
+        ("KAFKA_TOPIC_RAW", topics[1].clone()),
+        ("KAFKA_TOPIC_DLQ", topics[2].clone()),
+        ("KAFKA_PARTITIONS", partitions.to_string()),
+        ("JOURNAL_DIR", journal.display().to_string()),
+        ("KITE_WS_URL", kite_url),
+        ("KITE_API_KEY", sc.kite_api_key),
+        ("KITE_ACCESS_TOKEN", sc.kite_access_token),
+        ("CORE_PINNING", "off".into()),
+        ("BACKFILL_AUTO", "false".into()),
+    ]
+}
+
+/// The engine's config from `vars`, read as it would read them from its environment.
+pub fn config(vars: Vec<(&'static str, String)>) -> Config {
+    Config::from_lookup(&move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .expect("config")
 }
 
 /// A topic name unique to this test run.
