@@ -25,49 +25,17 @@
 mod alloc;
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use layer1::{
-    engine::Engine,
-    shutdown::Shutdown,
-    sim::{SimConfig, Simulator},
-};
+use common::acked;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
-fn acked(topic: &str) -> u64 {
-    layer1::metrics::global()
-        .kafka_acked_total
-        .with_label_values(&[topic])
-        .get()
-}
-
 #[test]
 fn no_allocation_per_record_on_the_producer_thread_once_warm() {
-    common::services();
-    let sim = Simulator::start(SimConfig {
-        ticks_per_sec: 20_000,
-        seed: 11,
-        ..SimConfig::default()
-    })
-    .expect("simulator starts");
-    let topics = [
-        common::unique("test.alloc.ticks"),
-        common::unique("test.alloc.raw"),
-        common::unique("test.alloc.dlq"),
-    ];
     let journal = std::env::temp_dir().join(common::unique("journal-alloc"));
-    let subscribe: Vec<String> = (1..=200u32)
-        .map(|i| format!("kite:{}@quote", i * 256 + 1))
-        .collect();
-    let mut vars = common::kite_engine_vars(sim.kite_url(), &topics, 3, &journal);
-    vars.extend([
-        ("SUBSCRIBE", subscribe.join(",")),
-        ("LOG_LEVEL", "warn".into()),
-    ]);
-    let cfg = common::config(vars);
-    let engine = Engine::start(Arc::new(cfg), Shutdown::new()).expect("engine");
+    let (sim, topics, engine) = common::kite_quote_engine(20_000, 11, "test.alloc", &journal);
 
     // Warm-up: topics created, leaders known, buffers and the encoder's output grown.
     assert!(

@@ -56,7 +56,7 @@ pub use wake::Wake;
 use crate::{
     capture::{CaptureWriter, Record as CaptureRecord},
     config::{JournalConfig, KafkaConfig},
-    journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
+    journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef, SegmentId},
     parsers::FrameKind,
     rawpool::RawBuf,
     tick::Tick,
@@ -349,6 +349,8 @@ pub fn spawn(
                 mode: start_mode,
                 rescue: Vec::new(),
                 drain: None,
+                drain_spare: DrainBuffers::default(),
+                drain_acks: Vec::new(),
                 next_seq: 1,
                 encoder: encode::Encoder::default(),
                 last_probe: None,
@@ -379,15 +381,39 @@ enum Mode {
     Drain,
 }
 
+/// The buffers a drain works in: the segment's bytes and index, and which records are
+/// acknowledged. Kept between segments, so draining allocates per segment at most.
+#[derive(Default)]
+struct DrainBuffers {
+    seg: LoadedSegment,
+    acked: Vec<bool>,
+}
+
 /// A journal segment being sent back.
 struct DrainState {
-    seg: LoadedSegment,
+    id: SegmentId,
+    buf: DrainBuffers,
     /// Sequence number of record 0; record i has `base + i`.
     base: u64,
-    acked: Vec<bool>,
+    /// Records of it not acknowledged yet.
+    unacked: usize,
     /// Next record index to send.
     next: usize,
     failed: bool,
+}
+
+impl DrainState {
+    /// Marks record `i` done (acknowledged, or skipped for good); true if it was not already.
+    fn settle(&mut self, i: usize) -> bool {
+        match self.buf.acked.get_mut(i) {
+            Some(a) if !*a => {
+                *a = true;
+                self.unacked = self.unacked.saturating_sub(1);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// At most this many journal records are in flight at once while draining.
@@ -412,6 +438,10 @@ struct Worker {
     mode: Mode,
     rescue: Vec<FailedRecord>,
     drain: Option<DrainState>,
+    /// The last drain's buffers, for the next segment.
+    drain_spare: DrainBuffers,
+    /// The drain's acknowledgements taken from the delivery context (reused each turn).
+    drain_acks: Vec<u64>,
     next_seq: u64,
     encoder: encode::Encoder,
     last_probe: Option<Instant>,
@@ -590,7 +620,7 @@ impl Worker {
                 .get_mut(usize::from(t.vendor.code()))
                 .and_then(|slot| {
                     if slot.is_none() {
-                        *slot = native::CHeaders::build(view.headers);
+                        *slot = native::CHeaders::build(view.headers.iter().copied());
                     }
                     slot.as_ref().and_then(native::CHeaders::copy)
                 }),
@@ -663,7 +693,7 @@ impl Worker {
             let in_drain = self
                 .drain
                 .as_ref()
-                .is_some_and(|d| f.seq >= d.base && f.seq < d.base + d.acked.len() as u64);
+                .is_some_and(|d| f.seq >= d.base && f.seq < d.base + d.buf.acked.len() as u64);
             if in_drain {
                 // Still in its segment on disk; it is sent again when draining resumes.
                 if self.mode == Mode::Drain {
@@ -680,20 +710,20 @@ impl Worker {
     }
 
     fn apply_drain_acks(&mut self) {
-        let acks = match self.stats.drain_acks.lock() {
-            Ok(mut v) => std::mem::take(&mut *v),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        };
+        // Swapped with this thread's own vector, both keeping their capacity: no allocation
+        // per turn.
+        self.drain_acks.clear();
+        match self.stats.drain_acks.lock() {
+            Ok(mut v) => std::mem::swap(&mut *v, &mut self.drain_acks),
+            Err(p) => std::mem::swap(&mut *p.into_inner(), &mut self.drain_acks),
+        }
         if let Some(d) = self.drain.as_mut() {
-            for seq in acks {
-                if let Some(a) = seq
+            for seq in &self.drain_acks {
+                let i = seq
                     .checked_sub(d.base)
-                    .and_then(|i| d.acked.get_mut(i as usize))
-                {
-                    if !*a {
-                        *a = true;
-                        self.report.drained += 1;
-                    }
+                    .and_then(|i| usize::try_from(i).ok());
+                if i.is_some_and(|i| d.settle(i)) {
+                    self.report.drained += 1;
                 }
             }
         }
@@ -770,28 +800,35 @@ impl Worker {
                 // Loading the open tail segment means this is the last one: hold intake while
                 // it drains (see `run`).
                 self.final_drain = self.journal.only_tail_left();
-                match self.journal.load_oldest() {
-                    Ok(Some(seg)) => {
-                        let n = seg.records.len() as u64;
+                let mut buf = std::mem::take(&mut self.drain_spare);
+                match self.journal.load_oldest(&mut buf.seg) {
+                    Ok(Some(id)) => {
+                        let len = buf.seg.len();
+                        let n = len as u64;
                         let base = self.next_seq;
                         self.next_seq += n.max(1);
                         self.stats.drain_lo.store(base, Ordering::Release);
                         self.stats.drain_hi.store(base + n, Ordering::Release);
+                        buf.acked.clear();
+                        buf.acked.resize(len, false);
                         self.drain = Some(DrainState {
-                            acked: vec![false; seg.records.len()],
-                            seg,
+                            id,
+                            buf,
                             base,
+                            unacked: len,
                             next: 0,
                             failed: false,
                         });
                     }
                     Ok(None) => {
+                        self.drain_spare = buf;
                         self.final_drain = false;
                         log::info!(event = "journal_drained", drained = self.report.drained; "journal empty; producing directly");
                         self.mode = Mode::Direct;
                         return;
                     }
                     Err(e) => {
+                        self.drain_spare = buf;
                         log::error!(event = "journal_read_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                         self.enter_spill("journal unreadable");
                         return;
@@ -804,30 +841,33 @@ impl Worker {
             }
             // Send the next unacknowledged records, bounded by the window.
             let mut in_window = self.stats.in_flight() as usize;
-            while d.next < d.seg.records.len() && in_window < DRAIN_WINDOW {
+            while d.next < d.buf.seg.len() && in_window < DRAIN_WINDOW {
                 let i = d.next;
                 d.next += 1;
-                if d.acked.get(i).copied().unwrap_or(true) {
+                if d.buf.acked.get(i).copied().unwrap_or(true) {
                     continue;
                 }
-                let Some(r) = d.seg.records.get(i) else { break };
-                let Some(topic) = Topic::from_code(r.topic) else {
-                    log::error!(event = "journal_unknown_topic", code = r.topic; "skipping a record with an unknown topic code");
-                    if let Some(a) = d.acked.get_mut(i) {
-                        *a = true;
-                    }
+                // Read in place from the segment's bytes; headers go straight into librdkafka's
+                // list, so a record costs no Rust allocation.
+                let Some((topic, r)) = d
+                    .buf
+                    .seg
+                    .get(i)
+                    .and_then(|r| Some((Topic::from_code(r.topic)?, r)))
+                else {
+                    log::error!(event = "journal_unknown_topic", index = i; "skipping a journal record with an unknown topic code");
+                    d.settle(i);
                     continue;
                 };
-                let headers: Vec<(&str, &[u8])> = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_slice()))
-                    .collect();
+                let headers = match r.headers.len() {
+                    0 => None,
+                    _ => native::CHeaders::build(r.headers),
+                };
                 let view = RecordRef {
                     topic: r.topic,
-                    key: &r.key,
-                    headers: &headers,
-                    payload: &r.payload,
+                    key: r.key,
+                    headers: &[],
+                    payload: r.payload,
                 };
                 match send(
                     &self.producer,
@@ -836,13 +876,11 @@ impl Worker {
                     topic,
                     &view,
                     d.base + i as u64,
-                    None,
+                    headers,
                 ) {
                     SendOutcome::Sent => in_window += 1,
                     SendOutcome::Refused => {
-                        if let Some(a) = d.acked.get_mut(i) {
-                            *a = true;
-                        }
+                        d.settle(i);
                     }
                     SendOutcome::Full => {
                         d.next = i;
@@ -856,12 +894,13 @@ impl Worker {
             if d.failed {
                 return;
             }
-            if d.acked.iter().all(|a| *a) {
-                let id = d.seg.id;
-                if let Err(e) = self.journal.commit(id) {
+            if d.unacked == 0 {
+                if let Err(e) = self.journal.commit(d.id) {
                     log::error!(event = "journal_commit_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                 }
-                self.drain = None;
+                if let Some(done) = self.drain.take() {
+                    self.drain_spare = done.buf;
+                }
                 self.stats.drain_lo.store(0, Ordering::Release);
                 self.stats.drain_hi.store(0, Ordering::Release);
                 continue;
@@ -891,15 +930,9 @@ impl Worker {
         }
         self.collect_failures();
         if let Some(d) = self.drain.take() {
-            let remaining: Vec<OwnedRecord> = d
-                .seg
-                .records
-                .into_iter()
-                .zip(d.acked)
-                .filter(|(_, a)| !*a)
-                .map(|(r, _)| r)
-                .collect();
-            if let Err(e) = self.journal.replace(d.seg.id, &remaining) {
+            let acked = &d.buf.acked;
+            let unacked = |i: usize| !acked.get(i).copied().unwrap_or(false);
+            if let Err(e) = self.journal.replace(&d.buf.seg, unacked) {
                 log::error!(event = "journal_rewrite_failed", code = crate::error::ErrorCode::code(&e); "{e}");
             }
         }
@@ -942,7 +975,7 @@ fn send(
         None if view.headers.is_empty() => None,
         // Built in C from the borrowed pairs. `None` only if librdkafka cannot allocate a list;
         // the record then goes without headers rather than not at all.
-        None => native::CHeaders::build(view.headers),
+        None => native::CHeaders::build(view.headers.iter().copied()),
     };
     let record = native::Native {
         payload: view.payload,

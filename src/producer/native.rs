@@ -42,8 +42,10 @@ unsafe impl Send for CHeaders {}
 
 impl CHeaders {
     /// A list of (name, value) pairs, in order; `None` only if librdkafka cannot allocate one.
-    pub(super) fn build(pairs: &[(&str, &[u8])]) -> Option<Self> {
-        // SAFETY: `rd_kafka_headers_new` has no preconditions.
+    pub(super) fn build<'a>(
+        pairs: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Option<Self> {
+        // SAFETY: `rd_kafka_headers_new` has no preconditions (the count is a capacity hint).
         let list = NonNull::new(unsafe { rd::rd_kafka_headers_new(pairs.len()) }).map(CHeaders)?;
         for (name, value) in pairs {
             // SAFETY: the list is live and writable (made above); name and value are valid for
@@ -437,7 +439,7 @@ mod tests {
         let base = client::create_producer(&cfg.kafka, ctx).unwrap_or_else(|e| panic!("{e}"));
         let producer = Client::new(base).unwrap_or_else(|| panic!("no main queue"));
         let pairs: [(&str, &[u8]); 2] = [("vendor", b"kite"), ("schema", &[1, 0, 0xff])];
-        let mut headers = CHeaders::build(&pairs);
+        let mut headers = CHeaders::build(pairs.iter().copied());
         let topic = c"test.native.unreachable";
         let record = Native {
             payload: b"{\"ltp\":1}",
@@ -486,7 +488,8 @@ mod tests {
             ("empty", b""),
             ("receivedAt", &[0, 1, 2, 0xff]),
         ];
-        let h = CHeaders::build(&pairs).unwrap_or_else(|| unreachable!("allocation failed"));
+        let h = CHeaders::build(pairs.iter().copied())
+            .unwrap_or_else(|| unreachable!("allocation failed"));
         let want: Vec<(String, Vec<u8>)> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
@@ -497,7 +500,8 @@ mod tests {
             .unwrap_or_else(|| unreachable!("allocation failed"));
         drop(h);
         assert_eq!(c.pairs(), want, "the copy outlives its source");
-        let none = CHeaders::build(&[]).unwrap_or_else(|| unreachable!("allocation failed"));
+        let none = CHeaders::build(std::iter::empty())
+            .unwrap_or_else(|| unreachable!("allocation failed"));
         assert!(none.pairs().is_empty());
     }
 }

@@ -3,11 +3,16 @@
 
 use std::{
     path::Path,
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
-use layer1::{config::Config, sim::SimConfig};
+use layer1::{
+    config::Config,
+    engine::Engine,
+    shutdown::Shutdown,
+    sim::{SimConfig, SimHandle, Simulator},
+};
 
 /// Kafka bootstrap servers the tests use.
 pub fn brokers() -> String {
@@ -55,6 +60,48 @@ pub fn kite_engine_vars(
         ("CORE_PINNING", "off".into()),
         ("BACKFILL_AUTO", "false".into()),
     ]
+}
+
+/// The simulator streaming Kite quotes at `rate` ticks/s, and a whole engine on it subscribed to
+/// 200 of its instruments, producing to this run's topics (named from `prefix`: ticks, raw, DLQ)
+/// with `journal` as its outage journal and logging warnings only. For the tests that count what
+/// the engine's threads do under load.
+pub fn kite_quote_engine(
+    rate: u64,
+    seed: u64,
+    prefix: &str,
+    journal: &Path,
+) -> (SimHandle, [String; 3], Engine) {
+    services();
+    let sim = Simulator::start(SimConfig {
+        ticks_per_sec: rate,
+        seed,
+        ..SimConfig::default()
+    })
+    .expect("simulator starts");
+    let topics = [
+        unique(&format!("{prefix}.ticks")),
+        unique(&format!("{prefix}.raw")),
+        unique(&format!("{prefix}.dlq")),
+    ];
+    let subscribe: Vec<String> = (1..=200u32)
+        .map(|i| format!("kite:{}@quote", i * 256 + 1))
+        .collect();
+    let mut vars = kite_engine_vars(sim.kite_url(), &topics, 3, journal);
+    vars.extend([
+        ("SUBSCRIBE", subscribe.join(",")),
+        ("LOG_LEVEL", "warn".into()),
+    ]);
+    let engine = Engine::start(Arc::new(config(vars)), Shutdown::new()).expect("engine starts");
+    (sim, topics, engine)
+}
+
+/// Records of `topic` Kafka has acknowledged to this process's engine so far.
+pub fn acked(topic: &str) -> u64 {
+    layer1::metrics::global()
+        .kafka_acked_total
+        .with_label_values(&[topic])
+        .get()
 }
 
 /// The engine's config from `vars`, read as it would read them from its environment.
