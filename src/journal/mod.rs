@@ -336,11 +336,22 @@ impl SegmentId {
 /// lies in them. Records are read in place ([`LoadedSegment::get`]); the buffers are reused by
 /// the next [`Journal::load_oldest`] into the same value, so draining allocates per segment at
 /// most, never per record.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LoadedSegment {
     id: Option<SegmentId>,
     bytes: Vec<u8>,
     spans: Vec<Span>,
+}
+
+impl std::fmt::Debug for LoadedSegment {
+    // Not the bytes: a segment is megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedSegment")
+            .field("id", &self.id)
+            .field("bytes", &self.bytes.len())
+            .field("records", &self.spans.len())
+            .finish()
+    }
 }
 
 impl LoadedSegment {
@@ -734,6 +745,12 @@ mod tests {
         // The same value takes the next segment, its buffers reused.
         let spill = j.load_oldest(&mut seg).expect("load").expect("a segment");
         assert_eq!(seg.len(), 1000);
+        // Its debug form names it and counts, without the bytes.
+        let shown = format!("{seg:?}");
+        assert!(
+            shown.contains("records: 1000") && shown.len() < 200,
+            "{shown}"
+        );
         assert!(owned(&seg)
             .iter()
             .enumerate()
