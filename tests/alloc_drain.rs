@@ -83,7 +83,8 @@ fn no_allocation_per_record_while_the_journal_drains() {
     let per_segment = journaled / SEGMENTS;
 
     let started = std::time::Instant::now();
-    let (sim, topics, engine) = common::kite_quote_engine(20_000, 12, "test.drainalloc", &journal);
+    let (sim, topics, engine) =
+        common::kite_quote_engine(20_000, 12, "test.drainalloc", &journal, &[]);
     let records = || acked(&topics[0]) + acked(&topics[1]);
 
     // Warm-up: the first segment drained (topics made, leaders known, buffers grown).

@@ -35,7 +35,7 @@ static ALLOC: alloc::Counting = alloc::Counting;
 #[test]
 fn no_allocation_per_record_on_the_producer_thread_once_warm() {
     let journal = std::env::temp_dir().join(common::unique("journal-alloc"));
-    let (sim, topics, engine) = common::kite_quote_engine(20_000, 11, "test.alloc", &journal);
+    let (sim, topics, engine) = common::kite_quote_engine(20_000, 11, "test.alloc", &journal, &[]);
 
     // Warm-up: topics created, leaders known, buffers and the encoder's output grown.
     assert!(

@@ -86,6 +86,11 @@ pub const VARIABLES: &[VarDoc] = &[
         "produce raw frames to KAFKA_TOPIC_RAW (true/false)",
     ),
     var(
+        "KAFKA_TICK_FORMAT",
+        "json",
+        "market.ticks payload: json (docs/tick-schema.md) or binary (the compact little-endian layout, same document)",
+    ),
+    var(
         "KAFKA_LINGER_MS",
         "1",
         "librdkafka linger.ms: batching delay before a send (0..=1000)",
@@ -425,6 +430,8 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Whether raw frames are produced (`KAFKA_RAW_ENABLED`).
     pub raw_enabled: bool,
+    /// The `market.ticks` payload form (`KAFKA_TICK_FORMAT`).
+    pub tick_format: TickFormat,
     /// `linger.ms` (`KAFKA_LINGER_MS`).
     pub linger_ms: u32,
     /// `compression.type` (`KAFKA_COMPRESSION`).
@@ -435,6 +442,16 @@ pub struct KafkaConfig {
     pub buffer_max_messages: u32,
     /// `queue.buffering.max.kbytes` (`KAFKA_BUFFER_MAX_KBYTES`).
     pub buffer_max_kbytes: u32,
+}
+
+/// The form of a `market.ticks` payload (`docs/tick-schema.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TickFormat {
+    /// The camelCase JSON object (`schema` header `1`).
+    #[default]
+    Json,
+    /// The compact little-endian layout (`schema` header `bin1`).
+    Binary,
 }
 
 /// How threads are placed on cores.
@@ -797,6 +814,16 @@ impl Config {
                 })
             }
         };
+        let tick_format = match r.string("KAFKA_TICK_FORMAT", "json or binary")?.as_str() {
+            "json" => TickFormat::Json,
+            "binary" => TickFormat::Binary,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "KAFKA_TICK_FORMAT",
+                    expected: "json or binary",
+                })
+            }
+        };
         let kafka = KafkaConfig {
             brokers: brokers(&r)?,
             topic_ticks: topic(&r, "KAFKA_TOPIC_TICKS")?,
@@ -805,6 +832,7 @@ impl Config {
             topic_ohlc: topic(&r, "KAFKA_TOPIC_OHLC")?,
             partitions: r.num("KAFKA_PARTITIONS", 1, 1024, "an integer 1..=1024")?,
             raw_enabled: r.boolean("KAFKA_RAW_ENABLED")?,
+            tick_format,
             linger_ms: r.num("KAFKA_LINGER_MS", 0, 1000, "milliseconds 0..=1000")?,
             compression,
             message_timeout_ms: r.num(
@@ -1073,6 +1101,16 @@ mod tests {
     }
 
     #[test]
+    fn ticks_are_json_unless_binary_is_chosen() {
+        assert_eq!(
+            build(&[]).expect("defaults").kafka.tick_format,
+            TickFormat::Json
+        );
+        let c = build(&[("KAFKA_TICK_FORMAT", "binary")]).expect("binary");
+        assert_eq!(c.kafka.tick_format, TickFormat::Binary);
+    }
+
+    #[test]
     fn realtime_priorities_are_opt_in() {
         let c = build(&[]).expect("defaults");
         assert_eq!(c.realtime, RealtimeConfig::default());
@@ -1128,6 +1166,11 @@ mod tests {
             (
                 &[("KAFKA_COMPRESSION", "brotli")],
                 "KAFKA_COMPRESSION",
+                "CONFIG_INVALID",
+            ),
+            (
+                &[("KAFKA_TICK_FORMAT", "avro")],
+                "KAFKA_TICK_FORMAT",
                 "CONFIG_INVALID",
             ),
             (&[("REDIS_URL", "http://x")], "REDIS_URL", "CONFIG_INVALID"),

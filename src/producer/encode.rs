@@ -2,7 +2,8 @@
 //! producer thread reuses, so encoding a tick allocates nothing once the buffers have grown.
 //!
 //! - ticks: key = instrument (`EXCHANGE:SYMBOL` once resolved, else `<vendor>:<token>`), payload
-//!   = the JSON form of `docs/tick-schema.md`, headers `vendor` and `schema`;
+//!   = the JSON form of `docs/tick-schema.md` (or, with `KAFKA_TICK_FORMAT=binary`, its compact
+//!   binary form), headers `vendor` and `schema` (`1` for JSON, `bin1` for binary);
 //! - raw frames: key = `<vendor>:<connection id>`, payload = the frame bytes as received,
 //!   headers `vendor`, `kind` (`binary`/`text`), `receivedAt` (epoch ns);
 //! - rejects (DLQ): key = vendor, payload = JSON with the reason, code, vendor, connection,
@@ -11,7 +12,14 @@
 use std::io::Write as _;
 
 use super::{Outbound, Topic};
-use crate::{encode::json::encode_json, journal::RecordRef};
+use crate::{
+    config::TickFormat,
+    encode::{
+        binary::{encode_binary, BINARY_SCHEMA},
+        json::encode_json,
+    },
+    journal::RecordRef,
+};
 
 /// A record's headers on the stack (no allocation per record); at most [`MAX_HEADERS`].
 #[derive(Debug)]
@@ -60,6 +68,8 @@ pub(super) struct Encoder {
     topic: Option<Topic>,
     vendor: &'static str,
     kind: Kind,
+    /// Ticks in the compact binary form (`KAFKA_TICK_FORMAT=binary`) instead of JSON.
+    binary_ticks: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +104,14 @@ fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Encoder {
+    /// An encoder writing ticks in `format`.
+    pub(super) fn new(format: TickFormat) -> Self {
+        Encoder {
+            binary_ticks: format == TickFormat::Binary,
+            ..Encoder::default()
+        }
+    }
+
     /// Encodes `item`, replacing the previous record. `record` items are borrowed as they are.
     pub(super) fn encode(&mut self, item: &Outbound) {
         self.key.clear();
@@ -114,7 +132,11 @@ impl Encoder {
                         let _ = write!(self.key, "{}:{}", t.vendor.as_str(), t.token.as_str());
                     }
                 }
-                encode_json(t, name, &mut self.payload);
+                if self.binary_ticks {
+                    encode_binary(t, &self.key, &mut self.payload);
+                } else {
+                    encode_json(t, name, &mut self.payload);
+                }
             }
             Outbound::Raw(r) => {
                 self.topic = Some(Topic::Raw);
@@ -182,7 +204,14 @@ impl Encoder {
         match (self.kind, item) {
             (Kind::Tick, _) => {
                 headers.push(("vendor", self.vendor.as_bytes()));
-                headers.push(("schema", TICK_SCHEMA_VERSION));
+                headers.push((
+                    "schema",
+                    if self.binary_ticks {
+                        BINARY_SCHEMA
+                    } else {
+                        TICK_SCHEMA_VERSION
+                    },
+                ));
             }
             (Kind::Raw(kind), _) => {
                 headers.push(("vendor", self.vendor.as_bytes()));

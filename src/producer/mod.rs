@@ -352,7 +352,7 @@ pub fn spawn(
                 drain_spare: DrainBuffers::default(),
                 drain_acks: Vec::new(),
                 next_seq: 1,
-                encoder: encode::Encoder::default(),
+                encoder: encode::Encoder::new(settings.kafka.tick_format),
                 last_probe: None,
                 report: FlushReport::default(),
                 journal_full_logged: false,

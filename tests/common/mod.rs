@@ -62,15 +62,16 @@ pub fn kite_engine_vars(
     ]
 }
 
-/// The simulator streaming Kite quotes at `rate` ticks/s, and a whole engine on it subscribed to
-/// 200 of its instruments, producing to this run's topics (named from `prefix`: ticks, raw, DLQ)
-/// with `journal` as its outage journal and logging warnings only. For the tests that count what
-/// the engine's threads do under load.
+/// The simulator streaming Kite ticks at `rate` ticks/s, and a whole engine on it subscribed to
+/// 200 of its instruments in quote mode, producing to this run's topics (named from `prefix`:
+/// ticks, raw, DLQ) with `journal` as its outage journal and logging warnings only; `extra`
+/// settings win over these (a `SUBSCRIBE` of other modes, a tick format).
 pub fn kite_quote_engine(
     rate: u64,
     seed: u64,
     prefix: &str,
     journal: &Path,
+    extra: &[(&'static str, String)],
 ) -> (SimHandle, [String; 3], Engine) {
     services();
     let sim = Simulator::start(SimConfig {
@@ -87,7 +88,9 @@ pub fn kite_quote_engine(
     let subscribe: Vec<String> = (1..=200u32)
         .map(|i| format!("kite:{}@quote", i * 256 + 1))
         .collect();
-    let mut vars = kite_engine_vars(sim.kite_url(), &topics, 3, journal);
+    // The first setting of a name wins (`config`), so `extra` goes first.
+    let mut vars = extra.to_vec();
+    vars.extend(kite_engine_vars(sim.kite_url(), &topics, 3, journal));
     vars.extend([
         ("SUBSCRIBE", subscribe.join(",")),
         ("LOG_LEVEL", "warn".into()),
