@@ -41,12 +41,30 @@ fn values(t: &Tick) -> [f64; 14] {
     ]
 }
 
+/// Most bytes of the instrument a binary tick carries (its length is one byte).
+const INSTRUMENT_MAX: usize = 255;
+
+/// `key` cut to at most [`INSTRUMENT_MAX`] bytes, never inside a UTF-8 character, so the cut
+/// text is still UTF-8 and the record still decodes.
+fn instrument_within_limit(key: &[u8]) -> &[u8] {
+    if key.len() <= INSTRUMENT_MAX {
+        return key;
+    }
+    let mut end = INSTRUMENT_MAX;
+    // A continuation byte (0b10xx_xxxx) at `end` would be the middle of a character.
+    while end > 0 && key.get(end).is_some_and(|b| b & 0xC0 == 0x80) {
+        end -= 1;
+    }
+    key.get(..end).unwrap_or_default()
+}
+
 /// Appends `tick` in the binary form to `out`. `instrument` is the record's key (the canonical
-/// `EXCHANGE:SYMBOL`, or `<vendor>:<token>`); past 255 bytes it is cut (keys are far shorter).
+/// `EXCHANGE:SYMBOL`, or `<vendor>:<token>`); past 255 bytes it is cut at a character boundary
+/// (keys are far shorter).
 pub fn encode_binary(tick: &Tick, instrument: &[u8], out: &mut Vec<u8>) {
     let f = tick.fields;
     let token = tick.token.as_str().as_bytes();
-    let instrument = instrument.get(..255).unwrap_or(instrument);
+    let instrument = instrument_within_limit(instrument);
     let (bids, asks) = if f.has(Fields::DEPTH) {
         (tick.depth.bids(), tick.depth.asks())
     } else {
@@ -345,6 +363,22 @@ mod tests {
         out.clear();
         encode_binary(&t, b"NSE:INFY", &mut out);
         assert_eq!(out.len(), binary_len(6, 8, true, 0));
+    }
+
+    #[test]
+    fn a_long_instrument_is_cut_whole_characters_and_still_decodes() {
+        // 254 ASCII bytes then a 3-byte character: a cut at 255 would split it.
+        let mut key = "A".repeat(254);
+        key.push_str("\u{20b9}XYZ");
+        let mut out = Vec::new();
+        encode_binary(&quote(), key.as_bytes(), &mut out);
+        let d = decode_binary(&out).expect("decodes");
+        assert_eq!(d.instrument, "A".repeat(254));
+        // At the limit exactly nothing is cut.
+        let exact = "B".repeat(255);
+        out.clear();
+        encode_binary(&quote(), exact.as_bytes(), &mut out);
+        assert_eq!(decode_binary(&out).expect("decodes").instrument, exact);
     }
 
     #[test]

@@ -223,22 +223,6 @@ pub struct RecordView<'a> {
     pub payload: &'a [u8],
 }
 
-impl RecordView<'_> {
-    /// The record copied out (tests, tools; the drain sends views).
-    pub fn to_owned_record(&self) -> OwnedRecord {
-        OwnedRecord {
-            topic: self.topic,
-            key: self.key.to_vec(),
-            headers: self
-                .headers
-                .clone()
-                .map(|(k, v)| (k.to_owned(), v.to_vec()))
-                .collect(),
-            payload: self.payload.to_vec(),
-        }
-    }
-}
-
 /// Reads a record body; `None` unless it is well formed to its last byte (every header whole,
 /// names UTF-8).
 fn view_body(body: &[u8]) -> Option<RecordView<'_>> {
@@ -708,10 +692,24 @@ mod tests {
         })
     }
 
+    /// A view copied out, to compare with what was written.
+    fn to_owned_record(v: &RecordView<'_>) -> OwnedRecord {
+        OwnedRecord {
+            topic: v.topic,
+            key: v.key.to_vec(),
+            headers: v
+                .headers
+                .clone()
+                .map(|(k, v)| (k.to_owned(), v.to_vec()))
+                .collect(),
+            payload: v.payload.to_vec(),
+        }
+    }
+
     /// Every record of `seg`, copied out.
     fn owned(seg: &LoadedSegment) -> Vec<OwnedRecord> {
         (0..seg.len())
-            .map(|i| seg.get(i).expect("indexed record reads").to_owned_record())
+            .map(|i| to_owned_record(&seg.get(i).expect("indexed record reads")))
             .collect()
     }
 
@@ -809,7 +807,7 @@ mod tests {
                 ("receivedAt", &b"1764400000000000000"[..]),
             ]
         );
-        assert_eq!(seg.get(1).expect("second").to_owned_record(), rec(4));
+        assert_eq!(to_owned_record(&seg.get(1).expect("second")), rec(4));
         // A frame is copied as it is on disk.
         let mut again = Vec::new();
         rec(4).write_to(&mut again).expect("encode");

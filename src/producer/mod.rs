@@ -56,7 +56,7 @@ pub use wake::Wake;
 use crate::{
     capture::{CaptureWriter, Record as CaptureRecord},
     config::{JournalConfig, KafkaConfig},
-    journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef, SegmentId},
+    journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
     parsers::FrameKind,
     rawpool::RawBuf,
     tick::Tick,
@@ -389,9 +389,8 @@ struct DrainBuffers {
     acked: Vec<bool>,
 }
 
-/// A journal segment being sent back.
+/// A journal segment being sent back (which one: `buf.seg.id()`).
 struct DrainState {
-    id: SegmentId,
     buf: DrainBuffers,
     /// Sequence number of record 0; record i has `base + i`.
     base: u64,
@@ -802,7 +801,7 @@ impl Worker {
                 self.final_drain = self.journal.only_tail_left();
                 let mut buf = std::mem::take(&mut self.drain_spare);
                 match self.journal.load_oldest(&mut buf.seg) {
-                    Ok(Some(id)) => {
+                    Ok(Some(_)) => {
                         let len = buf.seg.len();
                         let n = len as u64;
                         let base = self.next_seq;
@@ -812,7 +811,6 @@ impl Worker {
                         buf.acked.clear();
                         buf.acked.resize(len, false);
                         self.drain = Some(DrainState {
-                            id,
                             buf,
                             base,
                             unacked: len,
@@ -895,7 +893,7 @@ impl Worker {
                 return;
             }
             if d.unacked == 0 {
-                if let Err(e) = self.journal.commit(d.id) {
+                if let Some(Err(e)) = d.buf.seg.id().map(|id| self.journal.commit(id)) {
                     log::error!(event = "journal_commit_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                 }
                 if let Some(done) = self.drain.take() {
