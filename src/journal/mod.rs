@@ -12,8 +12,8 @@
 //! it is reported, never replayed.
 //!
 //! Draining reads a segment into a buffer kept from the segment before ([`LoadedSegment`]),
-//! checks every record once, and hands out views into those bytes ([`RecordView`]): nothing is
-//! copied or allocated per record.
+//! checks every record once, keeping where its fields lie, and hands out views cut at those
+//! offsets ([`RecordView`]): nothing is copied, allocated or walked twice per record.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -223,39 +223,77 @@ pub struct RecordView<'a> {
     pub payload: &'a [u8],
 }
 
-/// Reads a record body; `None` unless it is well formed to its last byte (every header whole,
-/// names UTF-8).
-fn view_body(body: &[u8]) -> Option<RecordView<'_>> {
+/// Where a well-formed record body's fields lie, found by walking it once at load so that reading
+/// the record later ([`LoadedSegment::get`]) walks nothing but the headers it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// Offset of the first header (after topic, key length, key and header count).
+    headers_at: usize,
+    /// Offset of the payload's length field, right after the last header.
+    headers_end: usize,
+    /// Number of headers.
+    count: u8,
+}
+
+/// Walks a record body; `None` unless it is well formed to its last byte (every header whole,
+/// names UTF-8, the payload ending the body).
+fn layout(body: &[u8]) -> Option<Layout> {
     let mut c = Cursor { buf: body, pos: 0 };
-    let topic = c.u8()?;
+    c.u8()?;
     let klen = usize::from(c.u16()?);
-    let key = c.take(klen)?;
-    let n = c.u8()?;
-    let headers = Headers {
-        c: c.clone(),
-        left: n,
-    };
-    let mut walk = headers.clone();
-    for _ in 0..n {
+    c.take(klen)?;
+    let count = c.u8()?;
+    let headers_at = c.pos;
+    let mut walk = Headers { c, left: count };
+    for _ in 0..count {
         walk.next()?;
     }
-    c = walk.c;
+    let mut c = walk.c;
+    let headers_end = c.pos;
     let plen = usize::try_from(c.u32()?).ok()?;
-    let payload = c.take(plen)?;
-    (c.pos == body.len()).then_some(RecordView {
-        topic,
-        key,
-        headers,
-        payload,
+    c.take(plen)?;
+    (c.pos == body.len()).then_some(Layout {
+        headers_at,
+        headers_end,
+        count,
     })
 }
 
+impl Layout {
+    /// The record in `body`, the body this layout was found in: fields cut at the offsets found,
+    /// nothing walked. Every cut is bounds-checked, so a body and layout that do not belong
+    /// together give `None` or headers that end early, never a panic.
+    fn view(self, body: &[u8]) -> Option<RecordView<'_>> {
+        let key = body.get(3..self.headers_at.checked_sub(1)?)?;
+        let headers = Headers {
+            c: Cursor {
+                buf: body.get(..self.headers_end)?,
+                pos: self.headers_at,
+            },
+            left: self.count,
+        };
+        Some(RecordView {
+            topic: *body.first()?,
+            key,
+            headers,
+            payload: body.get(self.headers_end.checked_add(4)?..)?,
+        })
+    }
+}
+
+/// Reads a record body; `None` unless it is well formed to its last byte.
+#[cfg(test)]
+fn view_body(body: &[u8]) -> Option<RecordView<'_>> {
+    layout(body)?.view(body)
+}
+
 /// Where one record lies in a segment's bytes: its frame (length, checksum, body) starts at
-/// `start`, its body is the `len` bytes after the frame header.
+/// `start`, its body is the `len` bytes after the frame header, laid out as `layout` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     start: usize,
     len: usize,
+    layout: Layout,
 }
 
 impl Span {
@@ -281,12 +319,16 @@ fn index(buf: &[u8], spans: &mut Vec<Span>) -> bool {
         let Some(body) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
             return true;
         };
-        if crc32fast::hash(body) != crc || view_body(body).is_none() {
+        if crc32fast::hash(body) != crc {
             return true;
         }
+        let Some(layout) = layout(body) else {
+            return true;
+        };
         spans.push(Span {
             start,
             len: body.len(),
+            layout,
         });
     }
     false
@@ -357,7 +399,7 @@ impl LoadedSegment {
     /// Record `i`, in order, borrowed from the segment's bytes.
     pub fn get(&self, i: usize) -> Option<RecordView<'_>> {
         let span = self.spans.get(i)?;
-        view_body(self.bytes.get(span.body())?)
+        span.layout.view(self.bytes.get(span.body())?)
     }
 
     /// Record `i`'s frame as it is on disk (length, checksum, body), to copy it unchanged.
@@ -812,6 +854,35 @@ mod tests {
         let mut again = Vec::new();
         rec(4).write_to(&mut again).expect("encode");
         assert_eq!(seg.frame(1), Some(&again[..]));
+    }
+
+    #[test]
+    fn a_layout_cuts_only_its_own_body_and_never_panics_on_another() {
+        let mut long = Vec::new();
+        rec(7).write_to(&mut long).expect("encode");
+        let body = long.get(HEADER..).expect("body");
+        let at = layout(body).expect("well formed");
+        // Applied to its own body, the cut record is the record.
+        assert_eq!(to_owned_record(&at.view(body).expect("view")), rec(7));
+        // Applied to every shorter prefix, or to a body of other fields, it gives None or
+        // headers that end early: no panic, no read past the slice.
+        for cut in 0..body.len() {
+            let prefix = body.get(..cut).expect("prefix");
+            if let Some(v) = at.view(prefix) {
+                assert!(v.headers.count() <= usize::from(at.count));
+            }
+        }
+        let other = OwnedRecord {
+            topic: 1,
+            key: b"k".to_vec(),
+            headers: Vec::new(),
+            payload: Vec::new(),
+        };
+        let mut short = Vec::new();
+        other.write_to(&mut short).expect("encode");
+        if let Some(v) = at.view(short.get(HEADER..).expect("body")) {
+            assert!(v.headers.count() <= usize::from(at.count));
+        }
     }
 
     #[test]

@@ -165,8 +165,9 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
-        // Reached only through `BaseProducer::poll` (inside its `flush`, at shutdown); the
-        // producer thread's own turns serve reports in `native::Client::serve_reports`.
+        // Reached only through `BaseProducer::poll`, which the engine no longer calls: reports
+        // are served in `native::Client::serve_reports` and `flush`. `BaseProducer`'s drop
+        // still polls after a purge; by then the producer thread's `finish` has left nothing.
         let seq = seq as u64;
         match result {
             Ok(msg) => self.on_acked(msg.topic(), seq),

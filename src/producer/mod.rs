@@ -911,7 +911,8 @@ impl Worker {
         let deadline = Instant::now() + timeout;
         // Give in-flight records (and, with the broker back, the journal) until the deadline.
         while Instant::now() < deadline {
-            let _ = self.producer.base().flush(Duration::from_millis(50));
+            self.producer
+                .flush(Duration::from_millis(50), MAX_REPORT_EVENTS);
             self.turn();
             let settled = self.stats.in_flight() == 0 && self.rescue.is_empty();
             if settled && (self.mode == Mode::Direct || self.mode == Mode::Spill) {
@@ -923,8 +924,8 @@ impl Worker {
             self.producer
                 .base()
                 .purge(PurgeConfig::default().queue().inflight());
-            let _ = self.producer.base().flush(Duration::from_millis(500));
-            self.serve_delivery_reports();
+            self.producer
+                .flush(Duration::from_millis(500), MAX_REPORT_EVENTS);
         }
         self.collect_failures();
         if let Some(d) = self.drain.take() {

@@ -19,7 +19,7 @@ use std::{
     borrow::Cow,
     ffi::{c_char, c_int, c_void, CStr},
     ptr::NonNull,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -122,8 +122,9 @@ impl Drop for CHeaders {
 /// client errors and log lines are served here, not by `BaseProducer::poll`. rdkafka-rs's
 /// `poll` builds a `Vec` of the event's message pointers and an `Arc` around the event for every
 /// delivery-report event (one per acknowledged produce request); walking the event in place costs
-/// no Rust allocation on a successful delivery. `BaseProducer::flush` (used at shutdown) still
-/// serves reports its own way, into the same [`DeliveryContext`] accounting.
+/// no Rust allocation on a successful delivery. Shutdown's flush ([`Client::flush`]) serves them
+/// the same way; rdkafka-rs's own `poll` is reached only by `BaseProducer`'s drop, which finds
+/// nothing left once the producer thread has flushed.
 pub(super) struct Client {
     /// A reference to the client's main queue (where delivery reports, errors and, with
     /// rdkafka-rs's `log.queue`, log lines arrive); released in `drop`, before `base` goes.
@@ -166,6 +167,29 @@ impl Client {
             unsafe { rd::rd_kafka_event_destroy(ev.as_ptr()) };
         }
         records
+    }
+
+    /// Waits until librdkafka holds no record (none queued, in flight or unreported), serving
+    /// reports here as [`Client::serve_reports`] does, at most `max_events` per wait of up to
+    /// 10 ms; true when it emptied within `timeout`. Like rdkafka-rs's `flush`, each round asks
+    /// librdkafka to send what lingers now, but the reports are served in place, so a shutdown
+    /// accounts its last records as every turn does.
+    pub(super) fn flush(&self, timeout: Duration, max_events: usize) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // SAFETY: the client is live (owned by `self.base`). With delivery reports enabled as
+            // events, a zero timeout only flags the queued records to go now and tells whether
+            // any is left; it serves nothing itself.
+            let left = unsafe { rd::rd_kafka_flush(self.base.client().native_ptr(), 0) };
+            if left == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.serve_reports((deadline - now).min(Duration::from_millis(10)), max_events);
+        }
     }
 }
 
@@ -413,23 +437,31 @@ mod tests {
         time::{Duration, Instant},
     };
 
-    use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+    use rdkafka::{
+        error::KafkaError,
+        producer::{Producer, PurgeConfig},
+        types::RDKafkaErrorCode,
+    };
 
-    use super::{CHeaders, Client, Native};
+    use super::{CHeaders, Client, FailedRecord, Native};
     use crate::{
         config::Config,
         producer::client::{self, DeliveryContext, DeliveryStats},
     };
 
-    /// A record produced to a broker that is not there comes back through `serve_reports` as a
-    /// failed record with its topic, key, payload, headers and the error rdkafka-rs would have
-    /// given, and is counted failed, not acknowledged.
-    #[test]
-    fn served_reports_hand_back_a_failed_record_whole() {
-        // Nothing listens on port 1 of loopback: every connection is refused at once.
+    /// A client of a broker that is not there (nothing listens on port 1 of loopback: every
+    /// connection is refused at once) whose records time out after `timeout_ms`; its delivery
+    /// counters and the channel its failed records come back on.
+    fn unreachable_client(
+        timeout_ms: &str,
+    ) -> (
+        Client,
+        Arc<DeliveryStats>,
+        crossbeam_channel::Receiver<FailedRecord>,
+    ) {
         let cfg = Config::from_lookup(&|k| match k {
             "KAFKA_BROKERS" => Some("127.0.0.1:1".to_owned()),
-            "KAFKA_MESSAGE_TIMEOUT_MS" => Some("1000".to_owned()),
+            "KAFKA_MESSAGE_TIMEOUT_MS" => Some(timeout_ms.to_owned()),
             _ => None,
         })
         .unwrap_or_else(|e| panic!("config: {e}"));
@@ -438,6 +470,15 @@ mod tests {
         let ctx = DeliveryContext::new(Arc::clone(&stats), tx, &cfg.kafka);
         let base = client::create_producer(&cfg.kafka, ctx).unwrap_or_else(|e| panic!("{e}"));
         let producer = Client::new(base).unwrap_or_else(|| panic!("no main queue"));
+        (producer, stats, rx)
+    }
+
+    /// A record produced to a broker that is not there comes back through `serve_reports` as a
+    /// failed record with its topic, key, payload, headers and the error rdkafka-rs would have
+    /// given, and is counted failed, not acknowledged.
+    #[test]
+    fn served_reports_hand_back_a_failed_record_whole() {
+        let (producer, stats, rx) = unreachable_client("1000");
         let pairs: [(&str, &[u8]); 2] = [("vendor", b"kite"), ("schema", &[1, 0, 0xff])];
         let mut headers = CHeaders::build(pairs.iter().copied());
         let topic = c"test.native.unreachable";
@@ -478,6 +519,46 @@ mod tests {
             stats.outage.load(Ordering::Acquire),
             "AllBrokersDown reached the context"
         );
+    }
+
+    /// `flush` tells whether librdkafka emptied within its time, and serves the reports itself:
+    /// a record held for an absent broker keeps it from emptying; purged (as shutdown purges
+    /// what is left), it comes back through `flush` as a failed record and the flush succeeds.
+    #[test]
+    fn flush_serves_the_reports_of_purged_records_in_place() {
+        let (producer, stats, rx) = unreachable_client("60000");
+        let mut headers = CHeaders::build([("vendor", &b"kite"[..])].into_iter());
+        let record = Native {
+            payload: b"{}",
+            key: b"NSE:TCS",
+            seq: 9,
+        };
+        assert_eq!(
+            producer.produce(c"test.native.flush", &record, &mut headers),
+            Ok(())
+        );
+        assert!(
+            !producer.flush(Duration::from_millis(300), 16),
+            "a record no broker can take is still held after 300 ms"
+        );
+        assert_eq!(stats.failed.load(Ordering::Acquire), 0);
+        producer
+            .base()
+            .purge(PurgeConfig::default().queue().inflight());
+        assert!(
+            producer.flush(Duration::from_secs(20), 16),
+            "empty once the purged record is reported"
+        );
+        let failed = rx
+            .try_recv()
+            .unwrap_or_else(|e| panic!("no failed record: {e}"));
+        assert_eq!(
+            (failed.seq, failed.topic.as_str()),
+            (9, "test.native.flush")
+        );
+        assert_eq!(failed.key.as_deref(), Some(&b"NSE:TCS"[..]));
+        assert_eq!(stats.failed.load(Ordering::Acquire), 1);
+        assert_eq!(stats.acked.load(Ordering::Acquire), 0);
     }
 
     #[test]
