@@ -45,6 +45,8 @@ pub mod shutdown;
 pub mod sim;
 pub mod status;
 pub mod subscribe;
+#[cfg(test)]
+mod test_rng;
 pub mod tick;
 pub mod validate;
 pub mod vendor;

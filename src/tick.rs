@@ -823,13 +823,7 @@ mod tests {
         // looked up again and again in shifting orders: every answer must be the formatter's.
         let cache = U32TokenCache::new();
         let check = |v: u32| assert_eq!(cache.token(v), Token::from_u32(v), "{v}");
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let random: Vec<u32> = (0..10_000).map(|_| next() as u32).collect();
         let mut colliding = Vec::new();
         let mut v = 1u32;

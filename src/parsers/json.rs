@@ -858,13 +858,7 @@ mod tests {
     fn randomized_mutations_never_panic_and_always_account() {
         let m = JsonMapping::parse(MAP, "NSE").unwrap();
         let base = br#"[{"symbol":"INFY","last_price":1573.7,"vol":"2000","ts_ms":1732700000123,"prev_close_paise":156780},{"type":"ack"},{"symbol":"A\u0042","last_price":1}]"#;
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
             let mut f = base.to_vec();
             for _ in 0..(next() % 4 + 1) {

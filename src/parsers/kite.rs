@@ -1011,13 +1011,7 @@ mod tests {
             simd::has_ssse3(),
             "every x86-64 CPU since 2006 has SSSE3; this test needs it"
         );
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let edges = [0u32, 1, 99, 100, 0x7fff_ffff, 0x8000_0000, u32::MAX];
         let segments = [1u32, 2, 3, 4, 5, 6, 7, 8, 12];
         let mut quotes = 0usize;
@@ -1295,13 +1289,7 @@ mod tests {
         // random order: each tick the frame walk delivers from its reused tick must equal the
         // packet decoded alone from `Tick::EMPTY`, in every field, so nothing a previous packet
         // carried (depth, oi, times, ...) can survive into a packet that does not carry it.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let meta = FrameMeta {
             received_at_ns: 1_732_700_000_000_000_000,
             conn_id: 3,

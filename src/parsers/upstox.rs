@@ -1196,13 +1196,7 @@ mod tests {
         // and OHLC present or not), and hand-written extras a real feed sends: an intraday candle
         // before the day one, more than five levels (full_d30). The fast path must answer for
         // every one of them (they are all in field order) and agree with the exact path.
-        let mut state = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x1234_5678_9abc_def1);
         let meta = FrameMeta {
             received_at_ns: 42,
             conn_id: 7,
@@ -1317,13 +1311,7 @@ mod tests {
                 }
             }
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let meta = FrameMeta::default();
         let (mut agreed, mut fell_back) = (0, 0);
         for round in 0..60_000 {
