@@ -88,6 +88,8 @@ struct Handoff {
     /// Whether the current frame is the first its socket read completed (its ticks queue behind
     /// no other frame's): its ticks also go to [`crate::latency::handoff_ticks_first_of_read`].
     first_of_read: bool,
+    /// Ticks the validator refused (the parser's own rejects are counted per frame).
+    refused: u64,
 }
 
 impl Handoff {
@@ -261,6 +263,7 @@ impl Handoff {
                 }
             }
             Err(rej) => {
+                self.refused += 1;
                 let mut t = *tick;
                 if let Some(id) = id {
                     t.instrument_id = id;
@@ -372,6 +375,7 @@ impl Pipeline {
                 wake: None,
                 unstamped: 0,
                 first_of_read: false,
+                refused: 0,
             },
             raw_enabled,
             counts: PipelineCounts::default(),
@@ -401,7 +405,10 @@ impl Pipeline {
 
     /// What this pipeline has handled.
     pub fn counts(&self) -> PipelineCounts {
-        self.counts
+        PipelineCounts {
+            rejects: self.counts.rejects + self.handoff.refused,
+            ..self.counts
+        }
     }
 
     /// Raw-frame buffers this pipeline allocated or grew on the feed thread (not the initial

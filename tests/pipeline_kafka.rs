@@ -246,6 +246,112 @@ fn simulator_ticks_reach_kafka_exactly_once_in_order_with_their_raw_frames() {
     let _ = std::fs::remove_dir_all(&run.journal);
 }
 
+/// `layer1 replay --paced` keeps a capture's recorded spacing: no frame's ticks reach Kafka
+/// before the frame's recorded offset from the first (their Kafka create time, taken when the
+/// producer hands them to librdkafka, is never earlier), and it yields exactly the ticks the fast
+/// replay of the same capture does. Six real Kite frames recorded over 1.5 s; each has a tick
+/// the validator refuses, which both replays count and send to the dead-letter topic.
+#[test]
+fn paced_replay_keeps_the_recorded_spacing_and_yields_the_fast_replays_ticks() {
+    use std::io::BufWriter;
+
+    use layer1::capture::{CaptureWriter, Record};
+
+    const OFFSETS_MS: [u64; 6] = [0, 250, 300, 700, 1_100, 1_500];
+    common::services();
+    let dir = std::env::temp_dir().join(common::unique("replay-paced"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let capture = dir.join("paced.l1cap");
+    let frame = std::fs::read("tests/fixtures/kite/frame_real.bin").expect("fixture");
+    let base_ms = layer1::clock::now_unix_ns() / 1_000_000 - 60_000;
+    {
+        let file = std::fs::File::create(&capture).expect("capture file");
+        let mut w = CaptureWriter::new(BufWriter::new(file)).expect("header");
+        for off in OFFSETS_MS {
+            let rec = Record {
+                received_at_ns: (base_ms + off) * 1_000_000,
+                vendor: Vendor::Kite,
+                kind: FrameKind::Binary,
+                conn_id: 1,
+            };
+            w.write_record(&rec, &frame).expect("record");
+        }
+        w.flush().expect("flush");
+    }
+    let replay = |paced: bool| {
+        let topics = [
+            common::unique("test.replay.ticks"),
+            common::unique("test.replay.raw"),
+            common::unique("test.replay.dlq"),
+        ];
+        let mut vars = common::kite_engine_vars("ws://127.0.0.1:1".into(), &topics, 1, &dir);
+        vars.push(("SUBSCRIBE", "kite:408065@full".into()));
+        let cfg = common::config(vars);
+        let before_ms = layer1::clock::now_unix_ns() / 1_000_000;
+        let started = std::time::Instant::now();
+        let summary = layer1::replay::run(&cfg, &capture, paced).expect("replay");
+        let took = started.elapsed();
+        assert!(!summary.truncated);
+        // Each frame holds two ticks; its full-mode one carries the capture's 2021 exchange
+        // time, which the validator refuses as stale against the recorded receive time.
+        let frames = OFFSETS_MS.len();
+        assert_eq!(
+            (summary.pipeline.ticks, summary.pipeline.rejects),
+            (2 * frames as u64, frames as u64),
+            "validator refusals are counted"
+        );
+        let records = common::consume_records(&topics[0], frames, Duration::from_secs(30));
+        assert_eq!(
+            records.len(),
+            frames,
+            "every valid replayed tick consumed back"
+        );
+        let dlq = common::consume_all(&topics[2], frames, Duration::from_secs(30));
+        assert_eq!(
+            dlq.len(),
+            frames,
+            "every refused tick in the dead-letter topic"
+        );
+        assert!(dlq
+            .iter()
+            .all(|(_, p)| serde_json::from_slice::<serde_json::Value>(p)
+                .is_ok_and(|v| v["reason"] == "stale_time")));
+        (records, before_ms, took)
+    };
+    let (fast, _, _) = replay(false);
+    let (paced, before_ms, took) = replay(true);
+    assert!(
+        took >= Duration::from_millis(OFFSETS_MS[5]),
+        "a paced replay lasts at least the recorded span: {took:?}"
+    );
+    for r in &paced {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("tick json");
+        let offset = v["receivedAt"].as_u64().expect("receivedAt") - base_ms;
+        assert!(
+            OFFSETS_MS.contains(&offset),
+            "recorded receive time kept: {offset}"
+        );
+        let at = r.timestamp_ms.expect("create time");
+        // Whole milliseconds on both sides: 1 ms of slack for the truncation.
+        assert!(
+            at + 1 >= i64::try_from(before_ms + offset).expect("ms"),
+            "the frame recorded at +{offset} ms reached Kafka at +{} ms",
+            at - i64::try_from(before_ms).expect("ms")
+        );
+    }
+    let sorted = |rs: &[common::Consumed]| {
+        let mut p: Vec<Vec<u8>> = rs.iter().map(|r| r.payload.clone()).collect();
+        p.sort();
+        p
+    };
+    assert_eq!(
+        sorted(&paced),
+        sorted(&fast),
+        "paced and fast replays yield the same ticks"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn malformed_frames_land_in_the_dlq_and_the_main_topic_stays_clean() {
     let run = start(1_000);

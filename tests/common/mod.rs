@@ -153,12 +153,15 @@ pub fn consume_all(
         .collect()
 }
 
-/// A record consumed back: key, payload and headers in order.
+/// A record consumed back: key, payload, headers in order and timestamp.
 #[derive(Debug, Clone)]
 pub struct Consumed {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The record's Kafka timestamp in epoch ms (the producer's create time: when the engine
+    /// handed it to librdkafka).
+    pub timestamp_ms: Option<i64>,
 }
 
 /// [`consume_all`], with each record's headers.
@@ -192,6 +195,7 @@ pub fn consume_records(topic: &str, expected: usize, limit: Duration) -> Vec<Con
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,
+                timestamp_ms: m.timestamp().to_millis(),
             });
         }
     }
