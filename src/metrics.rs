@@ -65,6 +65,12 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     /// `journal_bytes`: bytes held in the outage journal on disk (set by the producer thread).
     pub journal_bytes: IntGauge,
+    /// `journal_full`: 1 from the journal's first refused record of an outage (at its cap, or
+    /// failing to write: records are being dropped) until Kafka is back.
+    pub journal_full: IntGauge,
+    /// `feed_queues_dropping`: feed hand-over queues dropping ticks right now, because the
+    /// producer made no room for `QUEUE_FULL_WAIT`; 0 once every queue accepts again.
+    pub feed_queues_dropping: IntGauge,
 }
 
 fn counter_vec(
@@ -239,6 +245,16 @@ impl Metrics {
                 &r,
                 "journal_bytes",
                 "Bytes held in the outage journal on disk",
+            )?,
+            journal_full: gauge(
+                &r,
+                "journal_full",
+                "1 while the outage journal refuses records (records are dropped)",
+            )?,
+            feed_queues_dropping: gauge(
+                &r,
+                "feed_queues_dropping",
+                "Feed hand-over queues dropping ticks because the producer made no room",
             )?,
             registry: r,
         })

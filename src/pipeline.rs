@@ -18,7 +18,8 @@
 //! the sockets are read no faster than Kafka takes the data and the vendor's TCP window closes.
 //! Only if the producer makes no room for [`QUEUE_FULL_WAIT`] (it is stuck, not slow: it never
 //! blocks on Kafka, it spills to the journal) is the item dropped, counted in
-//! `ticks_dropped_total{vendor}`, logged and shown as degraded on `/health`; until the queue
+//! `ticks_dropped_total{vendor}`, logged and shown on `/health` (degraded, `feed_queues_dropping`)
+//! and `/health/ready` (503); until the queue
 //! accepts again, further items are tried once each without waiting, so a dead producer cannot
 //! freeze the socket loop and its heartbeats.
 
@@ -92,6 +93,15 @@ struct Handoff {
     refused: u64,
 }
 
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        // A feed thread that ends while dropping no longer drops.
+        if self.overflowing {
+            self.metrics.feed_queues_dropping.dec();
+        }
+    }
+}
+
 impl Handoff {
     fn slot(&mut self, v: Vendor) -> &VendorSlot {
         let m = self.metrics;
@@ -116,6 +126,7 @@ impl Handoff {
             Ok(()) => {
                 if self.overflowing {
                     self.overflowing = false;
+                    self.metrics.feed_queues_dropping.dec();
                     log::warn!(event = "queue_recovered", vendor = self.vendor.as_str(); "hand-over queue accepts again");
                 }
                 return true;
@@ -138,6 +149,8 @@ impl Handoff {
             Ok(()) => true,
             Err(SendTimeoutError::Timeout(_)) | Err(SendTimeoutError::Disconnected(_)) => {
                 self.overflowing = true;
+                // `/health` degraded and `/health/ready` 503 while any feed queue drops.
+                self.metrics.feed_queues_dropping.inc();
                 log::error!(event = "queue_full", vendor = self.vendor.as_str(), code = "PIPELINE_QUEUE_FULL"; "producer made no room for {} ms; dropping and counting until it does", QUEUE_FULL_WAIT.as_millis());
                 self.dropped();
                 false

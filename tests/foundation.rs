@@ -127,7 +127,13 @@ fn delete_topics_removes_a_runs_topics_and_ignores_unknown_ones() {
     let brokers = common::brokers();
     let topic = common::unique("test.delete");
     producer::ensure_topics(&brokers, &[&topic], 2, Duration::from_secs(10)).expect("topic");
-    assert_eq!(partitions_of(&topic), 2);
+    // Creation, like deletion, reaches the broker's metadata asynchronously (on a broker just
+    // started, the first read can still miss it).
+    assert!(
+        common::wait_until(Duration::from_secs(20), || partitions_of(&topic) == 2),
+        "topic created with 2 partitions: {}",
+        partitions_of(&topic)
+    );
     let unknown = common::unique("test.never.created");
     producer::delete_topics(&brokers, &[&topic, &unknown], Duration::from_secs(10))
         .expect("delete, the unknown one ignored");
@@ -188,23 +194,6 @@ fn redis_publish_reaches_the_control_listener() {
     listener.join().expect("listener joins");
 }
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read");
-    let status = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[test]
 fn metrics_are_served_as_valid_prometheus_text() {
     let metrics = layer1::metrics::global();
@@ -226,7 +215,7 @@ fn metrics_are_served_as_valid_prometheus_text() {
         shutdown.clone(),
     )
     .expect("http");
-    let (status, body) = http_get(server.addr, "/metrics");
+    let (status, body) = common::http_get(server.addr, "/metrics");
     assert_eq!(status, 200);
     for name in [
         "ingestion_ticks_total",
@@ -262,11 +251,11 @@ fn metrics_are_served_as_valid_prometheus_text() {
             assert!(labels.ends_with('}'), "{line}");
         }
     }
-    let (status, body) = http_get(server.addr, "/health");
+    let (status, body) = common::http_get(server.addr, "/health");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).expect("health json");
     assert!(v["status"].is_string());
-    assert_eq!(http_get(server.addr, "/nope").0, 404);
+    assert_eq!(common::http_get(server.addr, "/nope").0, 404);
     // A hostile request line gets a refusal, not a hang or a crash.
     let mut s = TcpStream::connect(server.addr).expect("connect");
     s.write_all(&[b'A'; 20_000]).ok();
@@ -317,7 +306,7 @@ fn sigterm_stops_a_running_engine_with_every_thread_joined() {
         }
         assert!(started.elapsed() < Duration::from_secs(30));
     };
-    assert_eq!(http_get(addr, "/health").0, 200);
+    assert_eq!(common::http_get(addr, "/health").0, 200);
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill(2) with a pid we spawned and own and a valid signal number; no memory involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);

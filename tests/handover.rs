@@ -109,3 +109,66 @@ fn every_parsed_tick_comes_out_of_the_hand_over_queue_whole_and_in_order() {
         "{ticks} ticks, {with_depth} with depth, {with_greeks} with greeks"
     );
 }
+
+/// The queue-full policy's last resort: a producer that makes no room for `QUEUE_FULL_WAIT`
+/// is stuck, not slow, so the feed waits once (back-pressure, counted), then drops and counts
+/// what does not fit, and `feed_queues_dropping` (which `/health` and `/health/ready` read)
+/// says so; while it drops, later items are tried once without waiting (no new back-pressure
+/// wait is counted), and once the queue accepts again the gauge goes back to 0.
+#[test]
+fn a_stuck_producer_makes_the_feed_drop_count_and_say_so_until_the_queue_accepts_again() {
+    let m = layer1::metrics::global();
+    let dropped = || m.ticks_dropped_total.with_label_values(&["kite"]).get();
+    let waits = || m.queue_full_total.with_label_values(&["feed"]).get();
+    let (tx, mut rx) = producer::queue(8);
+    let mut p = Pipeline::new(tx, ValidationLimits::default(), false);
+    let mut rng = Rng(0x5eed_f011);
+    // A Kite frame whose tick count `fits` accepts.
+    let mut frame_of = |fits: &dyn Fn(usize) -> bool| loop {
+        let mut frame = Vec::new();
+        gen::kite_frame(&mut rng, 40, &mut frame);
+        let mut c = Collect::default();
+        let meta = parsers::FrameMeta::default();
+        parsers::parse_frame(Vendor::Kite, FrameKind::Binary, &frame, &meta, &mut c);
+        if fits(c.0.len()) {
+            return frame;
+        }
+    };
+    // More ticks than the queue has slots, and one tick (at most four items).
+    let frame = frame_of(&|n| n >= 12);
+    let one = frame_of(&|n| n == 1);
+    let meta = FrameMeta {
+        conn: 1,
+        vendor: Vendor::Kite,
+        kind: FrameKind::Binary,
+        received_at_ns: RECEIVED_AT_NS,
+    };
+    let (d0, w0) = (dropped(), waits());
+    let started = std::time::Instant::now();
+    p.frame(&meta, &frame);
+    assert!(
+        started.elapsed() >= layer1::pipeline::QUEUE_FULL_WAIT,
+        "the feed waited for the producer first"
+    );
+    assert_eq!(waits(), w0 + 1, "one back-pressure wait, counted");
+    let d1 = dropped();
+    assert!(d1 > d0, "what did not fit was dropped and counted");
+    assert_eq!(
+        m.feed_queues_dropping.get(),
+        1,
+        "the dropping queue is shown"
+    );
+
+    // Still stuck: dropped at once, no new wait.
+    p.frame(&meta, &frame);
+    assert_eq!(waits(), w0 + 1, "no second wait while dropping");
+    assert!(dropped() > d1);
+    assert_eq!(m.feed_queues_dropping.get(), 1);
+
+    // The producer takes what is queued: the queue accepts again.
+    while rx.try_recv().is_ok() {}
+    p.frame(&meta, &one);
+    assert_eq!(m.feed_queues_dropping.get(), 0, "recovered");
+    drop(p);
+    assert_eq!(m.feed_queues_dropping.get(), 0);
+}

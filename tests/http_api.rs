@@ -247,6 +247,67 @@ fn readiness_needs_kafka_and_every_feed_live_during_market_hours() {
     );
 }
 
+/// Ticks being dropped is never silent on the health routes: the journal refusing records at its
+/// cap, or a feed queue the producer makes no room in, makes `/health` degraded (with the counts
+/// behind it) and `/health/ready` 503 with the reason, outside market hours too, until it ends.
+#[test]
+fn dropping_ticks_degrades_health_and_readiness_until_it_stops() {
+    let s = TestServer::start(|o| {
+        o.market = always(MarketPhase::Closed);
+    });
+    s.metrics.kafka_up.set(1);
+    let healthy = || {
+        assert_eq!(get(s.addr, "/health").json()["status"], "ok");
+        assert_eq!(get(s.addr, "/health/ready").status, 200);
+    };
+    let not_ready_because = |why: &str| {
+        let r = get(s.addr, "/health/ready");
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains(why), "{}", r.body);
+    };
+    healthy();
+    assert_eq!(get(s.addr, "/health").json()["journal"]["full"], false);
+
+    // The journal at its cap.
+    s.metrics.journal_dropped_total.inc_by(7);
+    s.metrics.journal_full.set(1);
+    let h = get(s.addr, "/health").json();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(
+        (
+            h["journal"]["full"].clone(),
+            h["journal"]["dropped"].clone()
+        ),
+        (true.into(), 7.into())
+    );
+    not_ready_because("journal full: records dropped (7 so far)");
+    assert_eq!(
+        get(s.addr, "/api/status").json()["health"]["overall"],
+        "degraded"
+    );
+    s.metrics.journal_full.set(0);
+    healthy();
+
+    // A feed queue dropping; the back-pressure waits before it are counted in the body.
+    s.metrics
+        .queue_full_total
+        .with_label_values(&["feed"])
+        .inc_by(3);
+    s.metrics
+        .ticks_dropped_total
+        .with_label_values(&["kite"])
+        .inc_by(5);
+    s.metrics.feed_queues_dropping.inc();
+    let h = get(s.addr, "/health").json();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["feedQueues"]["fullWaits"], 3);
+    assert_eq!(h["feedQueues"]["dropping"], 1);
+    assert_eq!(h["feedQueues"]["ticksDropped"], 5);
+    not_ready_because("feed queue(s) dropping ticks");
+    s.metrics.feed_queues_dropping.dec();
+    healthy();
+}
+
 #[test]
 fn outside_market_hours_feeds_are_not_required() {
     let s = TestServer::start(|o| {
@@ -828,6 +889,7 @@ fn dashboard_and_alert_rules_query_exported_metrics() {
         "kafka_delivery_failures_total",
         "queue_full_total",
         "queue_depth",
+        "ticks_dropped_total",
         "control_commands_total",
         "feed_connection_state",
         "feed_reconnects_total",

@@ -142,16 +142,34 @@ fn route(shared: &Shared, req: &Request) -> Result<Outcome, HttpError> {
     }
 }
 
+/// `/health`: always 200 while the process serves; `status` is `degraded` while Kafka is down or
+/// ticks are being dropped (the journal refusing records at its cap, or a feed queue the producer
+/// makes no room in), with the counts behind it.
 fn health(shared: &Shared) -> Response {
     let m = shared.state.metrics;
     let kafka = m.kafka_up.get() == 1;
+    let journal_full = m.journal_full.get() > 0;
+    let dropping = m.feed_queues_dropping.get();
+    let feed_full_waits = m.queue_full_total.with_label_values(&["feed"]).get();
+    let ticks_dropped = snapshot::sum_counter(&m.ticks_dropped_total);
+    let ok = kafka && !journal_full && dropping <= 0;
     Response::json_value(
         200,
         &serde_json::json!({
-            "status": if kafka { "ok" } else { "degraded" },
+            "status": if ok { "ok" } else { "degraded" },
             "version": shared.state.version,
             "kafka": if kafka { "up" } else { "down" },
             "redis": if m.redis_up.get() == 1 { "up" } else { "down" },
+            "journal": {
+                "bytes": m.journal_bytes.get(),
+                "full": journal_full,
+                "dropped": m.journal_dropped_total.get(),
+            },
+            "feedQueues": {
+                "fullWaits": feed_full_waits,
+                "dropping": dropping,
+                "ticksDropped": ticks_dropped,
+            },
         }),
     )
 }
@@ -186,16 +204,30 @@ fn auth_view(shared: &Shared) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-/// Why the engine is not ready: Kafka unreachable, or (during market hours) a configured feed
+/// Why the engine is not ready: Kafka unreachable, ticks being dropped (the journal full, a
+/// feed queue the producer makes no room in), or (during market hours) a configured feed
 /// without a connection, a connection not open or stale, or a vendor refusing our credentials.
 pub(super) fn readiness(
     shared: &Shared,
     conns: &[ConnectionView],
     phase: MarketPhase,
 ) -> Vec<String> {
+    let m = shared.state.metrics;
     let mut reasons = Vec::new();
-    if shared.state.metrics.kafka_up.get() != 1 {
+    if m.kafka_up.get() != 1 {
         reasons.push("kafka unreachable".to_owned());
+    }
+    if m.journal_full.get() > 0 {
+        reasons.push(format!(
+            "journal full: records dropped ({} so far)",
+            m.journal_dropped_total.get()
+        ));
+    }
+    let dropping = m.feed_queues_dropping.get();
+    if dropping > 0 {
+        reasons.push(format!(
+            "{dropping} feed queue(s) dropping ticks: the producer makes no room"
+        ));
     }
     if phase.is_trading_hours() {
         for v in &shared.opts.feeds {

@@ -79,7 +79,8 @@ pub struct History {
     pub rejected: Vec<f32>,
 }
 
-fn sum_counter(v: &IntCounterVec) -> u64 {
+/// The sum of a counter family over all its labels.
+pub(super) fn sum_counter(v: &IntCounterVec) -> u64 {
     let mut total = 0f64;
     for mf in v.collect() {
         for m in mf.get_metric() {

@@ -355,7 +355,7 @@ pub fn spawn(
                 encoder: encode::Encoder::new(settings.kafka.tick_format),
                 last_probe: None,
                 report: FlushReport::default(),
-                journal_full_logged: false,
+                journal_refusing: false,
                 raw_to_kafka: settings.kafka.raw_enabled,
                 capture,
                 tick_headers: Default::default(),
@@ -445,7 +445,9 @@ struct Worker {
     encoder: encode::Encoder,
     last_probe: Option<Instant>,
     report: FlushReport,
-    journal_full_logged: bool,
+    /// In a refusal episode: the journal refused a record during this outage (mirrored by the
+    /// `journal_full` gauge, logged once per outage).
+    journal_refusing: bool,
     /// Whether raw frames go to `market.raw` (they may come only for the capture file).
     raw_to_kafka: bool,
     capture: Option<CaptureWriter<BufWriter<File>>>,
@@ -662,10 +664,22 @@ impl Worker {
         self.report.dropped += 1;
         let m = crate::metrics::global();
         m.journal_dropped_total.inc();
-        if !self.journal_full_logged {
-            // Loud once per episode: metric, error log, /health degraded (journal_dropped_total).
+        if !self.journal_refusing {
+            // Loud once per outage: the counter above, an error log, and `journal_full`, which
+            // makes `/health` degraded and `/health/ready` 503 until Kafka is back. Not cleared
+            // when a smaller record still fits: near the cap, refusals and fits alternate.
             log::error!(event = "journal_refused_record", code = crate::error::ErrorCode::code(e); "{e}; records are dropped and counted until space frees up");
-            self.journal_full_logged = true;
+            self.journal_refusing = true;
+            m.journal_full.set(1);
+        }
+    }
+
+    /// Ends a refusal episode: Kafka is back and the journal drains.
+    fn journal_accepts(&mut self) {
+        if self.journal_refusing {
+            self.journal_refusing = false;
+            crate::metrics::global().journal_full.set(0);
+            log::info!(event = "journal_accepts_again", dropped = self.report.dropped; "Kafka is back: the journal drains and accepts records again");
         }
     }
 
@@ -751,7 +765,7 @@ impl Worker {
         crate::metrics::global().kafka_up.set(1);
         log::info!(event = "kafka_recovered", journal_bytes = self.journal.bytes(); "draining the journal");
         self.mode = Mode::Drain;
-        self.journal_full_logged = false;
+        self.journal_accepts();
         if let Some(d) = self.drain.as_mut() {
             // Resume the interrupted segment: only what is not acknowledged goes again.
             d.failed = false;
