@@ -397,3 +397,45 @@ fn malformed_frames_land_in_the_dlq_and_the_main_topic_stays_clean() {
     run.sim.shutdown();
     let _ = std::fs::remove_dir_all(&run.journal);
 }
+
+/// `KAFKA_RAW_ENABLED=false` turns `market.raw` off: ticks still reach `market.ticks`, and no
+/// raw frame is produced or acknowledged; with `CAPTURE_DIR` set the frames still go to the
+/// capture file (the other consumer of raw frames).
+#[test]
+fn raw_topic_off_sends_no_raw_frame_and_ticks_still_flow() {
+    let journal = std::env::temp_dir().join(common::unique("journal-rawoff"));
+    let capture = journal.join("capture");
+    let extra = [
+        ("KAFKA_RAW_ENABLED", "false".to_string()),
+        ("CAPTURE_DIR", capture.display().to_string()),
+    ];
+    let (sim, topics, engine) =
+        common::kite_quote_engine(5_000, 17, "test.rawoff", &journal, &extra);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || common::acked(&topics[0])
+            > 5_000),
+        "ticks are acknowledged"
+    );
+    sim.set_rate(0).expect("pause generation");
+    let report = engine.stop();
+    assert_eq!(common::acked(&topics[1]), 0, "no raw frame acknowledged");
+    let raw = common::consume_all(&topics[1], 1, Duration::from_secs(3));
+    assert!(
+        raw.is_empty(),
+        "market.raw stays empty: {} records",
+        raw.len()
+    );
+    let captured: u64 = std::fs::read_dir(&capture)
+        .expect("capture dir")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(
+        captured > 100_000,
+        "the capture file has the frames: {captured} bytes"
+    );
+    let p = report.producer.expect("producer report");
+    assert_eq!((p.failed, p.dropped), (0, 0));
+    let _ = std::fs::remove_dir_all(&journal);
+}
