@@ -89,8 +89,9 @@ struct Handoff {
     /// Whether the current frame is the first its socket read completed (its ticks queue behind
     /// no other frame's): its ticks also go to [`crate::latency::handoff_ticks_first_of_read`].
     first_of_read: bool,
-    /// Ticks the validator refused (the parser's own rejects are counted per frame).
-    refused: u64,
+    /// Rejects sent to the dead-letter topic: parse errors and validator refusals alike, counted
+    /// where both pass ([`Handoff::reject`]).
+    rejects: u64,
 }
 
 impl Drop for Handoff {
@@ -191,6 +192,7 @@ impl Handoff {
         received_at_ns: u64,
         tick: Option<Tick>,
     ) {
+        self.rejects += 1;
         let v = self.vendor;
         self.metrics
             .ticks_rejected_total
@@ -276,7 +278,6 @@ impl Handoff {
                 }
             }
             Err(rej) => {
-                self.refused += 1;
                 let mut t = *tick;
                 if let Some(id) = id {
                     t.instrument_id = id;
@@ -388,7 +389,7 @@ impl Pipeline {
                 wake: None,
                 unstamped: 0,
                 first_of_read: false,
-                refused: 0,
+                rejects: 0,
             },
             raw_enabled,
             counts: PipelineCounts::default(),
@@ -416,10 +417,11 @@ impl Pipeline {
         self
     }
 
-    /// What this pipeline has handled.
+    /// What this pipeline has handled (rejects are counted by the hand-off, which every parse
+    /// error and validator refusal passes through).
     pub fn counts(&self) -> PipelineCounts {
         PipelineCounts {
-            rejects: self.counts.rejects + self.handoff.refused,
+            rejects: self.handoff.rejects,
             ..self.counts
         }
     }
@@ -466,7 +468,6 @@ impl FrameHandler for Pipeline {
         }
         self.counts.frames += 1;
         self.counts.ticks += u64::from(outcome.ticks);
-        self.counts.rejects += u64::from(outcome.rejects);
     }
 
     /// The raw frame's copy for `market.raw` and capture files, the producer's wake-up and the

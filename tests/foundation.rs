@@ -11,6 +11,7 @@
 )]
 
 mod common;
+mod http_support;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -215,8 +216,9 @@ fn metrics_are_served_as_valid_prometheus_text() {
         shutdown.clone(),
     )
     .expect("http");
-    let (status, body) = common::http_get(server.addr, "/metrics");
-    assert_eq!(status, 200);
+    let metrics = http_support::get(server.addr, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let body = metrics.body;
     for name in [
         "ingestion_ticks_total",
         "websocket_packets_total",
@@ -251,11 +253,10 @@ fn metrics_are_served_as_valid_prometheus_text() {
             assert!(labels.ends_with('}'), "{line}");
         }
     }
-    let (status, body) = common::http_get(server.addr, "/health");
-    assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("health json");
-    assert!(v["status"].is_string());
-    assert_eq!(common::http_get(server.addr, "/nope").0, 404);
+    let health = http_support::get(server.addr, "/health");
+    assert_eq!(health.status, 200);
+    assert!(health.json()["status"].is_string());
+    assert_eq!(http_support::get(server.addr, "/nope").status, 404);
     // A hostile request line gets a refusal, not a hang or a crash.
     let mut s = TcpStream::connect(server.addr).expect("connect");
     s.write_all(&[b'A'; 20_000]).ok();
@@ -306,7 +307,7 @@ fn sigterm_stops_a_running_engine_with_every_thread_joined() {
         }
         assert!(started.elapsed() < Duration::from_secs(30));
     };
-    assert_eq!(common::http_get(addr, "/health").0, 200);
+    assert_eq!(http_support::get(addr, "/health").status, 200);
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill(2) with a pid we spawned and own and a valid signal number; no memory involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);

@@ -114,7 +114,8 @@ fn every_parsed_tick_comes_out_of_the_hand_over_queue_whole_and_in_order() {
 /// is stuck, not slow, so the feed waits once (back-pressure, counted), then drops and counts
 /// what does not fit, and `feed_queues_dropping` (which `/health` and `/health/ready` read)
 /// says so; while it drops, later items are tried once without waiting (no new back-pressure
-/// wait is counted), and once the queue accepts again the gauge goes back to 0.
+/// wait is counted), and once the queue accepts again, or the pipeline is gone, the gauge goes
+/// back to 0.
 #[test]
 fn a_stuck_producer_makes_the_feed_drop_count_and_say_so_until_the_queue_accepts_again() {
     let m = layer1::metrics::global();
@@ -169,6 +170,14 @@ fn a_stuck_producer_makes_the_feed_drop_count_and_say_so_until_the_queue_accepts
     while rx.try_recv().is_ok() {}
     p.frame(&meta, &one);
     assert_eq!(m.feed_queues_dropping.get(), 0, "recovered");
+
+    // Stuck again, and the feed thread ends while dropping: its queue no longer counts.
+    p.frame(&meta, &frame);
+    assert_eq!(m.feed_queues_dropping.get(), 1, "dropping again");
     drop(p);
-    assert_eq!(m.feed_queues_dropping.get(), 0);
+    assert_eq!(
+        m.feed_queues_dropping.get(),
+        0,
+        "a pipeline gone drops nothing"
+    );
 }

@@ -16,6 +16,7 @@
 )]
 
 mod common;
+mod http_support;
 
 use std::time::Duration;
 
@@ -54,9 +55,9 @@ fn a_full_journal_drops_counts_and_degrades_health_without_stalling_the_feed() {
         m.journal_bytes.get()
     );
 
-    let (status, body) = common::http_get(addr, "/health");
-    assert_eq!(status, 200);
-    let h: serde_json::Value = serde_json::from_str(&body).expect("health json");
+    let health = http_support::get(addr, "/health");
+    assert_eq!(health.status, 200);
+    let h = health.json();
     assert_eq!(h["status"], "degraded", "{h}");
     assert_eq!(h["kafka"], "down", "{h}");
     assert_eq!(h["journal"]["full"], true, "{h}");
@@ -64,11 +65,19 @@ fn a_full_journal_drops_counts_and_degrades_health_without_stalling_the_feed() {
         h["journal"]["dropped"].as_u64().is_some_and(|d| d > 0),
         "{h}"
     );
-    let (status, body) = common::http_get(addr, "/health/ready");
-    assert_eq!(status, 503);
-    assert!(body.contains("journal full: records dropped"), "{body}");
-    let (_, text) = common::http_get(addr, "/metrics");
-    assert!(text.contains("journal_full 1"), "journal_full on /metrics");
+    let ready = http_support::get(addr, "/health/ready");
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("journal full: records dropped"),
+        "{}",
+        ready.body
+    );
+    assert!(
+        http_support::get(addr, "/metrics")
+            .body
+            .contains("journal_full 1"),
+        "journal_full on /metrics"
+    );
 
     sim.set_rate(0).expect("pause generation");
     let report = engine.stop().producer.expect("producer report");

@@ -15,12 +15,6 @@ pub const BINARY_SCHEMA: &[u8] = b"bin1";
 /// Bytes before the token: magic, codes, lengths, times and the fourteen values.
 pub const BINARY_HEAD: usize = 152;
 
-/// Bytes of one depth level: price f64, quantity f64, orders u32.
-const LEVEL: usize = 20;
-
-/// Bytes of the greeks section: delta, theta, gamma, vega, rho, f64 each.
-const GREEKS: usize = 40;
-
 /// The fourteen values of the head, in layout order.
 fn values(t: &Tick) -> [f64; 14] {
     [
@@ -251,11 +245,6 @@ pub fn decode_binary(bytes: &[u8]) -> Result<BinaryTick<'_>, BinaryTickError> {
     })
 }
 
-/// Bytes the binary form of a tick with these lengths takes (for sizing; the tests check it).
-pub const fn binary_len(token: usize, instrument: usize, greeks: bool, levels: usize) -> usize {
-    BINARY_HEAD + token + instrument + if greeks { GREEKS } else { 0 } + levels * LEVEL
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +252,16 @@ mod tests {
         tick::{Exchange, Greeks, Mode, Token},
         vendor::Vendor,
     };
+
+    /// Bytes of one depth level (price f64, quantity f64, orders u32) and of the greeks section
+    /// (five f64), as `docs/tick-schema.md` gives them.
+    const LEVEL: usize = 20;
+    const GREEKS: usize = 40;
+
+    /// Bytes the binary form of a tick with these lengths takes, by the documented layout.
+    fn binary_len(token: usize, instrument: usize, greeks: bool, levels: usize) -> usize {
+        BINARY_HEAD + token + instrument + if greeks { GREEKS } else { 0 } + levels * LEVEL
+    }
 
     fn quote() -> Tick {
         let mut t = Tick::EMPTY;

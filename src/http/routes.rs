@@ -20,6 +20,7 @@ use super::{
 use crate::{
     error::ErrorCode,
     feed::auth::AuthState,
+    metrics::Metrics,
     status::{ConnectionView, MarketPhase},
 };
 
@@ -148,11 +149,7 @@ fn route(shared: &Shared, req: &Request) -> Result<Outcome, HttpError> {
 fn health(shared: &Shared) -> Response {
     let m = shared.state.metrics;
     let kafka = m.kafka_up.get() == 1;
-    let journal_full = m.journal_full.get() > 0;
-    let dropping = m.feed_queues_dropping.get();
-    let feed_full_waits = m.queue_full_total.with_label_values(&["feed"]).get();
-    let ticks_dropped = snapshot::sum_counter(&m.ticks_dropped_total);
-    let ok = kafka && !journal_full && dropping <= 0;
+    let ok = kafka && dropping_ticks(m).is_empty();
     Response::json_value(
         200,
         &serde_json::json!({
@@ -162,13 +159,13 @@ fn health(shared: &Shared) -> Response {
             "redis": if m.redis_up.get() == 1 { "up" } else { "down" },
             "journal": {
                 "bytes": m.journal_bytes.get(),
-                "full": journal_full,
+                "full": m.journal_full.get() > 0,
                 "dropped": m.journal_dropped_total.get(),
             },
             "feedQueues": {
-                "fullWaits": feed_full_waits,
-                "dropping": dropping,
-                "ticksDropped": ticks_dropped,
+                "fullWaits": m.queue_full_total.with_label_values(&["feed"]).get(),
+                "dropping": m.feed_queues_dropping.get(),
+                "ticksDropped": snapshot::sum_counter(&m.ticks_dropped_total),
             },
         }),
     )
@@ -204,6 +201,26 @@ fn auth_view(shared: &Shared) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// Why ticks are being dropped right now, if they are: the journal refusing records at its cap,
+/// or feed queues the producer makes no room in. `/health` is degraded and `/health/ready` 503
+/// while this is not empty.
+fn dropping_ticks(m: &Metrics) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if m.journal_full.get() > 0 {
+        reasons.push(format!(
+            "journal full: records dropped ({} so far)",
+            m.journal_dropped_total.get()
+        ));
+    }
+    let dropping = m.feed_queues_dropping.get();
+    if dropping > 0 {
+        reasons.push(format!(
+            "{dropping} feed queue(s) dropping ticks: the producer makes no room"
+        ));
+    }
+    reasons
+}
+
 /// Why the engine is not ready: Kafka unreachable, ticks being dropped (the journal full, a
 /// feed queue the producer makes no room in), or (during market hours) a configured feed
 /// without a connection, a connection not open or stale, or a vendor refusing our credentials.
@@ -217,18 +234,7 @@ pub(super) fn readiness(
     if m.kafka_up.get() != 1 {
         reasons.push("kafka unreachable".to_owned());
     }
-    if m.journal_full.get() > 0 {
-        reasons.push(format!(
-            "journal full: records dropped ({} so far)",
-            m.journal_dropped_total.get()
-        ));
-    }
-    let dropping = m.feed_queues_dropping.get();
-    if dropping > 0 {
-        reasons.push(format!(
-            "{dropping} feed queue(s) dropping ticks: the producer makes no room"
-        ));
-    }
+    reasons.extend(dropping_ticks(m));
     if phase.is_trading_hours() {
         for v in &shared.opts.feeds {
             if !conns.iter().any(|c| c.vendor == v.as_str()) {

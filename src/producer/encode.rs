@@ -68,8 +68,8 @@ pub(super) struct Encoder {
     topic: Option<Topic>,
     vendor: &'static str,
     kind: Kind,
-    /// Ticks in the compact binary form (`KAFKA_TICK_FORMAT=binary`) instead of JSON.
-    binary_ticks: bool,
+    /// The `market.ticks` payload form (`KAFKA_TICK_FORMAT`).
+    format: TickFormat,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl Encoder {
     /// An encoder writing ticks in `format`.
     pub(super) fn new(format: TickFormat) -> Self {
         Encoder {
-            binary_ticks: format == TickFormat::Binary,
+            format,
             ..Encoder::default()
         }
     }
@@ -132,10 +132,9 @@ impl Encoder {
                         let _ = write!(self.key, "{}:{}", t.vendor.as_str(), t.token.as_str());
                     }
                 }
-                if self.binary_ticks {
-                    encode_binary(t, &self.key, &mut self.payload);
-                } else {
-                    encode_json(t, name, &mut self.payload);
+                match self.format {
+                    TickFormat::Json => encode_json(t, name, &mut self.payload),
+                    TickFormat::Binary => encode_binary(t, &self.key, &mut self.payload),
                 }
             }
             Outbound::Raw(r) => {
@@ -206,10 +205,9 @@ impl Encoder {
                 headers.push(("vendor", self.vendor.as_bytes()));
                 headers.push((
                     "schema",
-                    if self.binary_ticks {
-                        BINARY_SCHEMA
-                    } else {
-                        TICK_SCHEMA_VERSION
+                    match self.format {
+                        TickFormat::Json => TICK_SCHEMA_VERSION,
+                        TickFormat::Binary => BINARY_SCHEMA,
                     },
                 ));
             }

@@ -2,8 +2,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
     path::Path,
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
@@ -202,22 +200,4 @@ pub fn consume_records(topic: &str, expected: usize, limit: Duration) -> Vec<Con
         }
     }
     out
-}
-
-/// `GET path` on a loopback HTTP server (the engine's): status and body.
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read");
-    let status = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
