@@ -65,8 +65,9 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     /// `journal_bytes`: bytes held in the outage journal on disk (set by the producer thread).
     pub journal_bytes: IntGauge,
-    /// `journal_full`: 1 from the journal's first refused record of an outage (at its cap, or
-    /// failing to write: records are being dropped) until Kafka is back.
+    /// `journal_full`: 1 from the journal's first refused record (at its cap, or failing to
+    /// write: records are being dropped) until it accepts records again: at the cap, once Kafka
+    /// is back and the drain has freed room; failing, once the journal has drained.
     pub journal_full: IntGauge,
     /// `feed_queues_dropping`: feed hand-over queues dropping ticks right now, because the
     /// producer made no room for `QUEUE_FULL_WAIT`; 0 once every queue accepts again.

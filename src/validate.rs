@@ -722,14 +722,7 @@ mod tests {
 
     #[test]
     fn fast_path_never_accepts_what_the_detailed_checks_reject() {
-        // A small xorshift generator: deterministic, no dependency.
-        fn next_u64(state: &mut u64) -> u64 {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            *state
-        }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let values = [
             0.0,
             -0.0,
@@ -751,11 +744,11 @@ mod tests {
         let mut fast_accepted = 0;
         for _ in 0..200_000 {
             let mut t = base;
-            let mut r = next_u64(&mut state);
+            let mut r = next();
             macro_rules! maybe {
                 ($($field:ident).+) => {
                     if r & 3 == 0 {
-                        t.$($field).+ = values[(next_u64(&mut state) % values.len() as u64) as usize];
+                        t.$($field).+ = values[(next() % values.len() as u64) as usize];
                     }
                     r = r.rotate_right(2);
                 };
@@ -776,20 +769,20 @@ mod tests {
             maybe!(iv);
             maybe!(greeks.delta);
             maybe!(greeks.rho);
-            let mut r = next_u64(&mut state);
+            let mut r = next();
             for l in t.depth.bids.iter_mut().chain(t.depth.asks.iter_mut()) {
                 if r & 7 == 0 {
-                    l.price = values[(next_u64(&mut state) % values.len() as u64) as usize];
+                    l.price = values[(next() % values.len() as u64) as usize];
                 }
                 if r & 56 == 0 {
-                    l.qty = values[(next_u64(&mut state) % values.len() as u64) as usize];
+                    l.qty = values[(next() % values.len() as u64) as usize];
                 }
                 if r & 448 == 0 {
-                    l.price = 1570.0 + (next_u64(&mut state) % 8) as f64 * 0.5;
+                    l.price = 1570.0 + (next() % 8) as f64 * 0.5;
                 }
                 r = r.rotate_right(9);
             }
-            let r = next_u64(&mut state);
+            let r = next();
             // Any field set, the full packet's, a quote-set subset (the specialised pass), or
             // ltp alone.
             t.fields = match (r >> 47) % 6 {
@@ -826,12 +819,6 @@ mod tests {
 
     #[test]
     fn depth_fast_pass_never_accepts_what_depth_rejects() {
-        fn next(state: &mut u64) -> u64 {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            *state
-        }
         let nasty = [
             -0.0,
             -1.0,
@@ -840,11 +827,11 @@ mod tests {
             f64::INFINITY,
             MAX_EXACT_QTY + 2.0,
         ];
-        let mut state = 0xdead_beef_cafe_f00du64;
+        let mut next = crate::test_rng::xorshift(0xdead_beef_cafe_f00d);
         let (mut accepted, mut gaps_seen) = (0, 0);
         for _ in 0..200_000 {
             let mut t = real_full();
-            let r = next(&mut state);
+            let r = next();
             // Priced prefixes of random lengths (bids down, asks up from around the spread),
             // zeros after; sometimes a gap, a swapped pair, a crossed or nasty value.
             let mid = 1000.0 + (r % 100) as f64 * 0.05;
@@ -870,7 +857,7 @@ mod tests {
                     orders: 2,
                 };
             }
-            let m = next(&mut state);
+            let m = next();
             fn side(m: u64, t: &mut Tick) -> &mut [Level; DEPTH_LEVELS] {
                 if m & 1 == 0 {
                     &mut t.depth.bids
@@ -963,19 +950,13 @@ mod tests {
             f64::from_bits(MAX_EXACT_QTY_BITS + 1),
             4_294_967_295.0,
         ];
-        fn next(state: &mut u64) -> u64 {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            *state
-        }
-        let mut state = 0x0123_4567_89ab_cdefu64;
-        let pick = |state: &mut u64| {
-            let r = next(state);
+        let mut next = crate::test_rng::xorshift(0x0123_4567_89ab_cdef);
+        let pick = |next: &mut dyn FnMut() -> u64| {
+            let r = next();
             if r & 1 == 0 {
                 edges[(r >> 1) as usize % edges.len()]
             } else if r & 2 == 0 {
-                f64::from_bits(next(state))
+                f64::from_bits(next())
             } else {
                 // Mostly sane values, so passing tuples are common.
                 ((r >> 8) % 100_000) as f64 / [1.0, 100.0, 1e4][(r >> 40) as usize % 3]
@@ -984,7 +965,7 @@ mod tests {
         let mut passed = 0;
         for i in 0..300_000u64 {
             let mut t = Tick::EMPTY;
-            let r = next(&mut state);
+            let r = next();
             for (k, v) in [
                 &mut t.ltp,
                 &mut t.ltq,
@@ -1006,9 +987,9 @@ mod tests {
             {
                 // Each field: sane (a whole number) most of the time, else anything.
                 if (r >> (4 * k)) & 15 == 0 || i % 7 == 0 {
-                    *v = pick(&mut state);
+                    *v = pick(&mut next);
                 } else {
-                    *v = (next(&mut state) % 1_000_000) as f64;
+                    *v = (next() % 1_000_000) as f64;
                 }
             }
             for all in [false, true] {

@@ -483,6 +483,14 @@ impl Journal {
             + self.writer.as_ref().map_or(0, |w| w.bytes)
     }
 
+    /// True when the journal could take a whole segment's worth of records again (half its cap
+    /// when the cap is under two segments): how the producer tells that a refusal at the cap is
+    /// over without flapping between records refused and records that just fit under it.
+    pub fn has_room(&self) -> bool {
+        let margin = SEGMENT_BYTES.min(self.cap / 2);
+        self.bytes().saturating_add(margin) <= self.cap
+    }
+
     /// True when nothing is journaled.
     pub fn is_empty(&self) -> bool {
         self.sealed.is_empty() && self.writer.as_ref().is_none_or(|w| w.bytes == 0)
@@ -995,6 +1003,22 @@ mod tests {
         assert!(matches!(err, JournalError::Full { .. }));
         assert!(j.bytes() <= 200);
         assert!(written > 0);
+        assert!(!j.has_room(), "no room at the cap");
+        // A record that still fits is not room: the cap is 200 bytes, the margin 100.
+        let mut seg = LoadedSegment::default();
+        let id = j.load_oldest(&mut seg).expect("load").expect("a segment");
+        assert_eq!(seg.len(), written as usize);
+        j.commit(id).expect("commit");
+        assert!(j.has_room(), "room once the drained segment is gone");
+        let mut fits = 0;
+        while append(&mut j, &rec(fits)).is_ok() && j.has_room() {
+            fits += 1;
+        }
+        assert!(
+            j.bytes() > 100,
+            "room ends before the cap: {} bytes",
+            j.bytes()
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -355,7 +355,7 @@ pub fn spawn(
                 encoder: encode::Encoder::new(settings.kafka.tick_format),
                 last_probe: None,
                 report: FlushReport::default(),
-                journal_refusing: false,
+                journal_refusing: None,
                 raw_to_kafka: settings.kafka.raw_enabled,
                 capture,
                 tick_headers: Default::default(),
@@ -445,9 +445,9 @@ struct Worker {
     encoder: encode::Encoder,
     last_probe: Option<Instant>,
     report: FlushReport,
-    /// In a refusal episode: the journal refused a record during this outage (mirrored by the
-    /// `journal_full` gauge, logged once per outage).
-    journal_refusing: bool,
+    /// In a refusal episode, and why: the journal refused a record and the episode has not
+    /// ended (`journal_accepts`). Mirrored by the `journal_full` gauge, logged once per episode.
+    journal_refusing: Option<Refusal>,
     /// Whether raw frames go to `market.raw` (they may come only for the capture file).
     raw_to_kafka: bool,
     capture: Option<CaptureWriter<BufWriter<File>>>,
@@ -459,6 +459,27 @@ struct Worker {
 }
 
 type CaptureFile = CaptureWriter<BufWriter<File>>;
+
+/// Why the journal refuses records, which decides when a refusal episode ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Refusal {
+    /// At its cap: over once a drain has freed room ([`Journal::has_room`]).
+    Full,
+    /// Failing to write (I/O, a record the format cannot hold): over once the journal is no
+    /// longer written to, the producer back to producing directly.
+    Failing,
+}
+
+impl Refusal {
+    /// Whether an episode of this kind is over, with the producer in `mode` (`has_room` asked
+    /// only at the cap: it sums the segments' sizes).
+    fn over(self, mode: Mode, has_room: impl FnOnce() -> bool) -> bool {
+        match self {
+            Refusal::Full => has_room(),
+            Refusal::Failing => mode == Mode::Direct,
+        }
+    }
+}
 
 /// Creates `capture-<unix ms>.l1cap` in `dir`.
 fn open_capture(dir: &std::path::Path) -> std::io::Result<CaptureFile> {
@@ -569,6 +590,7 @@ impl Worker {
                 log::error!(event = "journal_sync_failed", code = crate::error::ErrorCode::code(&e); "{e}");
             }
         }
+        self.journal_accepts();
         let m = crate::metrics::global();
         m.kafka_in_flight
             .set(i64::try_from(self.stats.in_flight()).unwrap_or(i64::MAX));
@@ -664,22 +686,32 @@ impl Worker {
         self.report.dropped += 1;
         let m = crate::metrics::global();
         m.journal_dropped_total.inc();
-        if !self.journal_refusing {
-            // Loud once per outage: the counter above, an error log, and `journal_full`, which
-            // makes `/health` degraded and `/health/ready` 503 until Kafka is back. Not cleared
-            // when a smaller record still fits: near the cap, refusals and fits alternate.
+        if self.journal_refusing.is_none() {
+            // Loud once per refusal episode: the counter above, an error log, and `journal_full`,
+            // which makes `/health` degraded and `/health/ready` 503 until the episode ends
+            // (`journal_accepts`). Not ended when a smaller record still fits: near the cap,
+            // refusals and fits alternate.
             log::error!(event = "journal_refused_record", code = crate::error::ErrorCode::code(e); "{e}; records are dropped and counted until space frees up");
-            self.journal_refusing = true;
+            self.journal_refusing = Some(match e {
+                JournalError::Full { .. } => Refusal::Full,
+                _ => Refusal::Failing,
+            });
             m.journal_full.set(1);
         }
     }
 
-    /// Ends a refusal episode: Kafka is back and the journal drains.
+    /// Ends a refusal episode, checked every turn: at the cap, once Kafka is back and the drain
+    /// has freed room ([`Journal::has_room`]; not at Kafka's return itself, when the journal is
+    /// still at its cap and records that arrive before the drain frees space are refused);
+    /// failing to write, once the producer produces directly again and writes no more to it.
     fn journal_accepts(&mut self) {
-        if self.journal_refusing {
-            self.journal_refusing = false;
+        if self
+            .journal_refusing
+            .is_some_and(|r| r.over(self.mode, || self.journal.has_room()))
+        {
+            self.journal_refusing = None;
             crate::metrics::global().journal_full.set(0);
-            log::info!(event = "journal_accepts_again", dropped = self.report.dropped; "Kafka is back: the journal drains and accepts records again");
+            log::info!(event = "journal_accepts_again", dropped = self.report.dropped, journal_bytes = self.journal.bytes(); "the journal accepts records again");
         }
     }
 
@@ -765,7 +797,6 @@ impl Worker {
         crate::metrics::global().kafka_up.set(1);
         log::info!(event = "kafka_recovered", journal_bytes = self.journal.bytes(); "draining the journal");
         self.mode = Mode::Drain;
-        self.journal_accepts();
         if let Some(d) = self.drain.as_mut() {
             // Resume the interrupted segment: only what is not acknowledged goes again.
             d.failed = false;
@@ -1021,6 +1052,29 @@ fn send(
                     .inc();
                 log::error!(event = "kafka_send_refused", topic = slot.name(), code = format!("{e:?}"); "record refused by the client");
                 return SendOutcome::Refused;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mode, Refusal};
+
+    /// At the cap an episode lasts until the journal has room, whatever the mode (in Spill it
+    /// cannot gain any); failing to write, until the producer stops writing to it (Direct), room
+    /// or not.
+    #[test]
+    fn a_refusal_episode_ends_by_its_cause() {
+        for mode in [Mode::Direct, Mode::Spill, Mode::Drain] {
+            assert!(Refusal::Full.over(mode, || true), "{mode:?}");
+            assert!(!Refusal::Full.over(mode, || false), "{mode:?}");
+            for room in [true, false] {
+                assert_eq!(
+                    Refusal::Failing.over(mode, || room),
+                    mode == Mode::Direct,
+                    "{mode:?}, room {room}"
+                );
             }
         }
     }
