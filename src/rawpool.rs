@@ -105,6 +105,8 @@ pub struct RawPool {
     /// Buffers not yet created (a pool built without filling creates them on first need).
     uncreated: usize,
     starved: bool,
+    /// How long to wait for a returned buffer before allocating ([`RAW_POOL_WAIT`]).
+    wait: std::time::Duration,
     allocations: u64,
     waits: u64,
     counters: PoolCounters,
@@ -146,6 +148,7 @@ impl RawPool {
             home,
             capacity,
             starved: false,
+            wait: RAW_POOL_WAIT,
             allocations: 0,
             waits: 0,
             counters,
@@ -196,11 +199,11 @@ impl RawPool {
             if let Some(c) = &self.counters.waits {
                 c.inc();
             }
-            if let Ok(b) = self.returned.recv_timeout(RAW_POOL_WAIT) {
+            if let Ok(b) = self.returned.recv_timeout(self.wait) {
                 return b;
             }
             self.starved = true;
-            log::error!(event = "raw_pool_starved", code = "PIPELINE_RAW_POOL_STARVED"; "no raw-frame buffer came back for {} ms; allocating and counting until they do", RAW_POOL_WAIT.as_millis());
+            log::error!(event = "raw_pool_starved", code = "PIPELINE_RAW_POOL_STARVED"; "no raw-frame buffer came back for {} ms; allocating and counting until they do", self.wait.as_millis());
         }
         self.count_allocation();
         Vec::with_capacity(len.max(self.capacity))
@@ -299,6 +302,56 @@ mod tests {
         assert_eq!(pool.allocations(), 0, "it waited instead of allocating");
         let b = t.join().ok();
         assert_eq!(b.as_deref(), Some(&b"b"[..]));
+    }
+
+    /// No buffer back within the wait (the producer stuck): the pool allocates and counts, and
+    /// stops waiting (one wait counted) until a buffer returns; then it reuses, and waits again
+    /// the next time every buffer is in flight.
+    #[test]
+    fn a_starved_pool_allocates_and_counts_without_waiting_until_buffers_return() {
+        let allocations = prometheus::IntCounter::new("t_raw_allocs", "t").ok();
+        let waits = prometheus::IntCounter::new("t_raw_waits2", "t").ok();
+        let mut pool = RawPool::new(
+            2,
+            64,
+            true,
+            PoolCounters {
+                allocations: allocations.clone(),
+                waits: waits.clone(),
+            },
+        );
+        pool.wait = std::time::Duration::from_millis(20);
+        let held = [pool.copy(b"a"), pool.copy(b"b")];
+        let starved: Vec<RawBuf> = (0..5u8).map(|i| pool.copy(&[i; 3])).collect();
+        assert_eq!(
+            starved.iter().map(|b| b[0]).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(pool.waits(), 1, "one wait, then no more while starved");
+        assert_eq!(
+            pool.allocations(),
+            5,
+            "each frame while starved is one allocation"
+        );
+        assert_eq!(waits.map(|c| c.get()), Some(1));
+        assert_eq!(allocations.map(|c| c.get()), Some(5));
+        // A buffer comes back: the starvation is over and it is reused.
+        let [a, b] = held;
+        drop(a);
+        let c = pool.copy(b"c");
+        assert_eq!(pool.allocations(), 5, "the returned buffer is reused");
+        // Every buffer in flight again (the starved ones' returns are kept up to the pool's
+        // size): the pool waits again before allocating.
+        drop(starved);
+        let mut more = Vec::new();
+        while pool.free() > 0 {
+            more.push(pool.copy(b"m"));
+        }
+        assert_eq!(pool.allocations(), 5);
+        let d = pool.copy(b"d");
+        assert_eq!(pool.waits(), 2, "waits again once it was fed");
+        assert_eq!(pool.allocations(), 6);
+        drop((b, c, d, more));
     }
 
     #[test]

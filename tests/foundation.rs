@@ -269,6 +269,17 @@ fn metrics_are_served_as_valid_prometheus_text() {
 
 #[test]
 fn sigterm_stops_a_running_engine_with_every_thread_joined() {
+    signal_stops_a_running_engine(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sigint_stops_a_running_engine_with_every_thread_joined() {
+    signal_stops_a_running_engine(libc::SIGINT, "SIGINT");
+}
+
+/// `layer1 run` as a process, sent `sig` once started: it exits 0 within 20 s, having joined the
+/// producer, control and HTTP threads and logged the end of its shutdown.
+fn signal_stops_a_running_engine(sig: libc::c_int, name: &str) {
     common::services();
     let dir = std::env::temp_dir().join(common::unique("layer1-shutdown"));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -310,7 +321,7 @@ fn sigterm_stops_a_running_engine_with_every_thread_joined() {
     assert_eq!(http_support::get(addr, "/health").status, 200);
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill(2) with a pid we spawned and own and a valid signal number; no memory involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -318,11 +329,11 @@ fn sigterm_stops_a_running_engine_with_every_thread_joined() {
         }
         assert!(
             t0.elapsed() < Duration::from_secs(20),
-            "engine did not exit within 20 s of SIGTERM"
+            "engine did not exit within 20 s of {name}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "exit status {status}");
+    assert!(status.success(), "exit status {status} after {name}");
     lines.extend(line_rx.try_iter());
     while let Ok(l) = line_rx.recv_timeout(Duration::from_millis(500)) {
         lines.push(l);

@@ -398,3 +398,35 @@ pub fn ensure_topics(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every producer of the engine is idempotent with acks=all (issue 5's delivery guarantee:
+    /// retries without duplicates or reordering), lingers 1 ms and compresses with lz4 unless
+    /// configured otherwise, and takes the configured values when they are.
+    #[test]
+    fn every_producer_is_idempotent_with_acks_all_and_the_configured_batching() {
+        let defaults = crate::config::Config::from_lookup(&|_| None).expect("defaults");
+        let c = super::producer_config(&defaults.kafka);
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("linger.ms"), Some("1"));
+        assert_eq!(c.get("compression.type"), Some("lz4"));
+        let set = crate::config::Config::from_lookup(&|k| match k {
+            "KAFKA_LINGER_MS" => Some("5".to_owned()),
+            "KAFKA_COMPRESSION" => Some("zstd".to_owned()),
+            "KAFKA_BROKERS" => Some("10.0.0.1:9092,10.0.0.2:9092".to_owned()),
+            _ => None,
+        })
+        .expect("settings");
+        let c = super::producer_config(&set.kafka);
+        assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("compression.type"), Some("zstd"));
+        assert_eq!(
+            c.get("bootstrap.servers"),
+            Some("10.0.0.1:9092,10.0.0.2:9092")
+        );
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+    }
+}
