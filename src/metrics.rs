@@ -33,6 +33,9 @@ pub struct Metrics {
     pub kafka_acked_total: IntCounterVec,
     /// `kafka_delivery_failures_total{topic}`: delivery reports with an error.
     pub kafka_failed_total: IntCounterVec,
+    /// `kafka_records_refused_total{topic}`: records Kafka refused for good (too large or
+    /// invalid for the topic), counted and logged instead of sent again.
+    pub kafka_refused_total: IntCounterVec,
     /// `kafka_in_flight_records`: records sent and not yet acknowledged or failed.
     pub kafka_in_flight: IntGauge,
     /// `kafka_up`: 1 when the broker answered the last metadata or delivery, else 0.
@@ -192,6 +195,12 @@ impl Metrics {
                 &r,
                 "kafka_delivery_failures_total",
                 "Delivery reports with an error",
+                &["topic"],
+            )?,
+            kafka_refused_total: counter_vec(
+                &r,
+                "kafka_records_refused_total",
+                "Records Kafka refused for good (too large or invalid for the topic): not sent again",
                 &["topic"],
             )?,
             kafka_in_flight: gauge(

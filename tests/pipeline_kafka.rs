@@ -439,3 +439,120 @@ fn raw_topic_off_sends_no_raw_frame_and_ticks_still_flow() {
     assert_eq!((p.failed, p.dropped), (0, 0));
     let _ = std::fs::remove_dir_all(&journal);
 }
+
+/// A frame larger than Kafka's default record limit (1 MB) is in `market.raw` whole, and its
+/// reject in the dead-letter topic with all its bytes: the engine produces records up to
+/// `producer::MAX_RECORD_BYTES` and creates its topics to take them. (librdkafka's default
+/// limit refused both at the send.)
+#[test]
+fn a_two_megabyte_frame_reaches_market_raw_whole_and_its_reject_the_dlq() {
+    const BYTES: usize = 2_000_000;
+    let run = start(1_000);
+    run_engine(&run, 2, |sim| {
+        sim.inject(Fault::Oversize {
+            target: Target::all(Vendor::Kite),
+            bytes: BYTES,
+        })
+        .expect("inject");
+    });
+    let raw = common::consume_all(&run.topics[1], usize::MAX, Duration::from_secs(8));
+    assert!(
+        raw.iter()
+            .any(|(_, p)| p.len() == BYTES && p.iter().all(|b| *b == 0)),
+        "the 2 MB frame is in market.raw whole ({} raw records, largest {} bytes)",
+        raw.len(),
+        raw.iter().map(|(_, p)| p.len()).max().unwrap_or(0)
+    );
+    let dlq = common::consume_all(&run.topics[2], usize::MAX, Duration::from_secs(8));
+    // Over the parser's frame limit, the frame is refused whole: all 2,000,000 bytes in base64
+    // (2,666,668 characters with the padding).
+    let summary: Vec<(serde_json::Value, usize)> = dlq
+        .iter()
+        .map(|(_, p)| {
+            let v: serde_json::Value = serde_json::from_slice(p).expect("dlq json");
+            let len = v["rawBase64"].as_str().map_or(0, str::len);
+            (v["reason"].clone(), len)
+        })
+        .collect();
+    let found = dlq.iter().any(|(_, p)| {
+        let v: serde_json::Value = serde_json::from_slice(p).expect("dlq json");
+        v["reason"] == "frame_too_large"
+            && v["rawBase64"].as_str().is_some_and(|s| {
+                s.len() == BYTES.div_ceil(3) * 4
+                    && s.trim_end_matches('=').bytes().all(|b| b == b'A')
+            })
+    });
+    assert!(
+        found,
+        "the frame's reject is in the DLQ with all its bytes: {summary:?}"
+    );
+    assert_eq!(
+        layer1::metrics::global()
+            .kafka_refused_total
+            .with_label_values(&[run.topics[1].as_str()])
+            .get(),
+        0
+    );
+    run.sim.shutdown();
+    let _ = std::fs::remove_dir_all(&run.journal);
+}
+
+/// A topic that refuses records for good (here `market.raw` created with a 2,000-byte
+/// `max.message.bytes`, under the size of most frames) costs only those records: they are
+/// counted and logged, not rescued into the journal and sent again, so ticks keep flowing to
+/// `market.ticks` and the journal stays empty. (Before, each refused record sent the engine
+/// into an outage it never left: the journal grew by megabytes a second, ticks stopped.)
+#[test]
+fn records_a_topic_refuses_for_good_are_counted_and_hold_up_nothing_else() {
+    common::services();
+    let raw = common::unique("test.refuse.raw");
+    layer1::producer::ensure_topics_sized(
+        &common::brokers(),
+        &[&raw],
+        3,
+        2_000,
+        Duration::from_secs(10),
+    )
+    .expect("small raw topic");
+    let journal = std::env::temp_dir().join(common::unique("journal-refuse"));
+    let extra = [("KAFKA_TOPIC_RAW", raw.clone())];
+    let (sim, topics, engine) =
+        common::kite_quote_engine(20_000, 19, "test.refuse", &journal, &extra);
+    let m = layer1::metrics::global();
+    let refused = m.kafka_refused_total.with_label_values(&[raw.as_str()]);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || common::acked(&topics[0]) > 0),
+        "ticks reach Kafka"
+    );
+    // Ticks keep flowing through the refusals, straight to Kafka.
+    let acked = common::acked(&topics[0]);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || common::acked(&topics[0])
+            > acked + 40_000),
+        "ticks acknowledged while raw frames are refused: {} more, journal {} bytes",
+        common::acked(&topics[0]) - acked,
+        m.journal_bytes.get()
+    );
+    assert!(
+        refused.get() > 100,
+        "raw frames refused and counted: {}",
+        refused.get()
+    );
+    assert_eq!(m.journal_bytes.get(), 0, "nothing journaled");
+    sim.set_rate(0).expect("pause generation");
+    std::thread::sleep(Duration::from_millis(500));
+    let p = engine.stop().producer.expect("producer report");
+    println!("{p:?}");
+    assert_eq!(p.refused, refused.get(), "the report counts every refusal");
+    assert_eq!((p.journaled, p.dropped, p.left_in_journal_bytes), (0, 0, 0));
+    let ticks_sent = m
+        .kafka_sent_total
+        .with_label_values(&[topics[0].as_str()])
+        .get();
+    assert_eq!(
+        common::acked(&topics[0]),
+        ticks_sent,
+        "every tick sent is acknowledged"
+    );
+    let _ = std::fs::remove_dir_all(&journal);
+}

@@ -445,6 +445,10 @@ pub fn always_open() -> bool {
     true
 }
 
+/// The largest WebSocket message a feed accepts by default ([`FeedSettings::max_message_bytes`]).
+/// The producer's record limit ([`crate::producer::MAX_RECORD_BYTES`]) is sized from it.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
 /// Settings of one feed thread. Every field has a documented default ([`Default`]).
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
@@ -515,7 +519,7 @@ impl Default for FeedSettings {
             closed_stale_ms: 120_000,
             heartbeat_ms: 2500,
             connect_timeout_ms: 10_000,
-            max_message_bytes: 4 << 20,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             read_buffer_bytes: 128 << 10,
             max_write_buffer_bytes: 4 << 20,
             max_frames_per_turn: 1024,

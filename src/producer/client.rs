@@ -42,6 +42,30 @@ pub struct FailedRecord {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The error librdkafka reported.
     pub error: String,
+    /// Its code: [`refused_for_good`] tells whether sending the record again can succeed.
+    pub code: RDKafkaErrorCode,
+}
+
+/// The largest record the engine produces, and the `max.message.bytes` of the topics it
+/// creates: a dead-letter record of the largest frame a feed accepts
+/// ([`crate::feed::MAX_MESSAGE_BYTES`], its bytes in base64 plus the reject's fields) fits with
+/// room to spare, and so does that frame on `market.raw`.
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
+
+/// Whether a record refused with `code` would be refused again however often it is sent: too
+/// large or invalid for its topic. Such a record is settled (counted in
+/// `kafka_records_refused_total` and logged), never rescued, journaled or re-drained: sent
+/// again it would fail again, hold its journal segment open forever and send every later
+/// record through the journal behind it.
+pub fn refused_for_good(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTimestamp
+    )
 }
 
 /// Size of the ring of receive times indexed by sequence number (a power of two above
@@ -192,6 +216,7 @@ impl ProducerContext for DeliveryContext {
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     headers,
                     error: err.to_string(),
+                    code: err.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail),
                 });
             }
         }
@@ -248,6 +273,9 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", cfg.linger_ms.to_string())
+        // Above librdkafka's 1,000,000-byte default, which would refuse a large frame on
+        // `market.raw` or its dead-letter record (batches stay within `batch.size`).
+        .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
         .set("compression.type", cfg.compression)
         .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
         .set(
@@ -368,7 +396,9 @@ pub fn delete_topics(
 }
 
 /// Creates each topic with `partitions` partitions (replication 1 unless the cluster is larger:
-/// librdkafka's default replication of -1 lets the broker decide) when it does not exist yet.
+/// librdkafka's default replication of -1 lets the broker decide) and a `max.message.bytes` of
+/// [`MAX_RECORD_BYTES`] (the broker's default of 1 MiB would refuse a large frame on
+/// `market.raw`) when it does not exist yet. An existing topic keeps its settings.
 ///
 /// # Errors
 /// [`ProducerError::Admin`] when the broker refuses for another reason than "already exists".
@@ -378,10 +408,28 @@ pub fn ensure_topics(
     partitions: i32,
     timeout: Duration,
 ) -> Result<(), ProducerError> {
+    ensure_topics_sized(brokers, topics, partitions, MAX_RECORD_BYTES, timeout)
+}
+
+/// [`ensure_topics`] with the topics' `max.message.bytes` given.
+///
+/// # Errors
+/// [`ProducerError::Admin`] when the broker refuses for another reason than "already exists".
+pub fn ensure_topics_sized(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    max_message_bytes: usize,
+    timeout: Duration,
+) -> Result<(), ProducerError> {
     let (admin, opts) = admin(brokers, timeout)?;
+    let max_bytes = max_message_bytes.to_string();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
+        .map(|t| {
+            NewTopic::new(t, partitions, TopicReplication::Fixed(-1))
+                .set("max.message.bytes", &max_bytes)
+        })
         .collect();
     let results = block_on(admin.create_topics(&new, &opts))
         .map_err(|e| ProducerError::Admin(e.to_string()))?;
@@ -401,6 +449,37 @@ pub fn ensure_topics(
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::types::RDKafkaErrorCode as E;
+
+    /// Only a refusal that sending again cannot mend (the record too large or invalid for its
+    /// topic) is final; an outage, a timeout, a leader change or a full queue is not.
+    #[test]
+    fn only_a_record_too_large_or_invalid_is_refused_for_good() {
+        for code in [
+            E::MessageSizeTooLarge,
+            E::InvalidMessageSize,
+            E::MessageBatchTooLarge,
+            E::InvalidRecord,
+            E::InvalidTimestamp,
+        ] {
+            assert!(super::refused_for_good(code), "{code:?}");
+        }
+        for code in [
+            E::MessageTimedOut,
+            E::AllBrokersDown,
+            E::BrokerTransportFailure,
+            E::QueueFull,
+            E::NotLeaderForPartition,
+            E::RequestTimedOut,
+            E::UnknownTopicOrPartition,
+            E::NotEnoughReplicas,
+            E::InvalidMessage,
+            E::Fail,
+        ] {
+            assert!(!super::refused_for_good(code), "{code:?}");
+        }
+    }
+
     /// Every producer of the engine is idempotent with acks=all (issue 5's delivery guarantee:
     /// retries without duplicates or reordering), lingers 1 ms and compresses with lz4 unless
     /// configured otherwise, and takes the configured values when they are.
@@ -411,6 +490,10 @@ mod tests {
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("linger.ms"), Some("1"));
+        assert_eq!(
+            c.get("message.max.bytes"),
+            Some(super::MAX_RECORD_BYTES.to_string().as_str())
+        );
         assert_eq!(c.get("compression.type"), Some("lz4"));
         let set = crate::config::Config::from_lookup(&|k| match k {
             "KAFKA_LINGER_MS" => Some("5".to_owned()),

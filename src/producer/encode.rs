@@ -253,4 +253,55 @@ mod tests {
             assert_eq!(out, expect.as_bytes());
         }
     }
+
+    /// The largest frame a feed accepts fits the producer's record limit on `market.raw`, and
+    /// so does its dead-letter record (its bytes in base64 plus the reject's fields), so neither
+    /// is refused by librdkafka or by the topics the engine creates.
+    #[test]
+    fn the_largest_frame_and_its_reject_fit_the_record_limit() {
+        use crate::{
+            parsers::FrameKind,
+            producer::{RawFrame, Reject, MAX_RECORD_BYTES},
+            rawpool::RawBuf,
+            vendor::Vendor,
+        };
+        let frame = vec![0xa5u8; crate::feed::MAX_MESSAGE_BYTES];
+        let items = [
+            Outbound::Raw(RawFrame {
+                vendor: Vendor::Upstox,
+                conn_id: u16::MAX,
+                kind: FrameKind::Binary,
+                received_at_ns: u64::MAX,
+                payload: RawBuf::from_slice(&frame),
+            }),
+            Outbound::Reject(Box::new(Reject {
+                vendor: Vendor::Upstox,
+                conn_id: u16::MAX,
+                received_at_ns: u64::MAX,
+                reason: "frame_too_large",
+                code: "PARSE_FRAME_TOO_LARGE",
+                detail: "a detail",
+                raw: RawBuf::from_slice(&frame),
+                tick: None,
+            })),
+        ];
+        let mut enc = Encoder::new(TickFormat::Json);
+        for item in &items {
+            enc.encode(item);
+            let mut headers = HeaderList::new();
+            let view = enc.view(item, &mut headers);
+            let size = view.key.len()
+                + view.payload.len()
+                + view
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            assert!(
+                size > crate::feed::MAX_MESSAGE_BYTES && size < MAX_RECORD_BYTES,
+                "{:?}: {size} bytes",
+                enc.topic()
+            );
+        }
+    }
 }

@@ -41,7 +41,8 @@ use std::{
 };
 
 pub use client::{
-    check_broker, delete_topics, ensure_topics, producer_config, DeliveryStats, FailedRecord,
+    check_broker, delete_topics, ensure_topics, ensure_topics_sized, producer_config,
+    refused_for_good, DeliveryStats, FailedRecord, MAX_RECORD_BYTES,
 };
 use crossbeam_channel::Receiver;
 pub use encode::TICK_SCHEMA_VERSION;
@@ -178,8 +179,12 @@ pub struct ProducerHandle {
 pub struct FlushReport {
     /// Records acknowledged.
     pub acked: u64,
-    /// Delivery reports with an error (each then rescued or re-drained, not lost).
+    /// Delivery reports with an error (each then rescued or re-drained, not lost, unless
+    /// refused for good: see `refused`).
     pub failed: u64,
+    /// Records Kafka refused for good (too large or invalid for their topic, at the send or in
+    /// a delivery report): counted and logged, not sent again.
+    pub refused: u64,
     /// Records written to the journal.
     pub journaled: u64,
     /// Records drained from the journal and acknowledged.
@@ -497,8 +502,8 @@ enum SendOutcome {
     Sent,
     /// The queue stayed full: the record was not taken.
     Full,
-    /// Refused for good (e.g. larger than `message.max.bytes`).
-    Refused,
+    /// Refused at once, for good (e.g. larger than `message.max.bytes`).
+    Refused(RDKafkaErrorCode),
 }
 
 impl Worker {
@@ -658,7 +663,15 @@ impl Worker {
             seq,
             prebuilt,
         ) {
-            SendOutcome::Sent | SendOutcome::Refused => {}
+            SendOutcome::Sent => {}
+            SendOutcome::Refused(code) => {
+                note_refused(
+                    &mut self.report,
+                    self.topics.slot(topic).name(),
+                    view.payload.len(),
+                    code,
+                );
+            }
             SendOutcome::Full => {
                 self.enter_spill("librdkafka queue full");
                 self.spill(&item);
@@ -739,6 +752,15 @@ impl Worker {
                 .drain
                 .as_ref()
                 .is_some_and(|d| f.seq >= d.base && f.seq < d.base + d.buf.acked.len() as u64);
+            if refused_for_good(f.code) {
+                // Sent again it would fail again: settled where it is (a journal record as if
+                // acknowledged, so its segment can commit), counted and logged, and no outage.
+                if let Some(d) = self.drain.as_mut().filter(|_| in_drain) {
+                    d.settle(usize::try_from(f.seq - d.base).unwrap_or(usize::MAX));
+                }
+                note_refused(&mut self.report, &f.topic, f.payload.len(), f.code);
+                continue;
+            }
             if in_drain {
                 // Still in its segment on disk; it is sent again when draining resumes.
                 if self.mode == Mode::Drain {
@@ -922,8 +944,15 @@ impl Worker {
                     headers,
                 ) {
                     SendOutcome::Sent => in_window += 1,
-                    SendOutcome::Refused => {
+                    SendOutcome::Refused(code) => {
+                        let bytes = r.payload.len();
                         d.settle(i);
+                        note_refused(
+                            &mut self.report,
+                            self.topics.slot(topic).name(),
+                            bytes,
+                            code,
+                        );
                     }
                     SendOutcome::Full => {
                         d.next = i;
@@ -1002,6 +1031,21 @@ impl Worker {
     }
 }
 
+/// Accounts for a record Kafka refused for good: `kafka_records_refused_total{topic}`, the
+/// report, and an error log at the 1st, 2nd, 4th, 8th ... refusal on the topic (a topic that
+/// refuses every record logs a line per doubling, not one per record).
+fn note_refused(report: &mut FlushReport, topic: &str, bytes: usize, code: RDKafkaErrorCode) {
+    report.refused += 1;
+    let counter = crate::metrics::global()
+        .kafka_refused_total
+        .with_label_values(&[topic]);
+    counter.inc();
+    let n = counter.get();
+    if n.is_power_of_two() {
+        log::error!(event = "kafka_record_refused", code = "PRODUCER_RECORD_REFUSED", topic = topic, bytes = bytes, kafka_error = format!("{code:?}"), refused_so_far = n; "Kafka refused a record for good (too large or invalid for the topic); not sent again");
+    }
+}
+
 /// Sends one record, polling and retrying while librdkafka's queue is full, for at most
 /// [`QUEUE_FULL_SPILL`]. Through [`native::Client::produce`]: no Rust allocation per record.
 fn send(
@@ -1045,14 +1089,7 @@ fn send(
                 }
                 producer.serve_reports(Duration::from_millis(1), MAX_REPORT_EVENTS);
             }
-            Err(e) => {
-                crate::metrics::global()
-                    .kafka_failed_total
-                    .with_label_values(&[slot.name()])
-                    .inc();
-                log::error!(event = "kafka_send_refused", topic = slot.name(), code = format!("{e:?}"); "record refused by the client");
-                return SendOutcome::Refused;
-            }
+            Err(e) => return SendOutcome::Refused(e),
         }
     }
 }

@@ -318,6 +318,7 @@ unsafe fn failed_record(msg: &rd::rd_kafka_message_t, seq: u64) -> FailedRecord 
         payload: bytes(msg.payload, msg.len).unwrap_or_default(),
         headers,
         error: KafkaError::MessageProduction(RDKafkaErrorCode::from(msg.err)).to_string(),
+        code: RDKafkaErrorCode::from(msg.err),
     }
 }
 
