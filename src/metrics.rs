@@ -36,6 +36,9 @@ pub struct Metrics {
     /// `kafka_records_refused_total{topic}`: records Kafka refused for good (too large or
     /// invalid for the topic), counted and logged instead of sent again.
     pub kafka_refused_total: IntCounterVec,
+    /// `kafka_client_replaced_total`: producer clients replaced after librdkafka raised a
+    /// fatal error.
+    pub kafka_client_replaced_total: IntCounter,
     /// `kafka_in_flight_records`: records sent and not yet acknowledged or failed.
     pub kafka_in_flight: IntGauge,
     /// `kafka_up`: 1 when the broker answered the last metadata or delivery, else 0.
@@ -203,6 +206,14 @@ impl Metrics {
                 "Records Kafka refused for good (too large or invalid for the topic): not sent again",
                 &["topic"],
             )?,
+            kafka_client_replaced_total: {
+                let c = IntCounter::new(
+                    "kafka_client_replaced_total",
+                    "Producer clients replaced after librdkafka raised a fatal error",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
             kafka_in_flight: gauge(
                 &r,
                 "kafka_in_flight_records",

@@ -887,6 +887,7 @@ fn dashboard_and_alert_rules_query_exported_metrics() {
         "kafka_records_sent_total",
         "kafka_records_acked_total",
         "kafka_delivery_failures_total",
+        "kafka_records_refused_total",
         "queue_full_total",
         "queue_depth",
         "ticks_dropped_total",

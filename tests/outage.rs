@@ -289,3 +289,56 @@ fn engine_sigkill_loses_at_most_the_documented_window() {
     );
     let _ = std::fs::remove_dir_all(&journal);
 }
+
+/// librdkafka raises a fatal error on the producer's client (its test hook, as for a broken
+/// idempotence invariant): the client would refuse every record from then on. The producer
+/// replaces it and every record, before and after, reaches Kafka exactly once and in order per
+/// key. (Before, each later record was refused at the send and dropped.)
+#[test]
+fn a_fatal_client_error_is_survived_by_a_new_client_without_loss() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    common::services();
+    let topic = common::unique("test.outage.fatal");
+    producer::ensure_topics(&common::brokers(), &[&topic], 3, Duration::from_secs(10))
+        .expect("topic");
+    let journal = journal_dir("journal-fatal");
+    let m = layer1::metrics::global();
+    let replaced = m.kafka_client_replaced_total.get();
+    let (tx, rx) = producer::queue(65_536);
+    let handle = producer::spawn(settings(&topic, journal.clone()), vec![rx]).expect("producer");
+    for s in 0..2_000 {
+        tx.send(record(s)).expect("queue");
+    }
+    // Nothing in flight when the client fails, so no record can be both written and taken back.
+    let stats = std::sync::Arc::clone(handle.stats());
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            stats.acked.load(std::sync::atomic::Ordering::Acquire) == 2_000
+        }),
+        "the first records are acknowledged"
+    );
+    handle.drill_fatal_error();
+    for s in 2_000..4_000 {
+        tx.send(record(s)).expect("queue");
+    }
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            m.kafka_client_replaced_total.get() > replaced
+        }),
+        "the client is replaced"
+    );
+    for s in 4_000..6_000 {
+        tx.send(record(s)).expect("queue");
+    }
+    drop(tx);
+    let report = handle.join().expect("producer stops");
+    println!("{report:?}");
+    assert_eq!(
+        (report.refused, report.dropped, report.left_in_journal_bytes),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    assert!(dir_is_empty(&journal));
+    assert_exactly_once_in_order(&topic, 6_000);
+    let _ = std::fs::remove_dir_all(&journal);
+}

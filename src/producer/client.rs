@@ -84,6 +84,12 @@ pub struct DeliveryStats {
     /// Set by the client's error callback when every broker is down; the producer thread
     /// takes it (swap to false) and switches to the journal.
     pub outage: AtomicBool,
+    /// Set when librdkafka raises a fatal error (an error event flagged fatal: the client
+    /// accepts no record again) or a send is refused with `_FATAL`; the producer thread takes it
+    /// and replaces the client.
+    pub fatal: AtomicBool,
+    /// A fatal-error drill asked for ([`super::ProducerHandle::drill_fatal_error`]).
+    pub(super) drill_fatal: AtomicBool,
     /// Sequence range `[lo, hi)` of records currently being drained from the journal.
     pub drain_lo: AtomicU64,
     /// See `drain_lo`.
@@ -102,6 +108,8 @@ impl Default for DeliveryStats {
             acked: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             outage: AtomicBool::new(false),
+            fatal: AtomicBool::new(false),
+            drill_fatal: AtomicBool::new(false),
             drain_lo: AtomicU64::new(0),
             drain_hi: AtomicU64::new(0),
             drain_acks: Mutex::new(Vec::new()),
@@ -246,6 +254,12 @@ impl DeliveryContext {
             }
         }
         self.stats.acked.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notes that librdkafka raised a fatal error on the client (an error event flagged fatal):
+    /// the producer thread replaces the client.
+    pub(super) fn on_fatal(&self) {
+        self.stats.fatal.store(true, Ordering::Release);
     }
 
     /// Accounts for a record whose delivery failed and hands it back to the producer thread.

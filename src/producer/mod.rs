@@ -207,6 +207,14 @@ impl ProducerHandle {
         self.wake.clone()
     }
 
+    /// Raises a fatal error on the producer's librdkafka client, as librdkafka raises a real
+    /// one (an idempotence invariant broken beyond repair): a drill of the recovery, which
+    /// takes back what the client holds into the journal and replaces the client.
+    pub fn drill_fatal_error(&self) {
+        self.stats.drill_fatal.store(true, Ordering::Release);
+        self.wake.notify();
+    }
+
     /// Waits for the thread to finish (it does once every sender is dropped).
     ///
     /// # Errors
@@ -298,6 +306,17 @@ impl Topics {
     }
 }
 
+/// A librdkafka client that accounts into `stats` and hands failed records to `failed_tx`.
+fn new_client(
+    kafka: &KafkaConfig,
+    stats: &Arc<DeliveryStats>,
+    failed_tx: &crossbeam_channel::Sender<FailedRecord>,
+) -> Result<native::Client, ProducerError> {
+    let ctx = client::DeliveryContext::new(Arc::clone(stats), failed_tx.clone(), kafka);
+    native::Client::new(client::create_producer(kafka, ctx)?)
+        .ok_or_else(|| ProducerError::ClientConfig("librdkafka gave no main queue".into()))
+}
+
 /// Starts the producer thread over `queues`.
 ///
 /// # Errors
@@ -309,9 +328,7 @@ pub fn spawn(
 ) -> Result<ProducerHandle, ProducerError> {
     let stats = Arc::new(DeliveryStats::default());
     let (failed_tx, failed_rx) = crossbeam_channel::unbounded();
-    let ctx = client::DeliveryContext::new(Arc::clone(&stats), failed_tx, &settings.kafka);
-    let producer = native::Client::new(client::create_producer(&settings.kafka, ctx)?)
-        .ok_or_else(|| ProducerError::ClientConfig("librdkafka gave no main queue".into()))?;
+    let producer = new_client(&settings.kafka, &stats, &failed_tx)?;
     let journal = Journal::open(
         &settings.journal.dir,
         settings.journal.max_bytes,
@@ -348,6 +365,8 @@ pub fn spawn(
                 producer,
                 stats: thread_stats,
                 failed_rx,
+                failed_tx,
+                kafka: settings.kafka.clone(),
                 topics,
                 brokers: settings.kafka.brokers.clone(),
                 journal,
@@ -436,6 +455,10 @@ struct Worker {
     producer: native::Client,
     stats: Arc<DeliveryStats>,
     failed_rx: Receiver<FailedRecord>,
+    /// For a replacement client's delivery context (after a fatal error).
+    failed_tx: crossbeam_channel::Sender<FailedRecord>,
+    /// The client settings, for a replacement client.
+    kafka: KafkaConfig,
     topics: Topics,
     brokers: String,
     journal: Journal,
@@ -502,8 +525,11 @@ enum SendOutcome {
     Sent,
     /// The queue stayed full: the record was not taken.
     Full,
-    /// Refused at once, for good (e.g. larger than `message.max.bytes`).
+    /// Refused at once by librdkafka's own checks (chiefly a record over `message.max.bytes`):
+    /// final for the record.
     Refused(RDKafkaErrorCode),
+    /// The client failed fatally and takes no record: not taken, the client is to be replaced.
+    Fatal,
 }
 
 impl Worker {
@@ -577,7 +603,13 @@ impl Worker {
 
     /// Housekeeping once per batch: delivery reports, mode changes, draining, journal sync.
     fn turn(&mut self) {
+        if self.stats.drill_fatal.swap(false, Ordering::AcqRel) {
+            self.producer.raise_fatal_error();
+        }
         self.serve_delivery_reports();
+        if self.stats.fatal.swap(false, Ordering::AcqRel) {
+            self.replace_client();
+        }
         self.collect_failures();
         if self.stats.outage.swap(false, Ordering::AcqRel) && self.mode == Mode::Direct {
             self.enter_spill("all brokers down");
@@ -676,6 +708,10 @@ impl Worker {
                 self.enter_spill("librdkafka queue full");
                 self.spill(&item);
             }
+            SendOutcome::Fatal => {
+                self.enter_spill("kafka client failed fatally");
+                self.spill(&item);
+            }
         }
     }
 
@@ -725,6 +761,39 @@ impl Worker {
             self.journal_refusing = None;
             crate::metrics::global().journal_full.set(0);
             log::info!(event = "journal_accepts_again", dropped = self.report.dropped, journal_bytes = self.journal.bytes(); "the journal accepts records again");
+        }
+    }
+
+    /// librdkafka raised a fatal error: the client takes no record again. What it holds is
+    /// purged back (failed reports, rescued into the journal as an outage's are), the producer
+    /// spills, and a new client takes over; the journal drains through it once the broker
+    /// answers. A record the broker wrote but had not acknowledged may then be written twice:
+    /// at-least-once at this boundary, as at a shutdown's purge.
+    fn replace_client(&mut self) {
+        let (code, reason) = self
+            .producer
+            .fatal_error()
+            .unwrap_or((RDKafkaErrorCode::Fatal, String::new()));
+        log::error!(event = "kafka_client_fatal", code = "PRODUCER_CLIENT_FATAL", kafka_error = format!("{code:?}"), in_flight = self.stats.in_flight(); "librdkafka's producer failed fatally ({reason}): its records are taken back into the journal and a new client is made");
+        self.enter_spill("kafka client failed fatally");
+        self.producer
+            .base()
+            .purge(PurgeConfig::default().queue().inflight());
+        self.producer
+            .flush(Duration::from_millis(500), MAX_REPORT_EVENTS);
+        match new_client(&self.kafka, &self.stats, &self.failed_tx) {
+            Ok(client) => {
+                // The old client is dropped here; rdkafka-rs's drop purges and serves whatever
+                // it still held through the same accounting.
+                self.producer = client;
+                crate::metrics::global().kafka_client_replaced_total.inc();
+                log::warn!(event = "kafka_client_replaced"; "a new librdkafka client took over; the journal drains through it");
+            }
+            Err(e) => {
+                // The next drain attempt's send fails with `_FATAL` again and retries this, at
+                // the probe's pace (500 ms); meanwhile records go to the journal.
+                log::error!(event = "kafka_client_replace_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+            }
         }
     }
 
@@ -954,7 +1023,7 @@ impl Worker {
                             code,
                         );
                     }
-                    SendOutcome::Full => {
+                    SendOutcome::Full | SendOutcome::Fatal => {
                         d.next = i;
                         return;
                     }
@@ -1088,6 +1157,10 @@ fn send(
                     return SendOutcome::Full;
                 }
                 producer.serve_reports(Duration::from_millis(1), MAX_REPORT_EVENTS);
+            }
+            Err(RDKafkaErrorCode::Fatal) => {
+                stats.fatal.store(true, Ordering::Release);
+                return SendOutcome::Fatal;
             }
             Err(e) => return SendOutcome::Refused(e),
         }

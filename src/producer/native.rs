@@ -193,6 +193,42 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The fatal error librdkafka raised on this client, if any: its code and reason. After
+    /// one, the client accepts no record again (every send fails with `_FATAL`).
+    pub(super) fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        let mut text = [0 as c_char; 512];
+        // SAFETY: the client is live (owned by `self.base`); librdkafka writes at most
+        // `text.len()` bytes into it, NUL included.
+        let err = unsafe {
+            rd::rd_kafka_fatal_error(
+                self.base.client().native_ptr(),
+                text.as_mut_ptr(),
+                text.len(),
+            )
+        };
+        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
+        // SAFETY: NUL-terminated by librdkafka (zeroed before), and it lives through the call.
+        let reason = unsafe { c_text(text.as_ptr()) }.into_owned();
+        Some((RDKafkaErrorCode::from(err), reason))
+    }
+
+    /// Raises a fatal error on this client the way librdkafka raises a real one (the error
+    /// event, every later send refused with `_FATAL`), through its test hook; for drills.
+    pub(super) fn raise_fatal_error(&self) {
+        // SAFETY: the client is live; the reason is a static NUL-terminated string.
+        unsafe {
+            rd::rd_kafka_test_fatal_error(
+                self.base.client().native_ptr(),
+                rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"fatal error drill".as_ptr(),
+            );
+        }
+    }
+}
+
 impl Drop for Client {
     fn drop(&mut self) {
         // SAFETY: the reference taken in `new`, released once; `base` (the client) is dropped
@@ -228,12 +264,17 @@ unsafe fn serve_event(ctx: &DeliveryContext, ev: *mut rd::rd_kafka_event_t) -> u
         }
         rd::RD_KAFKA_EVENT_ERROR => {
             // SAFETY: `ev` is a live error event; its string lives as long as it does.
-            let (code, reason) = unsafe {
+            let (code, reason, fatal) = unsafe {
                 (
                     rd::rd_kafka_event_error(ev),
                     c_text(rd::rd_kafka_event_error_string(ev)),
+                    rd::rd_kafka_event_error_is_fatal(ev) != 0,
                 )
             };
+            if fatal {
+                // The event carries the underlying error; the flag says the client is done.
+                ctx.on_fatal();
+            }
             ctx.error(
                 KafkaError::Global(RDKafkaErrorCode::from(code)),
                 reason.trim(),
@@ -419,13 +460,21 @@ impl Client {
                 Ok(())
             }
             Some(e) => {
-                // SAFETY: `e` is the error object just returned; read once, then destroyed once.
-                let code = unsafe {
+                // SAFETY: `e` is the error object just returned; read, then destroyed once.
+                let (code, fatal) = unsafe {
                     let code = rd::rd_kafka_error_code(e.as_ptr());
+                    let fatal = rd::rd_kafka_error_is_fatal(e.as_ptr()) != 0;
                     rd::rd_kafka_error_destroy(e.as_ptr());
-                    code
+                    (code, fatal)
                 };
-                Err(RDKafkaErrorCode::from(code))
+                // A client that failed fatally refuses with the underlying error's code (an
+                // out-of-order sequence, say) flagged fatal: `_FATAL` tells the caller the
+                // client, not the record, is at fault.
+                Err(if fatal {
+                    RDKafkaErrorCode::Fatal
+                } else {
+                    RDKafkaErrorCode::from(code)
+                })
             }
         }
     }
@@ -472,6 +521,37 @@ mod tests {
         let base = client::create_producer(&cfg.kafka, ctx).unwrap_or_else(|e| panic!("{e}"));
         let producer = Client::new(base).unwrap_or_else(|| panic!("no main queue"));
         (producer, stats, rx)
+    }
+
+    /// After a fatal error (raised through librdkafka's test hook, as the producer's drill does)
+    /// the client says why, refuses a record with `_FATAL` (not the underlying error's code, which
+    /// would read as the record's fault), and its error event, served in place, flags the
+    /// client for replacement.
+    #[test]
+    fn a_client_that_failed_fatally_says_so_at_the_send_and_in_its_event() {
+        let (producer, stats, _rx) = unreachable_client("60000");
+        assert_eq!(producer.fatal_error(), None);
+        producer.raise_fatal_error();
+        let (code, reason) = producer.fatal_error().unwrap_or_else(|| panic!("fatal"));
+        assert_eq!(code, RDKafkaErrorCode::OutOfOrderSequenceNumber);
+        assert!(reason.contains("drill"), "{reason}");
+        let record = Native {
+            payload: b"{}",
+            key: b"NSE:TCS",
+            seq: 1,
+        };
+        assert_eq!(
+            producer.produce(c"test.native.fatal", &record, &mut None),
+            Err(RDKafkaErrorCode::Fatal)
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stats.fatal.load(Ordering::Acquire) && Instant::now() < deadline {
+            producer.serve_reports(Duration::from_millis(50), 16);
+        }
+        assert!(
+            stats.fatal.load(Ordering::Acquire),
+            "the error event flags it"
+        );
     }
 
     /// A record produced to a broker that is not there comes back through `serve_reports` as a
