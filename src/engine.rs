@@ -142,6 +142,7 @@ impl Engine {
                 ) {
                     log::error!(event = "kafka_topics_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                 }
+                producer::warn_of_small_topics(&k.brokers, &topics);
             }
             Err(e) => {
                 metrics.kafka_up.set(0);

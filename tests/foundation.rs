@@ -145,6 +145,38 @@ fn delete_topics_removes_a_runs_topics_and_ignores_unknown_ones() {
     );
 }
 
+/// Topics the engine creates take its largest records (`producer::MAX_RECORD_BYTES`); a topic
+/// made with another limit reports that limit, so the engine can warn of it at start-up; a
+/// topic that does not exist is left out.
+#[test]
+fn created_topics_take_the_largest_records_and_their_limits_are_read_back() {
+    common::services();
+    let brokers = common::brokers();
+    let ours = common::unique("test.limit.ours");
+    let small = common::unique("test.limit.small");
+    let absent = common::unique("test.limit.absent");
+    producer::ensure_topics(&brokers, &[&ours], 1, Duration::from_secs(10)).expect("topic");
+    producer::ensure_topics_sized(&brokers, &[&small], 1, 100_000, Duration::from_secs(10))
+        .expect("small topic");
+    // A topic just created can be listed without its configuration for a moment.
+    let limits = common::wait_for(Duration::from_secs(20), || {
+        let l =
+            producer::topic_limits(&brokers, &[&ours, &small, &absent], Duration::from_secs(10))
+                .expect("limits");
+        (l.len() >= 2).then_some(l)
+    })
+    .unwrap_or_default();
+    assert_eq!(
+        limits,
+        [
+            (ours.clone(), producer::MAX_RECORD_BYTES),
+            (small.clone(), 100_000)
+        ],
+        "{limits:?}"
+    );
+    producer::delete_topics(&brokers, &[&ours, &small], Duration::from_secs(10)).expect("delete");
+}
+
 #[test]
 fn redis_publish_reaches_the_control_listener() {
     common::services();

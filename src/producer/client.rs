@@ -15,7 +15,10 @@ use std::{
 
 use crossbeam_channel::Sender;
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{
+        AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+        TopicReplication,
+    },
     client::{ClientContext, DefaultClientContext},
     config::ClientConfig,
     error::KafkaError,
@@ -348,6 +351,36 @@ fn block_on<F: Future>(fut: F) -> F::Output {
         }
         thread::park_timeout(Duration::from_millis(50));
     }
+}
+
+/// Each topic's `max.message.bytes` as the broker reports it, for the topics it knows (the
+/// others, and one created a moment ago whose configuration the broker does not list yet, are
+/// left out), so the engine can say at start-up which topics would refuse its larger
+/// records ([`MAX_RECORD_BYTES`]).
+///
+/// # Errors
+/// [`ProducerError::Admin`] when the broker does not answer the request.
+pub fn topic_limits(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<(String, usize)>, ProducerError> {
+    let (admin, opts) = admin(brokers, timeout)?;
+    let specs: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let results = block_on(admin.describe_configs(&specs, &opts))
+        .map_err(|e| ProducerError::Admin(e.to_string()))?;
+    Ok(results
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|r| {
+            let OwnedResourceSpecifier::Topic(name) = &r.specifier else {
+                return None;
+            };
+            let bytes = r.get("max.message.bytes")?.value.as_deref()?.parse().ok()?;
+            Some((name.clone(), bytes))
+        })
+        .collect())
 }
 
 /// Checks that the broker answers a metadata request within `timeout`.

@@ -42,7 +42,7 @@ use std::{
 
 pub use client::{
     check_broker, delete_topics, ensure_topics, ensure_topics_sized, producer_config,
-    refused_for_good, DeliveryStats, FailedRecord, MAX_RECORD_BYTES,
+    refused_for_good, topic_limits, DeliveryStats, FailedRecord, MAX_RECORD_BYTES,
 };
 use crossbeam_channel::Receiver;
 pub use encode::TICK_SCHEMA_VERSION;
@@ -303,6 +303,27 @@ impl Topics {
         Topic::ALL
             .into_iter()
             .find(|t| self.slot(*t).name() == name)
+    }
+}
+
+/// Logs each of `topics` whose `max.message.bytes` is under what the engine may produce
+/// ([`MAX_RECORD_BYTES`]: a large frame on `market.raw` or its reject would be refused, counted
+/// and lost), as an error when it is under librdkafka's `batch.size` (1,000,000 bytes: whole
+/// batches of small records would be refused). Topics the engine created are never flagged.
+pub fn warn_of_small_topics(brokers: &str, topics: &[&str]) {
+    match topic_limits(brokers, topics, Duration::from_secs(10)) {
+        Ok(limits) => {
+            for (topic, bytes) in limits {
+                if bytes < 1_000_000 {
+                    log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, under librdkafka's batch.size (1,000,000): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+                } else if bytes < MAX_RECORD_BYTES {
+                    log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+                }
+            }
+        }
+        Err(e) => {
+            log::warn!(event = "kafka_topic_limits_unknown", code = crate::error::ErrorCode::code(&e); "{e}");
+        }
     }
 }
 
