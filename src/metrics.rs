@@ -91,6 +91,12 @@ fn counter_vec(
     Ok(c)
 }
 
+fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     let g = IntGauge::new(name, help)?;
     r.register(Box::new(g.clone()))?;
@@ -206,14 +212,11 @@ impl Metrics {
                 "Records Kafka refused for good (too large or invalid for the topic): not sent again",
                 &["topic"],
             )?,
-            kafka_client_replaced_total: {
-                let c = IntCounter::new(
-                    "kafka_client_replaced_total",
-                    "Producer clients replaced after librdkafka raised a fatal error",
-                )?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
+            kafka_client_replaced_total: counter(
+                &r,
+                "kafka_client_replaced_total",
+                "Producer clients replaced after librdkafka raised a fatal error",
+            )?,
             kafka_in_flight: gauge(
                 &r,
                 "kafka_in_flight_records",
@@ -250,14 +253,11 @@ impl Metrics {
                 "1 while the Redis command subscription is live",
             )?,
             journal_dropped_total,
-            raw_buffer_allocations_total: {
-                let c = IntCounter::new(
-                    "raw_buffer_allocations_total",
-                    "Raw-frame buffers allocated or grown on a feed thread (pool empty or too small)",
-                )?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
+            raw_buffer_allocations_total: counter(
+                &r,
+                "raw_buffer_allocations_total",
+                "Raw-frame buffers allocated or grown on a feed thread (pool empty or too small)",
+            )?,
             queue_depth,
             log_dropped_total,
             handoff_latency,

@@ -314,16 +314,33 @@ pub fn warn_of_small_topics(brokers: &str, topics: &[&str]) {
     match topic_limits(brokers, topics, Duration::from_secs(10)) {
         Ok(limits) => {
             for (topic, bytes) in limits {
-                if bytes < 1_000_000 {
-                    log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, under librdkafka's batch.size (1,000,000): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
-                } else if bytes < MAX_RECORD_BYTES {
-                    log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+                match topic_limit_shortfall(bytes) {
+                    Some(log::Level::Error) => {
+                        log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, under librdkafka's batch.size (1,000,000): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+                    }
+                    Some(_) => {
+                        log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+                    }
+                    None => {}
                 }
             }
         }
         Err(e) => {
             log::warn!(event = "kafka_topic_limits_unknown", code = crate::error::ErrorCode::code(&e); "{e}");
         }
+    }
+}
+
+/// How loudly to report a topic limit of `bytes`: an error under librdkafka's `batch.size`
+/// (1,000,000 bytes: whole batches refused), a warning under [`MAX_RECORD_BYTES`] (a large
+/// frame or its reject refused), nothing at or above it.
+fn topic_limit_shortfall(bytes: usize) -> Option<log::Level> {
+    if bytes < 1_000_000 {
+        Some(log::Level::Error)
+    } else if bytes < MAX_RECORD_BYTES {
+        Some(log::Level::Warn)
+    } else {
+        None
     }
 }
 
@@ -846,7 +863,8 @@ impl Worker {
                 // Sent again it would fail again: settled where it is (a journal record as if
                 // acknowledged, so its segment can commit), counted and logged, and no outage.
                 if let Some(d) = self.drain.as_mut().filter(|_| in_drain) {
-                    d.settle(usize::try_from(f.seq - d.base).unwrap_or(usize::MAX));
+                    let i = f.seq.checked_sub(d.base).unwrap_or(u64::MAX);
+                    d.settle(usize::try_from(i).unwrap_or(usize::MAX));
                 }
                 note_refused(&mut self.report, &f.topic, f.payload.len(), f.code);
                 continue;
@@ -1190,7 +1208,22 @@ fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{Mode, Refusal};
+    use super::{topic_limit_shortfall, Mode, Refusal, MAX_RECORD_BYTES};
+
+    /// A topic under librdkafka's batch size is an error, one under the engine's largest record
+    /// a warning, and one that takes it (as the engine creates them) nothing.
+    #[test]
+    fn a_topic_limit_is_judged_against_the_batch_size_and_the_largest_record() {
+        assert_eq!(topic_limit_shortfall(2_000), Some(log::Level::Error));
+        assert_eq!(topic_limit_shortfall(999_999), Some(log::Level::Error));
+        assert_eq!(topic_limit_shortfall(1_000_000), Some(log::Level::Warn));
+        assert_eq!(topic_limit_shortfall(1_048_588), Some(log::Level::Warn));
+        assert_eq!(
+            topic_limit_shortfall(MAX_RECORD_BYTES - 1),
+            Some(log::Level::Warn)
+        );
+        assert_eq!(topic_limit_shortfall(MAX_RECORD_BYTES), None);
+    }
 
     /// At the cap an episode lasts until the journal has room, whatever the mode (in Spill it
     /// cannot gain any); failing to write, until the producer stops writing to it (Direct), room
