@@ -326,6 +326,13 @@ fn a_fatal_client_error_is_survived_by_a_new_client_without_loss() {
         "the first records are acknowledged"
     );
     handle.drill_fatal_error();
+    // Records sent before the error is raised would go to the healthy client and be in flight
+    // when it fails: written, perhaps, and taken back too (the flood test's case). These go to
+    // the failed client, refused at the send, or to its successor.
+    assert!(
+        common::wait_until(Duration::from_secs(30), || !handle.fatal_drill_pending()),
+        "the fatal error is raised"
+    );
     for s in 2_000..4_000 {
         tx.send(record(s)).expect("queue");
     }

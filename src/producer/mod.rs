@@ -215,6 +215,13 @@ impl ProducerHandle {
         self.wake.notify();
     }
 
+    /// Whether a drill asked for ([`ProducerHandle::drill_fatal_error`]) is not yet raised on
+    /// the client: the thread raises it at its next turn, and records it sends until then go to
+    /// the healthy client.
+    pub fn fatal_drill_pending(&self) -> bool {
+        self.stats.drill_fatal.load(Ordering::Acquire)
+    }
+
     /// Waits for the thread to finish (it does once every sender is dropped).
     ///
     /// # Errors
