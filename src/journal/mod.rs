@@ -422,6 +422,13 @@ pub struct Journal {
     /// Sealed segments on disk, in drain order.
     sealed: Vec<(SegmentId, u64)>,
     writer: Option<Writer>,
+    /// Sealed segments, or their last bytes, that the disk refused (full, or failing): the open
+    /// segment's unwritten tail when it had to be sealed to drain it, a rescue segment whole.
+    /// Their records drain from the file (if any) and these bytes together, and the bytes go
+    /// with the segment at [`Journal::commit`] or [`Journal::replace`]. Without them a full disk
+    /// would hold the drain that frees it: the open segment could not be sealed, nor the
+    /// records Kafka handed back be journaled ahead of it, until the disk had room again.
+    unwritten: Vec<(SegmentId, Vec<u8>)>,
     next_number: u64,
     scratch: Vec<u8>,
 }
@@ -472,12 +479,14 @@ impl Journal {
             fsync,
             sealed,
             writer: None,
+            unwritten: Vec::new(),
             next_number,
             scratch: Vec::with_capacity(4096),
         })
     }
 
-    /// Bytes on disk (sealed segments plus what the open segment has written).
+    /// Bytes journaled: sealed segments plus what the open segment has taken, written or still
+    /// buffered (and the bytes of a sealed segment the disk refused, [`Journal::unwritten_bytes`]).
     pub fn bytes(&self) -> u64 {
         self.sealed.iter().map(|(_, b)| *b).sum::<u64>()
             + self.writer.as_ref().map_or(0, |w| w.bytes)
@@ -489,6 +498,16 @@ impl Journal {
     pub fn has_room(&self) -> bool {
         let margin = SEGMENT_BYTES.min(self.cap / 2);
         self.bytes().saturating_add(margin) <= self.cap
+    }
+
+    /// Bytes of journaled records held only in memory because the disk refused them (full, or
+    /// failing): the open segment's buffer and a sealed segment's refused tail. They are written
+    /// once the disk takes them, or drained from memory; what is left of them when the journal
+    /// is dropped is lost, so the producer reports it at shutdown.
+    pub fn unwritten_bytes(&self) -> u64 {
+        let buffered = self.writer.as_ref().map_or(0, |w| w.file.buffer().len());
+        let refused: usize = self.unwritten.iter().map(|(_, b)| b.len()).sum();
+        (buffered + refused) as u64
     }
 
     /// True when nothing is journaled.
@@ -552,7 +571,17 @@ impl Journal {
             });
         }
         if let Some(w) = self.writer.as_mut() {
-            w.file.write_all(&self.scratch).map_err(io_err(&self.dir))?;
+            if let Err(e) = w.file.write_all(&self.scratch) {
+                // With its buffer empty, the writer wrote this record straight to the file (a
+                // record larger than the buffer), and a full disk may have taken part of it:
+                // cut that part off, or the records appended after it would be read back as a
+                // torn tail and lost. (With records still buffered, the error came from writing
+                // those, before this record was touched; they stay buffered for the next try.)
+                if w.file.buffer().is_empty() {
+                    let _ = w.file.get_ref().set_len(w.bytes);
+                }
+                return Err(io_err(&self.dir)(e));
+            }
             w.bytes += n;
             if self.fsync == FsyncPolicy::Always {
                 w.file.flush().map_err(io_err(&self.dir))?;
@@ -576,12 +605,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Flushes, syncs and closes the open segment. On an error the writer stays open with what
+    /// it has not written still buffered (dropping it would lose those records), to be tried
+    /// again.
     fn seal(&mut self) -> Result<(), JournalError> {
-        if let Some(mut w) = self.writer.take() {
+        if let Some(w) = self.writer.as_mut() {
             w.file.flush().map_err(io_err(&self.dir))?;
             if self.fsync != FsyncPolicy::Never {
                 w.file.get_ref().sync_data().map_err(io_err(&self.dir))?;
             }
+        }
+        if let Some(w) = self.writer.take() {
             if w.bytes > 0 {
                 self.sealed.push((w.id, w.bytes));
                 self.sealed.sort_unstable();
@@ -593,11 +627,15 @@ impl Journal {
     }
 
     /// Writes `records` as one rescue segment (class 0), drained before every spill segment.
-    /// Atomic: written to a temporary file, synced, then renamed.
+    /// Atomic: written to a temporary file, synced, then renamed. If the disk refuses it (full,
+    /// or failing), the segment is kept in memory (`unwritten`) and drains all the
+    /// same: these records are older than everything journaled, so no drain could start
+    /// without them, and on a disk the journal itself filled only a drain frees room.
     ///
     /// # Errors
-    /// [`JournalError::Io`]; the cap is not applied (these records already existed in memory and
-    /// dropping them would lose data that was accepted).
+    /// [`JournalError::RecordTooLarge`] for a record the format cannot hold (nothing is kept);
+    /// the cap is not applied (these records already existed in memory and dropping them would
+    /// lose data that was accepted).
     pub fn write_rescue(&mut self, records: &[OwnedRecord]) -> Result<(), JournalError> {
         if records.is_empty() {
             return Ok(());
@@ -611,7 +649,13 @@ impl Journal {
         for r in records {
             r.write_to(&mut buf)?;
         }
-        self.write_segment(id, &buf)
+        if let Err(e) = self.write_segment(id, &buf) {
+            log::error!(event = "journal_rescue_in_memory", code = "JOURNAL_IO", segment = id.file_name().as_str(), unwritten_bytes = buf.len(); "{e}; the records Kafka handed back are kept in memory and drain first");
+            self.sealed.push((id, buf.len() as u64));
+            self.sealed.sort_unstable();
+            self.unwritten.push((id, buf));
+        }
+        Ok(())
     }
 
     /// Writes `buf` (whole record frames) as segment `id`, atomically: to a temporary file,
@@ -619,10 +663,14 @@ impl Journal {
     fn write_segment(&mut self, id: SegmentId, buf: &[u8]) -> Result<(), JournalError> {
         let path = self.path(id);
         let tmp = path.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(buf).map_err(io_err(&tmp))?;
-            f.sync_data().map_err(io_err(&tmp))?;
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(buf)?;
+            f.sync_data()
+        });
+        if let Err(e) = written {
+            // Whatever part of it the disk took is no use, and takes room.
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&tmp)(e));
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         self.sealed.retain(|(s, _)| *s != id);
@@ -644,22 +692,52 @@ impl Journal {
         seg.id = None;
         seg.bytes.clear();
         seg.spans.clear();
-        if self.sealed.is_empty() {
-            self.seal()?;
+        if self.sealed.is_empty() && self.seal().is_err() {
+            self.seal_in_memory();
         }
         let Some((id, _)) = self.sealed.first().copied() else {
             return Ok(None);
         };
         let path = self.path(id);
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut seg.bytes))
-            .map_err(io_err(&path))?;
+        let held = self.unwritten.iter().find(|(u, _)| *u == id);
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut seg.bytes)) {
+            Ok(_) => {}
+            // A segment the disk refused whole has no file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && held.is_some() => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        if let Some((_, rest)) = held {
+            seg.bytes.extend_from_slice(rest);
+        }
         let torn = index(&seg.bytes, &mut seg.spans);
         if torn {
             log::error!(event = "journal_torn_tail", segment = id.file_name().as_str(), records = seg.spans.len(); "segment ends in an incomplete or corrupt record (a crash mid-write); the intact records are replayed");
         }
         seg.id = Some(id);
         Ok(Some(id))
+    }
+
+    /// Seals the open segment although the disk refuses its last bytes (the disk full: `seal`
+    /// failed), keeping those bytes in memory (`unwritten`), so that it can drain and
+    /// free the disk. The file holds whole records up to, at most, a record split where the disk
+    /// stopped taking them, and the kept bytes are exactly the rest: read back together they are
+    /// every record the segment took, in order.
+    fn seal_in_memory(&mut self) {
+        let Some(w) = self.writer.take() else { return };
+        let Writer { id, file, bytes } = w;
+        // `into_parts` hands back the buffer without trying to write it again.
+        let (file, buffered) = file.into_parts();
+        drop(file);
+        let rest = buffered.unwrap_or_else(|panicked| panicked.into_inner());
+        log::error!(event = "journal_sealed_in_memory", code = "JOURNAL_IO", segment = id.file_name().as_str(), unwritten_bytes = rest.len(); "the disk refused the journal's last records: they drain from memory");
+        self.sealed.push((id, bytes));
+        self.sealed.sort_unstable();
+        self.unwritten.push((id, rest));
+    }
+
+    /// Forgets the refused bytes of segment `id`, which is gone or rewritten.
+    fn settle_unwritten(&mut self, id: SegmentId) {
+        self.unwritten.retain(|(u, _)| *u != id);
     }
 
     /// Deletes a fully drained segment.
@@ -674,6 +752,7 @@ impl Journal {
             Err(e) => return Err(io_err(&path)(e)),
         }
         self.sealed.retain(|(s, _)| *s != id);
+        self.settle_unwritten(id);
         Ok(())
     }
 
@@ -700,7 +779,9 @@ impl Journal {
         if buf.is_empty() {
             return self.commit(id);
         }
-        self.write_segment(id, &buf)
+        self.write_segment(id, &buf)?;
+        self.settle_unwritten(id);
+        Ok(())
     }
 
     /// Flushes and seals the open segment (shutdown).

@@ -193,6 +193,9 @@ pub struct FlushReport {
     pub dropped: u64,
     /// Records left in the journal at exit.
     pub left_in_journal_bytes: u64,
+    /// Bytes of journaled records that the disk refused (full, or failing) and that were still
+    /// only in memory at exit: lost. 0 unless the disk refused the journal's last records.
+    pub unwritten_bytes: u64,
 }
 
 impl ProducerHandle {
@@ -669,7 +672,8 @@ impl Worker {
         }
         if self.mode != Mode::Direct {
             if let Err(e) = self.journal.sync() {
-                log::error!(event = "journal_sync_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                // What it could not write stays buffered and is written again next turn.
+                self.journal_refuses("journal_sync_failed", &e);
             }
         }
         self.journal_accepts();
@@ -778,20 +782,25 @@ impl Worker {
 
     fn journal_failed(&mut self, e: &JournalError) {
         self.report.dropped += 1;
-        let m = crate::metrics::global();
-        m.journal_dropped_total.inc();
-        if self.journal_refusing.is_none() {
-            // Loud once per refusal episode: the counter above, an error log, and `journal_full`,
-            // which makes `/health` degraded and `/health/ready` 503 until the episode ends
-            // (`journal_accepts`). Not ended when a smaller record still fits: near the cap,
-            // refusals and fits alternate.
-            log::error!(event = "journal_refused_record", code = crate::error::ErrorCode::code(e); "{e}; records are dropped and counted until space frees up");
-            self.journal_refusing = Some(match e {
-                JournalError::Full { .. } => Refusal::Full,
-                _ => Refusal::Failing,
-            });
-            m.journal_full.set(1);
+        crate::metrics::global().journal_dropped_total.inc();
+        self.journal_refuses("journal_refused_record", e);
+    }
+
+    /// Opens a refusal episode for `e` unless one is open. Loud once per episode (the journal
+    /// may fail on every record and every turn while a disk is full): an error log as `event`
+    /// and `journal_full`, which makes `/health` degraded and `/health/ready` 503 until the
+    /// episode ends (`journal_accepts`); dropped records are counted by the caller. Not ended
+    /// when a smaller record still fits: near the cap, refusals and fits alternate.
+    fn journal_refuses(&mut self, event: &'static str, e: &JournalError) {
+        if self.journal_refusing.is_some() {
+            return;
         }
+        log::error!(event = event, code = crate::error::ErrorCode::code(e); "{e}; records the journal cannot take are dropped and counted until it accepts again");
+        self.journal_refusing = Some(match e {
+            JournalError::Full { .. } => Refusal::Full,
+            _ => Refusal::Failing,
+        });
+        crate::metrics::global().journal_full.set(1);
     }
 
     /// Ends a refusal episode, checked every turn: at the cap, once Kafka is back and the drain
@@ -925,7 +934,7 @@ impl Worker {
         }
         self.last_probe = Some(Instant::now());
         self.collect_failures();
-        if !self.persist_rescue() {
+        if self.persist_rescue().is_err() {
             return;
         }
         if check_broker(&self.brokers, Duration::from_millis(300)).is_err() {
@@ -941,10 +950,14 @@ impl Worker {
         }
     }
 
-    /// Writes rescued records to the journal in sequence order; false on an I/O error.
-    fn persist_rescue(&mut self) -> bool {
+    /// Writes rescued records to the journal in sequence order (held in memory if the disk
+    /// refuses them: `Journal::write_rescue`).
+    ///
+    /// # Errors
+    /// A record the journal's format cannot hold; the records stay here, tried again.
+    fn persist_rescue(&mut self) -> Result<(), JournalError> {
         if self.rescue.is_empty() {
-            return true;
+            return Ok(());
         }
         let mut rescue = std::mem::take(&mut self.rescue);
         rescue.sort_by_key(|f| f.seq);
@@ -964,12 +977,13 @@ impl Worker {
             Ok(()) => {
                 self.report.journaled += records.len() as u64;
                 log::warn!(event = "journal_rescued", records = records.len(); "records returned by Kafka were journaled ahead of the spill");
-                true
+                Ok(())
             }
             Err(e) => {
-                log::error!(event = "journal_rescue_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                // Kept here and tried again at the next probe, ahead of any drain.
+                self.journal_refuses("journal_rescue_failed", &e);
                 self.rescue = rescue;
-                false
+                Err(e)
             }
         }
     }
@@ -1009,7 +1023,7 @@ impl Worker {
                     }
                     Err(e) => {
                         self.drain_spare = buf;
-                        log::error!(event = "journal_read_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                        self.journal_refuses("journal_read_failed", &e);
                         self.enter_spill("journal unreadable");
                         return;
                     }
@@ -1124,13 +1138,24 @@ impl Worker {
                 log::error!(event = "journal_rewrite_failed", code = crate::error::ErrorCode::code(&e); "{e}");
             }
         }
-        let _ = self.persist_rescue();
+        if let Err(e) = self.persist_rescue() {
+            // The journal cannot take them and the process is ending: lost, so counted as
+            // dropped.
+            let n = self.rescue.len() as u64;
+            self.report.dropped += n;
+            crate::metrics::global().journal_dropped_total.inc_by(n);
+            log::error!(event = "journal_rescue_lost", code = crate::error::ErrorCode::code(&e), records = n; "{e}; records Kafka handed back could not be journaled at exit: they are lost and counted as dropped");
+        }
         if let Err(e) = self.journal.close() {
             log::error!(event = "journal_close_failed", code = crate::error::ErrorCode::code(&e); "{e}");
         }
         self.report.acked = self.stats.acked.load(Ordering::Acquire);
         self.report.failed = self.stats.failed.load(Ordering::Acquire);
         self.report.left_in_journal_bytes = self.journal.bytes();
+        self.report.unwritten_bytes = self.journal.unwritten_bytes();
+        if self.report.unwritten_bytes > 0 {
+            log::error!(event = "journal_unwritten_at_exit", code = "JOURNAL_IO", unwritten_bytes = self.report.unwritten_bytes; "the disk refused the journal's last records; they are lost with this process");
+        }
         let r = self.report;
         log::info!(
             event = "producer_stopped",
@@ -1139,7 +1164,8 @@ impl Worker {
             journaled = r.journaled,
             drained = r.drained,
             dropped = r.dropped,
-            journal_bytes = r.left_in_journal_bytes;
+            journal_bytes = r.left_in_journal_bytes,
+            unwritten_bytes = r.unwritten_bytes;
             "producer stopped"
         );
         Ok(r)
