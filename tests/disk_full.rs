@@ -214,6 +214,28 @@ fn a_segment_the_full_disk_will_not_take_drains_from_memory_and_nothing_is_lost(
 }
 
 #[test]
+fn under_fsync_always_a_record_the_disk_refuses_now_is_kept_and_written_later() {
+    let disk = small_disk("disk-full-always", 256 * KIB);
+    let mut j = Journal::open(&disk.join("journal"), 1 << 30, FsyncPolicy::Always).expect("open");
+    let filler = disk.join("filler");
+    fill(&filler, 256 * KIB);
+    // Taken into the write buffer; the flush and sync after it fail. Refusing it would count it
+    // as dropped, yet it stays buffered and is written later.
+    let r = payload(7, 1000);
+    j.append(&record(&r))
+        .expect("taken although the disk refuses it for now");
+    assert_eq!(j.unwritten_bytes(), j.bytes(), "held in memory: {j:?}");
+    assert!(j.sync().is_err(), "the disk still refuses it");
+    std::fs::remove_file(&filler).expect("free the disk");
+    j.sync().expect("written once the disk has room");
+    assert_eq!(j.unwritten_bytes(), 0);
+    let mut seg = LoadedSegment::default();
+    let id = j.load_oldest(&mut seg).expect("load").expect("a segment");
+    assert_eq!(payloads(&seg), vec![r]);
+    j.commit(id).expect("commit");
+}
+
+#[test]
 fn records_kafka_handed_back_are_kept_in_memory_when_the_disk_refuses_them() {
     let disk = small_disk("disk-full-rescue", 256 * KIB);
     let dir = disk.join("journal");

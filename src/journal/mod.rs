@@ -530,10 +530,14 @@ impl Journal {
     }
 
     /// Appends one record to the open spill segment (class 1), rolling segments at
-    /// [`SEGMENT_BYTES`].
+    /// [`SEGMENT_BYTES`]. A record is taken once it is in the segment's write buffer; under
+    /// `JOURNAL_FSYNC=always` it is also flushed and synced, and if the disk refuses that, it
+    /// stays buffered for [`Journal::sync`].
     ///
     /// # Errors
-    /// [`JournalError::Full`] at the cap (nothing written), [`JournalError::Io`] on disk errors.
+    /// [`JournalError::Full`] at the cap, [`JournalError::Io`] when the disk refuses to take
+    /// it (its buffer full of records not yet written, a roll that cannot seal the segment);
+    /// nothing of the record is kept.
     pub fn append(&mut self, r: &RecordRef<'_>) -> Result<(), JournalError> {
         self.scratch.clear();
         encode(r, &mut self.scratch)?;
@@ -584,8 +588,11 @@ impl Journal {
             }
             w.bytes += n;
             if self.fsync == FsyncPolicy::Always {
-                w.file.flush().map_err(io_err(&self.dir))?;
-                w.file.get_ref().sync_data().map_err(io_err(&self.dir))?;
+                // The record is taken (buffered) whether or not the disk takes it now. A failure
+                // here leaves it to the turn's `sync`, which writes it again and reports the
+                // error, as under `batch`; refusing it here would count as dropped a record
+                // that is written, and drained, later.
+                let _ = w.file.flush().and_then(|()| w.file.get_ref().sync_data());
             }
         }
         Ok(())

@@ -194,7 +194,9 @@ pub struct FlushReport {
     /// Records left in the journal at exit.
     pub left_in_journal_bytes: u64,
     /// Bytes of journaled records that the disk refused (full, or failing) and that were still
-    /// only in memory at exit: lost. 0 unless the disk refused the journal's last records.
+    /// only in memory at exit: lost. 0 unless the disk refused the journal's last records. An
+    /// upper bound: a segment held in memory and partly drained when the stop could not rewrite
+    /// it counts whole.
     pub unwritten_bytes: u64,
 }
 
