@@ -1,5 +1,6 @@
 //! A disk that fills before the journal's cap: the journal keeps every record it took, and the
-//! engine rides it out. Each test mounts a small tmpfs in a mount namespace of its own thread
+//! engine rides it out; and a disk that refuses to delete a drained segment: it is not sent
+//! again. Each test mounts a small tmpfs in a mount namespace of its own thread
 //! (the threads it starts share it; nothing else sees it), fills it with a file, and frees it
 //! again by deleting that file. Needs root (CAP_SYS_ADMIN), as the services the tests start do.
 //! Its own test binary: the engine test reads the process's metrics.
@@ -17,88 +18,15 @@
 mod common;
 mod http_support;
 mod kafka_gate;
+mod small_disk;
 
-use std::{
-    ffi::CString,
-    io::Write,
-    os::unix::ffi::OsStrExt,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::time::Duration;
 
 use layer1::{
     config::FsyncPolicy,
     journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
 };
-
-const KIB: u64 = 1024;
-
-/// A directory of its own, on a `bytes`-sized tmpfs that only the calling thread and the
-/// threads it starts from now on see: the thread is given its own mount namespace (unsharing it
-/// from one thread of the test process leaves the others as they were), made private so that
-/// nothing mounted in it reaches the host's, and the tmpfs is mounted there. It goes away with
-/// the last thread in the namespace.
-fn small_disk(prefix: &str, bytes: u64) -> PathBuf {
-    let dir = std::env::temp_dir().join(common::unique(prefix));
-    std::fs::create_dir_all(&dir).expect("mount point");
-    let c = |s: &[u8]| CString::new(s).expect("no NUL");
-    let (root, tmpfs) = (c(b"/"), c(b"tmpfs"));
-    let target = c(dir.as_os_str().as_bytes());
-    let options = c(format!("size={bytes}").as_bytes());
-    // SAFETY: `unshare` takes no pointer. Each `mount` is given NUL-terminated strings that live
-    // until it returns, or null where the call allows it (the source and type of a propagation
-    // change, which also ignores its data). The calls change the mounts this thread sees and
-    // nothing of the process's memory.
-    unsafe {
-        assert_eq!(
-            libc::unshare(libc::CLONE_NEWNS),
-            0,
-            "a mount namespace of this thread's own (needs root): {}",
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(
-            libc::mount(
-                std::ptr::null(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null()
-            ),
-            0,
-            "mounts private to the namespace: {}",
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(
-            libc::mount(
-                tmpfs.as_ptr(),
-                target.as_ptr(),
-                tmpfs.as_ptr(),
-                0,
-                options.as_ptr().cast()
-            ),
-            0,
-            "a {bytes}-byte tmpfs on {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    dir
-}
-
-/// Writes `bytes` zero bytes to `path`, or as many as the disk takes; how many it took.
-fn fill(path: &Path, bytes: u64) -> u64 {
-    let mut f = std::fs::File::create(path).expect("filler");
-    let chunk = vec![0u8; 4096];
-    let mut written = 0;
-    while written < bytes {
-        let n = (bytes - written).min(4096) as usize;
-        match f.write(&chunk[..n]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => written += k as u64,
-        }
-    }
-    written
-}
+use small_disk::{fill, set_read_only, small_disk, KIB};
 
 fn record(payload: &[u8]) -> RecordRef<'_> {
     RecordRef {
@@ -236,6 +164,41 @@ fn under_fsync_always_a_record_the_disk_refuses_now_is_kept_and_written_later() 
 }
 
 #[test]
+fn a_drained_segment_the_disk_will_not_delete_is_not_sent_again() {
+    let disk = small_disk("disk-ro", 1024 * KIB);
+    let dir = disk.join("journal");
+    let mut j = Journal::open(&dir, 1 << 30, FsyncPolicy::Batch).expect("open");
+    let records: Vec<Vec<u8>> = (0..10).map(|i| payload(i, 100)).collect();
+    for r in &records {
+        j.append(&record(r)).expect("append");
+    }
+    let mut seg = LoadedSegment::default();
+    let id = j.load_oldest(&mut seg).expect("load").expect("a segment");
+    assert_eq!(payloads(&seg), records);
+
+    // Every record of it acknowledged, and the disk now refuses to delete its file.
+    set_read_only(&disk, true);
+    assert!(j.commit(id).is_err(), "the disk keeps the file");
+    assert_eq!(j.undeleted().len(), 1);
+    assert!(
+        j.load_oldest(&mut seg).expect("load").is_none(),
+        "a drained segment is not loaded, and its records sent, again ({} records)",
+        seg.len()
+    );
+    assert!(j.is_empty(), "{j:?}");
+
+    // Deleted once the disk allows it, so a restart does not send it again either.
+    set_read_only(&disk, false);
+    j.close().expect("close");
+    assert!(j.undeleted().is_empty());
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("journal dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn records_kafka_handed_back_are_kept_in_memory_when_the_disk_refuses_them() {
     let disk = small_disk("disk-full-rescue", 256 * KIB);
     let dir = disk.join("journal");
@@ -318,15 +281,6 @@ fn a_disk_full_before_the_cap_loses_nothing_the_journal_took_and_kafka_back_ends
         .collect();
     assert!(left.is_empty(), "no segment left behind: {left:?}");
 
-    sim.set_rate(0).expect("pause generation");
-    let report = engine.stop().producer.expect("producer report");
-    println!("{report:?}");
-    assert!(report.journaled > 0, "{report:?}");
-    assert_eq!(
-        report.drained, report.journaled,
-        "every record the journal took reached Kafka: {report:?}"
-    );
-    assert_eq!(report.dropped, dropped, "{report:?}");
+    let report = kafka_gate::stops_with_every_journaled_record_drained_once(&sim, engine, dropped);
     assert_eq!(report.left_in_journal_bytes, 0, "{report:?}");
-    assert_eq!(report.unwritten_bytes, 0, "{report:?}");
 }

@@ -429,6 +429,10 @@ pub struct Journal {
     /// would hold the drain that frees it: the open segment could not be sealed, nor the
     /// records Kafka handed back be journaled ahead of it, until the disk had room again.
     unwritten: Vec<(SegmentId, Vec<u8>)>,
+    /// Drained segments whose files the disk refused to delete (read-only, failing): out of
+    /// the index, so never sent again in this run, and deleted at the next commit or close
+    /// that can.
+    undeleted: Vec<SegmentId>,
     next_number: u64,
     scratch: Vec<u8>,
 }
@@ -480,6 +484,7 @@ impl Journal {
             sealed,
             writer: None,
             unwritten: Vec::new(),
+            undeleted: Vec::new(),
             next_number,
             scratch: Vec::with_capacity(4096),
         })
@@ -747,20 +752,41 @@ impl Journal {
         self.unwritten.retain(|(u, _)| *u != id);
     }
 
-    /// Deletes a fully drained segment.
+    /// Deletes a fully drained segment. It leaves the index whether or not its file can be
+    /// deleted: every record of it is acknowledged, and loading it again would send them all a
+    /// second time (on a disk that refuses deletes, over and over). A file the disk keeps is
+    /// deleted at a later commit or close; until then a restart would drain it again.
     ///
     /// # Errors
-    /// [`JournalError::Io`].
+    /// [`JournalError::Io`] when the file could not be deleted.
     pub fn commit(&mut self, id: SegmentId) -> Result<(), JournalError> {
-        let path = self.path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&path)(e)),
-        }
         self.sealed.retain(|(s, _)| *s != id);
         self.settle_unwritten(id);
-        Ok(())
+        self.delete_undeleted();
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                self.undeleted.push(id);
+                Err(io_err(&path)(e))
+            }
+        }
+    }
+
+    /// Deletes the drained segments' files the disk kept before, where it now can.
+    fn delete_undeleted(&mut self) {
+        let dir = &self.dir;
+        self.undeleted.retain(|id| {
+            fs::remove_file(dir.join(id.file_name()))
+                .is_err_and(|e| e.kind() != io::ErrorKind::NotFound)
+        });
+    }
+
+    /// The files of drained segments that the disk has refused to delete so far: a restart now
+    /// would send their records again.
+    pub fn undeleted(&self) -> Vec<PathBuf> {
+        self.undeleted.iter().map(|id| self.path(*id)).collect()
     }
 
     /// Replaces a partly drained segment with the records of it that `keep` selects (those not
@@ -796,6 +822,7 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`].
     pub fn close(&mut self) -> Result<(), JournalError> {
+        self.delete_undeleted();
         self.seal()
     }
 }

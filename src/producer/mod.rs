@@ -1099,7 +1099,7 @@ impl Worker {
             }
             if d.unacked == 0 {
                 if let Some(Err(e)) = d.buf.seg.id().map(|id| self.journal.commit(id)) {
-                    log::error!(event = "journal_commit_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                    log::error!(event = "journal_commit_failed", code = crate::error::ErrorCode::code(&e); "{e}; the drained segment is not sent again, and its file is deleted once the disk allows");
                 }
                 if let Some(done) = self.drain.take() {
                     self.drain_spare = done.buf;
@@ -1155,6 +1155,11 @@ impl Worker {
         self.report.failed = self.stats.failed.load(Ordering::Acquire);
         self.report.left_in_journal_bytes = self.journal.bytes();
         self.report.unwritten_bytes = self.journal.unwritten_bytes();
+        let undeleted = self.journal.undeleted();
+        if !undeleted.is_empty() {
+            let files: Vec<String> = undeleted.iter().map(|p| p.display().to_string()).collect();
+            log::error!(event = "journal_undeleted_at_exit", code = "JOURNAL_IO", files = files.join(" "); "drained segments the disk would not delete are left behind: the next start sends their records again unless these files are deleted first");
+        }
         if self.report.unwritten_bytes > 0 {
             log::error!(event = "journal_unwritten_at_exit", code = "JOURNAL_IO", unwritten_bytes = self.report.unwritten_bytes; "the disk refused the journal's last records; they are lost with this process");
         }

@@ -14,7 +14,11 @@ use std::{
     time::Duration,
 };
 
-use layer1::{engine::Engine, producer, sim::SimHandle};
+use layer1::{
+    engine::Engine,
+    producer::{self, FlushReport},
+    sim::SimHandle,
+};
 
 use crate::{common, http_support};
 
@@ -165,4 +169,25 @@ pub fn live_ticks_flow_and_none_is_dropped(addr: SocketAddr, ticks_topic: &str) 
         "journal_full back to 0 on /metrics"
     );
     dropped
+}
+
+/// Stops the simulator's ticks and the engine, and checks its report: every record the journal
+/// took was drained into Kafka, once (`drained == journaled`, more than 0), the drops are those
+/// counted over the episode, and nothing was left only in memory. The report.
+pub fn stops_with_every_journaled_record_drained_once(
+    sim: &SimHandle,
+    engine: Engine,
+    dropped: u64,
+) -> FlushReport {
+    sim.set_rate(0).expect("pause generation");
+    let report = engine.stop().producer.expect("producer report");
+    println!("{report:?}");
+    assert!(report.journaled > 0, "{report:?}");
+    assert_eq!(
+        report.drained, report.journaled,
+        "every record the journal took reached Kafka, and none twice: {report:?}"
+    );
+    assert_eq!(report.dropped, dropped, "{report:?}");
+    assert_eq!(report.unwritten_bytes, 0, "{report:?}");
+    report
 }
