@@ -60,6 +60,9 @@ pub struct Metrics {
     pub ticks_dropped_total: IntCounterVec,
     /// `journal_dropped_total`: records dropped because the journal was full or failing.
     pub journal_dropped_total: IntCounter,
+    /// `journal_segments_quarantined_total`: journal segments set aside unread after
+    /// `journal::MAX_READ_ATTEMPTS` failed reads (their records not drained).
+    pub journal_segments_quarantined_total: IntCounter,
     /// `raw_buffer_allocations_total`: raw-frame buffers a feed thread had to allocate or grow
     /// because its pool had none free or none large enough (flat once warm, see
     /// `src/rawpool.rs`).
@@ -211,6 +214,11 @@ impl Metrics {
                 "kafka_records_refused_total",
                 "Records Kafka refused for good (too large or invalid for the topic): not sent again",
                 &["topic"],
+            )?,
+            journal_segments_quarantined_total: counter(
+                &r,
+                "journal_segments_quarantined_total",
+                "Journal segments set aside unread after repeated read errors (records not drained)",
             )?,
             kafka_client_replaced_total: counter(
                 &r,

@@ -393,3 +393,66 @@ fn a_fatal_client_error_in_a_flood_loses_nothing() {
     assert_eq!(missing, 0, "records missing out of {N}");
     let _ = std::fs::remove_dir_all(&journal);
 }
+
+/// A journal segment that cannot be read (here a directory where a segment file should be; on a
+/// real disk, a bad sector) is read three times, then set aside (`*.quarantined`) and counted,
+/// and the segments after it drain: one unreadable file no longer holds the drain, and with it
+/// every later record, for good.
+#[test]
+fn an_unreadable_journal_segment_is_set_aside_and_the_rest_drains() {
+    let (_g, topic, journal) = setup("test.outage.unreadable", "journal-unreadable");
+    let m = layer1::metrics::global();
+    let quarantined = m.journal_segments_quarantined_total.get();
+    // Segment 1 holds records 0..1,000, segment 3 records 1,000..2,000, and segment 2 cannot be
+    // read. (A journal left by an earlier run: the producer drains it at start-up.)
+    let journal_with = |seqs: std::ops::Range<u64>| {
+        let mut j =
+            layer1::journal::Journal::open(&journal, 1 << 30, layer1::config::FsyncPolicy::Batch)
+                .expect("journal");
+        for s in seqs {
+            let payload = format!("{{\"seq\":{s}}}");
+            let key = format!("NSE:SYM{}", s % 11);
+            j.append(&layer1::journal::RecordRef {
+                topic: Topic::Ticks as u8,
+                key: key.as_bytes(),
+                headers: &[("vendor", b"test")],
+                payload: payload.as_bytes(),
+            })
+            .expect("append");
+        }
+        j.close().expect("close");
+    };
+    journal_with(0..1_000);
+    let unreadable = journal.join("1-00000000000000000002.seg");
+    std::fs::create_dir_all(unreadable.join("not-a-segment")).expect("unreadable segment");
+    journal_with(1_000..2_000);
+
+    let (tx, rx) = producer::queue(65_536);
+    let handle = producer::spawn(settings(&topic, journal.clone()), vec![rx]).expect("producer");
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            handle
+                .stats()
+                .acked
+                .load(std::sync::atomic::Ordering::Acquire)
+                >= 2_000
+        }),
+        "the readable segments drain within 30 s"
+    );
+    for s in 2_000..2_100 {
+        tx.send(record(s)).expect("queue");
+    }
+    drop(tx);
+    let report = handle.join().expect("producer stops");
+    println!("{report:?}");
+    assert_eq!(report.drained, 2_000, "{report:?}");
+    assert!(report.quarantined_bytes > 0, "{report:?}");
+    assert_eq!(report.left_in_journal_bytes, 0, "{report:?}");
+    assert_eq!(m.journal_segments_quarantined_total.get(), quarantined + 1);
+    assert!(
+        unreadable.with_extension("quarantined").is_dir(),
+        "set aside under its new name, not deleted"
+    );
+    assert_exactly_once_in_order(&topic, 2_100);
+    let _ = std::fs::remove_dir_all(&journal);
+}

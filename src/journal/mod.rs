@@ -27,6 +27,10 @@ use crate::{config::FsyncPolicy, error::ErrorCode};
 
 /// A segment is sealed once it reaches this size; draining reads one segment at a time.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Reads of a segment that fail before it is set aside ([`JournalError::Quarantined`]): a
+/// transient error gets a second and third chance (the producer tries again at its probe's
+/// pace, 500 ms), a bad sector does not wedge the drain, and every record after it, for ever.
+pub const MAX_READ_ATTEMPTS: u32 = 3;
 const HEADER: usize = 8;
 
 /// Journal failures.
@@ -52,6 +56,23 @@ pub enum JournalError {
     /// A record too large for the format (key > 64 KiB, payload > 4 GiB, > 255 headers).
     #[error("record does not fit the journal format")]
     RecordTooLarge,
+    /// A segment that could not be read in [`MAX_READ_ATTEMPTS`] attempts was set aside,
+    /// renamed `*.quarantined` where the disk allows (a start-up ignores that name; renamed
+    /// back to `.seg`, it is drained at the next start): its records are not drained.
+    #[error("journal segment {path} unreadable after {attempts} attempts ({source}); set aside as {kept}: {bytes} bytes of records not drained")]
+    Quarantined {
+        /// The segment's file.
+        path: PathBuf,
+        /// Where it is now.
+        kept: PathBuf,
+        /// Its size in the journal's index.
+        bytes: u64,
+        /// Reads tried.
+        attempts: u32,
+        /// The last read's error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl ErrorCode for JournalError {
@@ -60,6 +81,7 @@ impl ErrorCode for JournalError {
             JournalError::Full { .. } => "JOURNAL_FULL",
             JournalError::Io { .. } => "JOURNAL_IO",
             JournalError::RecordTooLarge => "JOURNAL_RECORD_TOO_LARGE",
+            JournalError::Quarantined { .. } => "JOURNAL_SEGMENT_QUARANTINED",
         }
     }
 }
@@ -433,6 +455,8 @@ pub struct Journal {
     /// the index, so never sent again in this run, and deleted at the next commit or close
     /// that can.
     undeleted: Vec<SegmentId>,
+    /// The oldest segment's failed reads so far ([`MAX_READ_ATTEMPTS`]).
+    read_failures: Option<(SegmentId, u32)>,
     next_number: u64,
     scratch: Vec<u8>,
 }
@@ -485,6 +509,7 @@ impl Journal {
             writer: None,
             unwritten: Vec::new(),
             undeleted: Vec::new(),
+            read_failures: None,
             next_number,
             scratch: Vec::with_capacity(4096),
         })
@@ -716,8 +741,12 @@ impl Journal {
             Ok(_) => {}
             // A segment the disk refused whole has no file.
             Err(e) if e.kind() == io::ErrorKind::NotFound && held.is_some() => {}
-            Err(e) => return Err(io_err(&path)(e)),
+            Err(e) => {
+                seg.bytes.clear();
+                return Err(self.read_failed(id, path, e));
+            }
         }
+        self.read_failures = None;
         if let Some((_, rest)) = held {
             seg.bytes.extend_from_slice(rest);
         }
@@ -727,6 +756,39 @@ impl Journal {
         }
         seg.id = Some(id);
         Ok(Some(id))
+    }
+
+    /// Counts a failed read of segment `id`; at the [`MAX_READ_ATTEMPTS`]th, sets it aside:
+    /// out of the index, renamed `*.quarantined` if the disk allows.
+    fn read_failed(&mut self, id: SegmentId, path: PathBuf, e: io::Error) -> JournalError {
+        let attempts = match self.read_failures {
+            Some((failing, n)) if failing == id => n + 1,
+            _ => 1,
+        };
+        if attempts < MAX_READ_ATTEMPTS {
+            self.read_failures = Some((id, attempts));
+            return io_err(&path)(e);
+        }
+        self.read_failures = None;
+        let bytes = self
+            .sealed
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map_or(0, |(_, b)| *b);
+        self.sealed.retain(|(s, _)| *s != id);
+        self.settle_unwritten(id);
+        let quarantined = path.with_extension("quarantined");
+        let kept = match fs::rename(&path, &quarantined) {
+            Ok(()) => quarantined,
+            Err(_) => path.clone(),
+        };
+        JournalError::Quarantined {
+            path,
+            kept,
+            bytes,
+            attempts,
+            source: e,
+        }
     }
 
     /// Seals the open segment although the disk refuses its last bytes (the disk full: `seal`

@@ -198,6 +198,9 @@ pub struct FlushReport {
     /// upper bound: a segment held in memory and partly drained when the stop could not rewrite
     /// it counts whole.
     pub unwritten_bytes: u64,
+    /// Bytes of journal segments set aside unread (`JOURNAL_SEGMENT_QUARANTINED`): their
+    /// records were not drained.
+    pub quarantined_bytes: u64,
 }
 
 impl ProducerHandle {
@@ -1023,7 +1026,18 @@ impl Worker {
                         self.mode = Mode::Direct;
                         return;
                     }
+                    Err(e @ JournalError::Quarantined { bytes, .. }) => {
+                        // Set aside unread: the rest of the journal drains on.
+                        self.drain_spare = buf;
+                        self.report.quarantined_bytes += bytes;
+                        crate::metrics::global()
+                            .journal_segments_quarantined_total
+                            .inc();
+                        log::error!(event = "journal_segment_quarantined", code = crate::error::ErrorCode::code(&e); "{e}");
+                        continue;
+                    }
                     Err(e) => {
+                        // Read again at the next probe; set aside at the last attempt.
                         self.drain_spare = buf;
                         self.journal_refuses("journal_read_failed", &e);
                         self.enter_spill("journal unreadable");
