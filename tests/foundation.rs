@@ -309,67 +309,100 @@ fn sigint_stops_a_running_engine_with_every_thread_joined() {
     signal_stops_a_running_engine(libc::SIGINT, "SIGINT");
 }
 
+/// `layer1 run` as a process, in a directory of its own, with `env` over the local broker and
+/// Redis and an ephemeral HTTP port; started: it logged `engine_started`.
+struct EngineProcess {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    /// Its log lines up to `engine_started`.
+    lines: Vec<String>,
+    /// The ones after it, as they come.
+    rest: crossbeam_channel::Receiver<String>,
+    addr: std::net::SocketAddr,
+}
+
+impl EngineProcess {
+    fn start(env: &[(&str, String)]) -> Self {
+        common::services();
+        let dir = std::env::temp_dir().join(common::unique("layer1-run"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_layer1"))
+            .arg("run")
+            .current_dir(&dir)
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("KAFKA_BROKERS", common::brokers())
+            .env("REDIS_URL", common::redis_url())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn layer1 run");
+        let stderr = child.stderr.take().expect("stderr");
+        let (line_tx, rest) = crossbeam_channel::unbounded::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = line_tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        let started = Instant::now();
+        let addr = loop {
+            let line = rest
+                .recv_timeout(Duration::from_secs(30))
+                .expect("engine logs while starting");
+            lines.push(line.clone());
+            let v: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+            if v["event"] == "engine_started" {
+                break v["http"]
+                    .as_str()
+                    .expect("http addr")
+                    .parse::<std::net::SocketAddr>()
+                    .expect("addr");
+            }
+            assert!(started.elapsed() < Duration::from_secs(30));
+        };
+        Self {
+            child,
+            dir,
+            lines,
+            rest,
+            addr,
+        }
+    }
+
+    /// Sends `sig` (named `name`) and checks the process exits 0 within 20 s; every log line.
+    fn stop(mut self, sig: libc::c_int, name: &str) -> Vec<String> {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a pid we spawned and own and a valid signal number; no memory
+        // involved.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "engine did not exit within 20 s of {name}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status} after {name}");
+        self.lines.extend(self.rest.try_iter());
+        while let Ok(l) = self.rest.recv_timeout(Duration::from_millis(500)) {
+            self.lines.push(l);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.lines
+    }
+}
+
 /// `layer1 run` as a process, sent `sig` once started: it exits 0 within 20 s, having joined the
 /// producer, control and HTTP threads and logged the end of its shutdown.
 fn signal_stops_a_running_engine(sig: libc::c_int, name: &str) {
-    common::services();
-    let dir = std::env::temp_dir().join(common::unique("layer1-shutdown"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_layer1"))
-        .arg("run")
-        .current_dir(&dir)
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("KAFKA_BROKERS", common::brokers())
-        .env("REDIS_URL", common::redis_url())
-        .env("KAFKA_TOPIC_TICKS", common::unique("test.shutdown"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn layer1 run");
-    let stderr = child.stderr.take().expect("stderr");
-    let (line_tx, line_rx) = crossbeam_channel::unbounded::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = line_tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let started = Instant::now();
-    let addr = loop {
-        let line = line_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("engine logs while starting");
-        lines.push(line.clone());
-        let v: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-        if v["event"] == "engine_started" {
-            break v["http"]
-                .as_str()
-                .expect("http addr")
-                .parse::<std::net::SocketAddr>()
-                .expect("addr");
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-    };
-    assert_eq!(http_support::get(addr, "/health").status, 200);
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) with a pid we spawned and own and a valid signal number; no memory involved.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "engine did not exit within 20 s of {name}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status} after {name}");
-    lines.extend(line_rx.try_iter());
-    while let Ok(l) = line_rx.recv_timeout(Duration::from_millis(500)) {
-        lines.push(l);
-    }
+    let engine = EngineProcess::start(&[("KAFKA_TOPIC_TICKS", common::unique("test.shutdown"))]);
+    assert_eq!(http_support::get(engine.addr, "/health").status, 200);
+    let lines = engine.stop(sig, name);
     let joined: Vec<String> = lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -380,5 +413,69 @@ fn signal_stops_a_running_engine(sig: libc::c_int, name: &str) {
         assert!(joined.iter().any(|j| j == t), "{t} not joined: {joined:?}");
     }
     assert!(lines.iter().any(|l| l.contains("\"shutdown_complete\"")));
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Topics made beforehand with a smaller `max.message.bytes` than the engine's records are named
+/// at start-up, before `engine_started`: a warning under 8 MiB, an error under librdkafka's
+/// 1,000,000-byte batches (`PRODUCER_TOPIC_LIMIT`), and nothing for the topics the engine made.
+#[test]
+fn topics_made_with_smaller_limits_are_named_at_start_up() {
+    common::services();
+    let brokers = common::brokers();
+    let (ticks, dlq, raw) = (
+        common::unique("test.startlimit.ticks"),
+        common::unique("test.startlimit.dlq"),
+        common::unique("test.startlimit.raw"),
+    );
+    producer::ensure_topics_sized(&brokers, &[&ticks], 1, 2_000_000, Duration::from_secs(10))
+        .expect("ticks topic");
+    producer::ensure_topics_sized(&brokers, &[&dlq], 1, 500_000, Duration::from_secs(10))
+        .expect("dlq topic");
+    // A topic just created can be listed without its configuration for a moment.
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            producer::topic_limits(&brokers, &[&ticks, &dlq], Duration::from_secs(10))
+                .is_ok_and(|l| l.len() == 2)
+        }),
+        "the limits are readable"
+    );
+    let engine = EngineProcess::start(&[
+        ("KAFKA_TOPIC_TICKS", ticks.clone()),
+        ("KAFKA_TOPIC_DLQ", dlq.clone()),
+        ("KAFKA_TOPIC_RAW", raw.clone()),
+    ]);
+    let limits: Vec<(String, String, u64)> = engine
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "kafka_topic_limit_low")
+        // Only this run's topics: a shared default (the OHLC topic) is another test's business.
+        .filter(|v| {
+            [&ticks, &dlq, &raw]
+                .iter()
+                .any(|t| v["topic"] == t.as_str())
+        })
+        .map(|v| {
+            assert_eq!(v["code"], "PRODUCER_TOPIC_LIMIT", "{v}");
+            (
+                v["topic"].as_str().unwrap_or_default().to_owned(),
+                v["level"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                v["max_message_bytes"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    engine.stop(libc::SIGTERM, "SIGTERM");
+    let mut limits = limits;
+    limits.sort();
+    let mut expected = vec![
+        (ticks.clone(), "warn".to_owned(), 2_000_000),
+        (dlq.clone(), "error".to_owned(), 500_000),
+    ];
+    expected.sort();
+    assert_eq!(
+        limits, expected,
+        "the raw topic, made by the engine, is not named"
+    );
+    producer::delete_topics(&brokers, &[&ticks, &dlq, &raw], Duration::from_secs(10))
+        .expect("delete");
 }

@@ -14,6 +14,13 @@
 //! Draining reads a segment into a buffer kept from the segment before ([`LoadedSegment`]),
 //! checks every record once, keeping where its fields lie, and hands out views cut at those
 //! offsets ([`RecordView`]): nothing is copied, allocated or walked twice per record.
+//!
+//! A disk that refuses (full, read-only, failing) costs no record the journal took: what it has
+//! not written stays buffered and is written again; a segment that must be sealed to drain, or
+//! records Kafka handed back, are held in memory and drain from there; a record the disk cut
+//! short is cut off; a drained segment it will not delete is not drained again; a segment it
+//! cannot read is set aside after [`MAX_READ_ATTEMPTS`] instead of holding the drain
+//! (`docs/delivery.md`, The journal).
 
 use std::{
     fs::{self, File, OpenOptions},
