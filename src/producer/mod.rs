@@ -1186,7 +1186,8 @@ impl Worker {
             drained = r.drained,
             dropped = r.dropped,
             journal_bytes = r.left_in_journal_bytes,
-            unwritten_bytes = r.unwritten_bytes;
+            unwritten_bytes = r.unwritten_bytes,
+            quarantined_bytes = r.quarantined_bytes;
             "producer stopped"
         );
         Ok(r)
