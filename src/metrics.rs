@@ -63,6 +63,9 @@ pub struct Metrics {
     /// `journal_segments_quarantined_total`: journal segments set aside unread after
     /// `journal::MAX_READ_ATTEMPTS` failed reads (their records not drained).
     pub journal_segments_quarantined_total: IntCounter,
+    /// `capture_frames_missed_total`: raw frames not written to a capture file because it
+    /// failed (an upper bound: frames not yet flushed when it failed count as missed).
+    pub capture_frames_missed_total: IntCounter,
     /// `raw_buffer_allocations_total`: raw-frame buffers a feed thread had to allocate or grow
     /// because its pool had none free or none large enough (flat once warm, see
     /// `src/rawpool.rs`).
@@ -214,6 +217,11 @@ impl Metrics {
                 "kafka_records_refused_total",
                 "Records Kafka refused for good (too large or invalid for the topic): not sent again",
                 &["topic"],
+            )?,
+            capture_frames_missed_total: counter(
+                &r,
+                "capture_frames_missed_total",
+                "Raw frames missing from capture files after a capture write failed (upper bound)",
             )?,
             journal_segments_quarantined_total: counter(
                 &r,

@@ -435,6 +435,9 @@ pub fn spawn(
                 journal_refusing: None,
                 raw_to_kafka: settings.kafka.raw_enabled,
                 capture,
+                capture_dir: settings.capture_dir.clone(),
+                capture_unflushed: 0,
+                capture_gap: None,
                 tick_headers: Default::default(),
                 live_coverage: settings.live_coverage.clone(),
                 final_drain: false,
@@ -532,6 +535,12 @@ struct Worker {
     /// Whether raw frames go to `market.raw` (they may come only for the capture file).
     raw_to_kafka: bool,
     capture: Option<CaptureWriter<BufWriter<File>>>,
+    /// Where capture files go (`CAPTURE_DIR`): a new one is opened there after a failure.
+    capture_dir: Option<std::path::PathBuf>,
+    /// Frames written to the capture since its last successful flush: not known to be on disk.
+    capture_unflushed: u64,
+    /// The capture failed and no new file is open yet.
+    capture_gap: Option<CaptureGap>,
     /// Tick headers per vendor code, built on first use (copied in C per record).
     tick_headers: [Option<native::CHeaders>; 8],
     live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
@@ -540,6 +549,18 @@ struct Worker {
 }
 
 type CaptureFile = CaptureWriter<BufWriter<File>>;
+
+/// How long after a capture file fails a new one is tried, and again while that fails.
+pub const CAPTURE_RETRY: Duration = Duration::from_secs(5);
+
+/// A capture file failed (the disk full, say) and no new one is open yet.
+struct CaptureGap {
+    /// When to try a new file.
+    retry_at: Instant,
+    /// Frames missing from the captures since the failure (counted in
+    /// `capture_frames_missed_total`).
+    missed: u64,
+}
 
 /// Why the journal refuses records, which decides when a refusal episode ends.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -562,7 +583,9 @@ impl Refusal {
     }
 }
 
-/// Creates `capture-<unix ms>.l1cap` in `dir`.
+/// Creates `capture-<unix ms>.l1cap` in `dir`, its header written through to the disk: a disk
+/// that cannot take it leaves no empty file behind (a new file is tried every
+/// [`CAPTURE_RETRY`] while it refuses).
 fn open_capture(dir: &std::path::Path) -> std::io::Result<CaptureFile> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("capture-{}.l1cap", crate::clock::now_unix_ms()));
@@ -570,8 +593,20 @@ fn open_capture(dir: &std::path::Path) -> std::io::Result<CaptureFile> {
         .create_new(true)
         .write(true)
         .open(&path)?;
-    log::info!(event = "capture_started", path = path.display().to_string(); "writing raw frames to a capture file");
-    CaptureWriter::new(BufWriter::with_capacity(1 << 20, file))
+    let opened = CaptureWriter::new(BufWriter::with_capacity(1 << 20, file)).and_then(|mut c| {
+        c.flush()?;
+        Ok(c)
+    });
+    match opened {
+        Ok(c) => {
+            log::info!(event = "capture_started", path = path.display().to_string(); "writing raw frames to a capture file");
+            Ok(c)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
 enum SendOutcome {
@@ -672,8 +707,10 @@ impl Worker {
             Mode::Spill => self.try_start_drain(),
             Mode::Drain => self.pump_drain(),
         }
-        if let Some(c) = self.capture.as_mut() {
-            let _ = c.flush();
+        match self.capture.as_mut().map(|c| c.flush()) {
+            Some(Ok(())) => self.capture_unflushed = 0,
+            Some(Err(e)) => self.capture_failed(&e, 0),
+            None => self.capture_resume(),
         }
         if self.mode != Mode::Direct {
             if let Err(e) = self.journal.sync() {
@@ -691,18 +728,7 @@ impl Worker {
 
     fn handle(&mut self, item: Outbound) {
         if let Outbound::Raw(r) = &item {
-            if let Some(c) = self.capture.as_mut() {
-                let rec = CaptureRecord {
-                    received_at_ns: r.received_at_ns,
-                    vendor: r.vendor,
-                    kind: r.kind,
-                    conn_id: r.conn_id,
-                };
-                if let Err(e) = c.write_record(&rec, &r.payload) {
-                    log::error!(event = "capture_write_failed"; "{e}; capture stopped");
-                    self.capture = None;
-                }
-            }
+            self.capture_frame(r);
             if !self.raw_to_kafka {
                 return;
             }
@@ -820,6 +846,65 @@ impl Worker {
             self.journal_refusing = None;
             crate::metrics::global().journal_full.set(0);
             log::info!(event = "journal_accepts_again", dropped = self.report.dropped, journal_bytes = self.journal.bytes(); "the journal accepts records again");
+        }
+    }
+
+    /// Writes a raw frame to the capture file; while none is open after a failure, counts it
+    /// as missed.
+    fn capture_frame(&mut self, r: &RawFrame) {
+        let Some(c) = self.capture.as_mut() else {
+            if let Some(gap) = self.capture_gap.as_mut() {
+                gap.missed += 1;
+                crate::metrics::global().capture_frames_missed_total.inc();
+            }
+            return;
+        };
+        let rec = CaptureRecord {
+            received_at_ns: r.received_at_ns,
+            vendor: r.vendor,
+            kind: r.kind,
+            conn_id: r.conn_id,
+        };
+        match c.write_record(&rec, &r.payload) {
+            Ok(()) => self.capture_unflushed += 1,
+            Err(e) => self.capture_failed(&e, 1),
+        }
+    }
+
+    /// The capture file failed: it is closed (ending, perhaps, in a cut-off record, which
+    /// readers skip: `docs/capture-format.md`), the frames not known to be in it are counted as
+    /// missed (`failed` plus those since its last flush: an upper bound), and a new file is tried
+    /// after [`CAPTURE_RETRY`]. Before, a capture stopped for good at its first error.
+    fn capture_failed(&mut self, e: &std::io::Error, failed: u64) {
+        let missed = self.capture_unflushed + failed;
+        self.capture_unflushed = 0;
+        self.capture = None;
+        crate::metrics::global()
+            .capture_frames_missed_total
+            .inc_by(missed);
+        log::error!(event = "capture_write_failed", code = "CAPTURE_IO"; "{e}; raw frames are not captured until a new capture file opens (tried every {} s)", CAPTURE_RETRY.as_secs());
+        self.capture_gap = Some(CaptureGap {
+            retry_at: Instant::now() + CAPTURE_RETRY,
+            missed,
+        });
+    }
+
+    /// After a capture failure, opens a new capture file once [`CAPTURE_RETRY`] has passed.
+    fn capture_resume(&mut self) {
+        let (Some(dir), Some(gap)) = (self.capture_dir.as_deref(), self.capture_gap.as_mut())
+        else {
+            return;
+        };
+        if Instant::now() < gap.retry_at {
+            return;
+        }
+        match open_capture(dir) {
+            Ok(c) => {
+                log::warn!(event = "capture_resumed", missed = gap.missed; "a new capture file is open; {} raw frames since the failure are missing from the captures (at most)", gap.missed);
+                self.capture = Some(c);
+                self.capture_gap = None;
+            }
+            Err(_) => gap.retry_at = Instant::now() + CAPTURE_RETRY,
         }
     }
 
