@@ -661,8 +661,7 @@ impl Journal {
         }
         if let Some(w) = self.writer.take() {
             if w.bytes > 0 {
-                self.sealed.push((w.id, w.bytes));
-                self.sealed.sort_unstable();
+                self.add_sealed(w.id, w.bytes);
             } else {
                 let _ = fs::remove_file(self.path(w.id));
             }
@@ -695,8 +694,7 @@ impl Journal {
         }
         if let Err(e) = self.write_segment(id, &buf) {
             log::error!(event = "journal_rescue_in_memory", code = "JOURNAL_IO", segment = id.file_name().as_str(), unwritten_bytes = buf.len(); "{e}; the records Kafka handed back are kept in memory and drain first");
-            self.sealed.push((id, buf.len() as u64));
-            self.sealed.sort_unstable();
+            self.add_sealed(id, buf.len() as u64);
             self.unwritten.push((id, buf));
         }
         Ok(())
@@ -717,9 +715,7 @@ impl Journal {
             return Err(io_err(&tmp)(e));
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        self.sealed.retain(|(s, _)| *s != id);
-        self.sealed.push((id, buf.len() as u64));
-        self.sealed.sort_unstable();
+        self.add_sealed(id, buf.len() as u64);
         Ok(())
     }
 
@@ -777,13 +773,7 @@ impl Journal {
             return io_err(&path)(e);
         }
         self.read_failures = None;
-        let bytes = self
-            .sealed
-            .iter()
-            .find(|(s, _)| *s == id)
-            .map_or(0, |(_, b)| *b);
-        self.sealed.retain(|(s, _)| *s != id);
-        self.settle_unwritten(id);
+        let bytes = self.forget(id);
         let quarantined = path.with_extension("quarantined");
         let kept = match fs::rename(&path, &quarantined) {
             Ok(()) => quarantined,
@@ -811,14 +801,28 @@ impl Journal {
         drop(file);
         let rest = buffered.unwrap_or_else(|panicked| panicked.into_inner());
         log::error!(event = "journal_sealed_in_memory", code = "JOURNAL_IO", segment = id.file_name().as_str(), unwritten_bytes = rest.len(); "the disk refused the journal's last records: they drain from memory");
-        self.sealed.push((id, bytes));
-        self.sealed.sort_unstable();
+        self.add_sealed(id, bytes);
         self.unwritten.push((id, rest));
     }
 
-    /// Forgets the refused bytes of segment `id`, which is gone or rewritten.
-    fn settle_unwritten(&mut self, id: SegmentId) {
+    /// Puts segment `id` of `bytes` in the index, in drain order (replacing an entry it had).
+    fn add_sealed(&mut self, id: SegmentId, bytes: u64) {
+        self.sealed.retain(|(s, _)| *s != id);
+        self.sealed.push((id, bytes));
+        self.sealed.sort_unstable();
+    }
+
+    /// Takes segment `id` out of the index, with any of its bytes held in memory: drained, or
+    /// set aside. Its size in the index.
+    fn forget(&mut self, id: SegmentId) -> u64 {
+        let bytes = self
+            .sealed
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map_or(0, |(_, b)| *b);
+        self.sealed.retain(|(s, _)| *s != id);
         self.unwritten.retain(|(u, _)| *u != id);
+        bytes
     }
 
     /// Deletes a fully drained segment. It leaves the index whether or not its file can be
@@ -829,8 +833,7 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the file could not be deleted.
     pub fn commit(&mut self, id: SegmentId) -> Result<(), JournalError> {
-        self.sealed.retain(|(s, _)| *s != id);
-        self.settle_unwritten(id);
+        self.forget(id);
         self.delete_undeleted();
         let path = self.path(id);
         match fs::remove_file(&path) {
@@ -882,7 +885,8 @@ impl Journal {
             return self.commit(id);
         }
         self.write_segment(id, &buf)?;
-        self.settle_unwritten(id);
+        // The rewritten file holds what is kept; bytes held in memory for it are spent.
+        self.unwritten.retain(|(u, _)| *u != id);
         Ok(())
     }
 
@@ -1158,6 +1162,72 @@ mod tests {
             indexed > 1_000 && refused > 1_000,
             "{indexed} indexed, {refused} refused"
         );
+    }
+
+    /// A segment that cannot be read is read again: a read that succeeds before the last
+    /// attempt loads it whole and starts the count afresh; [`MAX_READ_ATTEMPTS`] failures in a
+    /// row set it aside (renamed, out of the index) and the next segment loads.
+    #[test]
+    fn an_unreadable_segment_is_tried_again_then_set_aside() {
+        let dir = temp_dir("unreadable");
+        let mut j = Journal::open(&dir, u64::MAX, FsyncPolicy::Never).expect("open");
+        for i in 0..5 {
+            append(&mut j, &rec(i)).expect("append");
+        }
+        j.close().expect("close");
+        for i in 5..8 {
+            append(&mut j, &rec(i)).expect("append");
+        }
+        j.close().expect("close");
+        let first = dir.join(
+            SegmentId {
+                class: 1,
+                number: 1,
+            }
+            .file_name(),
+        );
+        let aside = dir.join("moved");
+        // Unreadable: a directory where the file is.
+        let break_it = || {
+            fs::rename(&first, &aside).expect("move the file away");
+            fs::create_dir(&first).expect("a directory in its place");
+        };
+        let mend_it = || {
+            fs::remove_dir(&first).expect("remove the directory");
+            fs::rename(&aside, &first).expect("the file back");
+        };
+        let mut seg = LoadedSegment::default();
+        break_it();
+        for _ in 1..MAX_READ_ATTEMPTS {
+            assert!(matches!(
+                j.load_oldest(&mut seg),
+                Err(JournalError::Io { .. })
+            ));
+        }
+        mend_it();
+        let id = j.load_oldest(&mut seg).expect("read").expect("a segment");
+        assert_eq!((id.number, seg.len()), (1, 5), "loaded whole once readable");
+
+        break_it();
+        for _ in 1..MAX_READ_ATTEMPTS {
+            assert!(matches!(
+                j.load_oldest(&mut seg),
+                Err(JournalError::Io { .. })
+            ));
+        }
+        match j.load_oldest(&mut seg) {
+            Err(JournalError::Quarantined { attempts, kept, .. }) => {
+                assert_eq!(attempts, MAX_READ_ATTEMPTS);
+                assert!(kept.is_dir(), "renamed, not deleted: {}", kept.display());
+            }
+            other => panic!("set aside at the last attempt: {other:?}"),
+        }
+        let id = j
+            .load_oldest(&mut seg)
+            .expect("read")
+            .expect("the next segment");
+        assert_eq!((id.number, seg.len()), (2, 3));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct FailedRecord {
 /// room to spare, and so does that frame on `market.raw`.
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
 
+/// librdkafka's `batch.size` (its default; the engine does not set it): the most bytes of
+/// records it sends to one partition in one request. A topic whose `max.message.bytes` is under
+/// it refuses whole batches of small records.
+pub const LIBRDKAFKA_BATCH_BYTES: usize = 1_000_000;
+
 /// Whether a record refused with `code` would be refused again however often it is sent: too
 /// large or invalid for its topic. Such a record is settled (counted in
 /// `kafka_records_refused_total` and logged), never rescued, journaled or re-drained: sent

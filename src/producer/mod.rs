@@ -25,6 +25,7 @@
 //! configured bound, and journals whatever is not acknowledged by then (purging it back from
 //! librdkafka), so a restart delivers it.
 
+mod capture_files;
 mod client;
 mod encode;
 mod error;
@@ -33,16 +34,16 @@ mod native;
 pub mod wake;
 
 use std::{
-    fs::File,
-    io::BufWriter,
     sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
+pub use capture_files::CAPTURE_RETRY;
 pub use client::{
     check_broker, delete_topics, ensure_topics, ensure_topics_sized, producer_config,
-    refused_for_good, topic_limits, DeliveryStats, FailedRecord, MAX_RECORD_BYTES,
+    refused_for_good, topic_limits, DeliveryStats, FailedRecord, LIBRDKAFKA_BATCH_BYTES,
+    MAX_RECORD_BYTES,
 };
 use crossbeam_channel::Receiver;
 pub use encode::TICK_SCHEMA_VERSION;
@@ -55,7 +56,6 @@ use rdkafka::{
 pub use wake::Wake;
 
 use crate::{
-    capture::{CaptureWriter, Record as CaptureRecord},
     config::{JournalConfig, KafkaConfig},
     journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
     parsers::FrameKind,
@@ -63,6 +63,7 @@ use crate::{
     tick::Tick,
     vendor::Vendor,
 };
+use capture_files::CaptureFiles;
 
 /// Which configured topic a record goes to. Names are resolved once at start-up; the code is
 /// what the journal stores.
@@ -331,7 +332,7 @@ pub fn warn_of_small_topics(brokers: &str, topics: &[&str]) {
             for (topic, bytes) in limits {
                 match topic_limit_shortfall(bytes) {
                     Some(log::Level::Error) => {
-                        log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, under librdkafka's batch.size (1,000,000): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+                        log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, under librdkafka's batch.size ({LIBRDKAFKA_BATCH_BYTES}): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
                     }
                     Some(_) => {
                         log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
@@ -350,7 +351,7 @@ pub fn warn_of_small_topics(brokers: &str, topics: &[&str]) {
 /// (1,000,000 bytes: whole batches refused), a warning under [`MAX_RECORD_BYTES`] (a large
 /// frame or its reject refused), nothing at or above it.
 fn topic_limit_shortfall(bytes: usize) -> Option<log::Level> {
-    if bytes < 1_000_000 {
+    if bytes < LIBRDKAFKA_BATCH_BYTES {
         Some(log::Level::Error)
     } else if bytes < MAX_RECORD_BYTES {
         Some(log::Level::Warn)
@@ -398,7 +399,7 @@ pub fn spawn(
     }
     let topics = Topics::new(&settings.kafka)?;
     let capture = match &settings.capture_dir {
-        Some(dir) => Some(open_capture(dir).map_err(|e| {
+        Some(dir) => Some(CaptureFiles::open(dir).map_err(|e| {
             ProducerError::Journal(format!("capture file in {}: {e}", dir.display()))
         })?),
         None => None,
@@ -435,9 +436,6 @@ pub fn spawn(
                 journal_refusing: None,
                 raw_to_kafka: settings.kafka.raw_enabled,
                 capture,
-                capture_dir: settings.capture_dir.clone(),
-                capture_unflushed: 0,
-                capture_gap: None,
                 tick_headers: Default::default(),
                 live_coverage: settings.live_coverage.clone(),
                 final_drain: false,
@@ -534,32 +532,13 @@ struct Worker {
     journal_refusing: Option<Refusal>,
     /// Whether raw frames go to `market.raw` (they may come only for the capture file).
     raw_to_kafka: bool,
-    capture: Option<CaptureWriter<BufWriter<File>>>,
-    /// Where capture files go (`CAPTURE_DIR`): a new one is opened there after a failure.
-    capture_dir: Option<std::path::PathBuf>,
-    /// Frames written to the capture since its last successful flush: not known to be on disk.
-    capture_unflushed: u64,
-    /// The capture failed and no new file is open yet.
-    capture_gap: Option<CaptureGap>,
+    /// Capture files (`CAPTURE_DIR`), if any.
+    capture: Option<CaptureFiles>,
     /// Tick headers per vendor code, built on first use (copied in C per record).
     tick_headers: [Option<native::CHeaders>; 8],
     live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
     /// The journal's last segment is draining; intake is held until it is acknowledged.
     final_drain: bool,
-}
-
-type CaptureFile = CaptureWriter<BufWriter<File>>;
-
-/// How long after a capture file fails a new one is tried, and again while that fails.
-pub const CAPTURE_RETRY: Duration = Duration::from_secs(5);
-
-/// A capture file failed (the disk full, say) and no new one is open yet.
-struct CaptureGap {
-    /// When to try a new file.
-    retry_at: Instant,
-    /// Frames missing from the captures since the failure (counted in
-    /// `capture_frames_missed_total`).
-    missed: u64,
 }
 
 /// Why the journal refuses records, which decides when a refusal episode ends.
@@ -579,32 +558,6 @@ impl Refusal {
         match self {
             Refusal::Full => has_room(),
             Refusal::Failing => mode == Mode::Direct,
-        }
-    }
-}
-
-/// Creates `capture-<unix ms>.l1cap` in `dir`, its header written through to the disk: a disk
-/// that cannot take it leaves no empty file behind (a new file is tried every
-/// [`CAPTURE_RETRY`] while it refuses).
-fn open_capture(dir: &std::path::Path) -> std::io::Result<CaptureFile> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("capture-{}.l1cap", crate::clock::now_unix_ms()));
-    let file = std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(&path)?;
-    let opened = CaptureWriter::new(BufWriter::with_capacity(1 << 20, file)).and_then(|mut c| {
-        c.flush()?;
-        Ok(c)
-    });
-    match opened {
-        Ok(c) => {
-            log::info!(event = "capture_started", path = path.display().to_string(); "writing raw frames to a capture file");
-            Ok(c)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            Err(e)
         }
     }
 }
@@ -707,10 +660,8 @@ impl Worker {
             Mode::Spill => self.try_start_drain(),
             Mode::Drain => self.pump_drain(),
         }
-        match self.capture.as_mut().map(|c| c.flush()) {
-            Some(Ok(())) => self.capture_unflushed = 0,
-            Some(Err(e)) => self.capture_failed(&e, 0),
-            None => self.capture_resume(),
+        if let Some(c) = self.capture.as_mut() {
+            c.turn();
         }
         if self.mode != Mode::Direct {
             if let Err(e) = self.journal.sync() {
@@ -728,7 +679,9 @@ impl Worker {
 
     fn handle(&mut self, item: Outbound) {
         if let Outbound::Raw(r) = &item {
-            self.capture_frame(r);
+            if let Some(c) = self.capture.as_mut() {
+                c.write(r);
+            }
             if !self.raw_to_kafka {
                 return;
             }
@@ -846,65 +799,6 @@ impl Worker {
             self.journal_refusing = None;
             crate::metrics::global().journal_full.set(0);
             log::info!(event = "journal_accepts_again", dropped = self.report.dropped, journal_bytes = self.journal.bytes(); "the journal accepts records again");
-        }
-    }
-
-    /// Writes a raw frame to the capture file; while none is open after a failure, counts it
-    /// as missed.
-    fn capture_frame(&mut self, r: &RawFrame) {
-        let Some(c) = self.capture.as_mut() else {
-            if let Some(gap) = self.capture_gap.as_mut() {
-                gap.missed += 1;
-                crate::metrics::global().capture_frames_missed_total.inc();
-            }
-            return;
-        };
-        let rec = CaptureRecord {
-            received_at_ns: r.received_at_ns,
-            vendor: r.vendor,
-            kind: r.kind,
-            conn_id: r.conn_id,
-        };
-        match c.write_record(&rec, &r.payload) {
-            Ok(()) => self.capture_unflushed += 1,
-            Err(e) => self.capture_failed(&e, 1),
-        }
-    }
-
-    /// The capture file failed: it is closed (ending, perhaps, in a cut-off record, which
-    /// readers skip: `docs/capture-format.md`), the frames not known to be in it are counted as
-    /// missed (`failed` plus those since its last flush: an upper bound), and a new file is tried
-    /// after [`CAPTURE_RETRY`]. Before, a capture stopped for good at its first error.
-    fn capture_failed(&mut self, e: &std::io::Error, failed: u64) {
-        let missed = self.capture_unflushed + failed;
-        self.capture_unflushed = 0;
-        self.capture = None;
-        crate::metrics::global()
-            .capture_frames_missed_total
-            .inc_by(missed);
-        log::error!(event = "capture_write_failed", code = "CAPTURE_IO"; "{e}; raw frames are not captured until a new capture file opens (tried every {} s)", CAPTURE_RETRY.as_secs());
-        self.capture_gap = Some(CaptureGap {
-            retry_at: Instant::now() + CAPTURE_RETRY,
-            missed,
-        });
-    }
-
-    /// After a capture failure, opens a new capture file once [`CAPTURE_RETRY`] has passed.
-    fn capture_resume(&mut self) {
-        let (Some(dir), Some(gap)) = (self.capture_dir.as_deref(), self.capture_gap.as_mut())
-        else {
-            return;
-        };
-        if Instant::now() < gap.retry_at {
-            return;
-        }
-        match open_capture(dir) {
-            Ok(c) => {
-                log::warn!(event = "capture_resumed", missed = gap.missed; "a new capture file is open; {} raw frames since the failure are missing from the captures (at most)", gap.missed);
-                self.capture = Some(c);
-                self.capture_gap = None;
-            }
-            Err(_) => gap.retry_at = Instant::now() + CAPTURE_RETRY,
         }
     }
 
@@ -1348,15 +1242,21 @@ fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{topic_limit_shortfall, Mode, Refusal, MAX_RECORD_BYTES};
+    use super::{topic_limit_shortfall, Mode, Refusal, LIBRDKAFKA_BATCH_BYTES, MAX_RECORD_BYTES};
 
     /// A topic under librdkafka's batch size is an error, one under the engine's largest record
     /// a warning, and one that takes it (as the engine creates them) nothing.
     #[test]
     fn a_topic_limit_is_judged_against_the_batch_size_and_the_largest_record() {
         assert_eq!(topic_limit_shortfall(2_000), Some(log::Level::Error));
-        assert_eq!(topic_limit_shortfall(999_999), Some(log::Level::Error));
-        assert_eq!(topic_limit_shortfall(1_000_000), Some(log::Level::Warn));
+        assert_eq!(
+            topic_limit_shortfall(LIBRDKAFKA_BATCH_BYTES - 1),
+            Some(log::Level::Error)
+        );
+        assert_eq!(
+            topic_limit_shortfall(LIBRDKAFKA_BATCH_BYTES),
+            Some(log::Level::Warn)
+        );
         assert_eq!(topic_limit_shortfall(1_048_588), Some(log::Level::Warn));
         assert_eq!(
             topic_limit_shortfall(MAX_RECORD_BYTES - 1),
