@@ -123,26 +123,22 @@ impl Engine {
             "thread to core map"
         );
 
+        // The producer's settings: its batch size is fitted to the topics' limits below.
+        let mut kafka = config.kafka.clone();
         let k = &config.kafka;
         match producer::check_broker(&k.brokers, Duration::from_secs(5)) {
             Ok(n) => {
                 metrics.kafka_up.set(1);
                 log::info!(event = "kafka_reachable", brokers = k.brokers.as_str(), count = n; "broker answered metadata");
-                let topics = [
-                    k.topic_ticks.as_str(),
-                    k.topic_dlq.as_str(),
-                    k.topic_raw.as_str(),
-                    k.topic_ohlc.as_str(),
-                ];
                 if let Err(e) = producer::ensure_topics(
                     &k.brokers,
-                    &topics,
+                    &k.topics(),
                     k.partitions,
                     Duration::from_secs(10),
                 ) {
                     log::error!(event = "kafka_topics_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                 }
-                producer::warn_of_small_topics(&k.brokers, &topics);
+                producer::fit_batches_to_topics(&mut kafka);
             }
             Err(e) => {
                 metrics.kafka_up.set(0);
@@ -177,7 +173,7 @@ impl Engine {
         .map_err(|e| Error::Services(format!("backfill: {e}")))?;
         let producer = producer::spawn(
             ProducerSettings {
-                kafka: config.kafka.clone(),
+                kafka,
                 journal: config.journal.clone(),
                 core: plan.producer,
                 rt_priority: config.realtime.producer_priority,

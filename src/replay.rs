@@ -84,10 +84,13 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
                 source,
             }
         })?;
+    // Topics made beforehand with a smaller limit refuse the batches that would not fit it.
+    let mut kafka = config.kafka.clone();
+    producer::fit_batches_to_topics(&mut kafka);
     let (tx, rx) = producer::queue(config.threads.queue_capacity);
     let handle = producer::spawn(
         ProducerSettings {
-            kafka: config.kafka.clone(),
+            kafka,
             journal: config.journal.clone(),
             core: None,
             rt_priority: None,

@@ -416,26 +416,28 @@ fn signal_stops_a_running_engine(sig: libc::c_int, name: &str) {
 }
 
 /// Topics made beforehand with a smaller `max.message.bytes` than the engine's records are named
-/// at start-up, before `engine_started`: a warning under 8 MiB, an error under librdkafka's
-/// 1,000,000-byte batches (`PRODUCER_TOPIC_LIMIT`), and nothing for the topics the engine made.
+/// at start-up, before `engine_started`: a warning under 8 MiB, an error when even the smallest
+/// batch (16 KiB) would not fit (`PRODUCER_TOPIC_LIMIT`), and nothing for the topics the engine
+/// made; and the batch size is cut once, to fit the smallest (here to its floor).
 #[test]
 fn topics_made_with_smaller_limits_are_named_at_start_up() {
     common::services();
     let brokers = common::brokers();
-    let (ticks, dlq, raw) = (
+    let (ticks, dlq, raw, ohlc) = (
         common::unique("test.startlimit.ticks"),
         common::unique("test.startlimit.dlq"),
         common::unique("test.startlimit.raw"),
+        common::unique("test.startlimit.ohlc"),
     );
-    producer::ensure_topics_sized(&brokers, &[&ticks], 1, 2_000_000, Duration::from_secs(10))
-        .expect("ticks topic");
-    producer::ensure_topics_sized(&brokers, &[&dlq], 1, 500_000, Duration::from_secs(10))
-        .expect("dlq topic");
+    for (topic, bytes) in [(&ticks, 2_000_000), (&dlq, 500_000), (&ohlc, 10_000)] {
+        producer::ensure_topics_sized(&brokers, &[topic], 1, bytes, Duration::from_secs(10))
+            .expect("topic made beforehand");
+    }
     // A topic just created can be listed without its configuration for a moment.
     assert!(
         common::wait_until(Duration::from_secs(20), || {
-            producer::topic_limits(&brokers, &[&ticks, &dlq], Duration::from_secs(10))
-                .is_ok_and(|l| l.len() == 2)
+            producer::topic_limits(&brokers, &[&ticks, &dlq, &ohlc], Duration::from_secs(10))
+                .is_ok_and(|l| l.len() == 3)
         }),
         "the limits are readable"
     );
@@ -443,18 +445,16 @@ fn topics_made_with_smaller_limits_are_named_at_start_up() {
         ("KAFKA_TOPIC_TICKS", ticks.clone()),
         ("KAFKA_TOPIC_DLQ", dlq.clone()),
         ("KAFKA_TOPIC_RAW", raw.clone()),
+        ("KAFKA_TOPIC_OHLC", ohlc.clone()),
     ]);
-    let limits: Vec<(String, String, u64)> = engine
+    let events: Vec<serde_json::Value> = engine
         .lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect();
+    let limits: Vec<(String, String, u64)> = events
+        .iter()
         .filter(|v| v["event"] == "kafka_topic_limit_low")
-        // Only this run's topics: a shared default (the OHLC topic) is another test's business.
-        .filter(|v| {
-            [&ticks, &dlq, &raw]
-                .iter()
-                .any(|t| v["topic"] == t.as_str())
-        })
         .map(|v| {
             assert_eq!(v["code"], "PRODUCER_TOPIC_LIMIT", "{v}");
             (
@@ -464,18 +464,39 @@ fn topics_made_with_smaller_limits_are_named_at_start_up() {
             )
         })
         .collect();
+    // Batches are cut once, to the smallest batch: the candle topic is too small even for that.
+    let lowered: Vec<(String, u64, u64)> = events
+        .iter()
+        .filter(|v| v["event"] == "kafka_batch_size_lowered")
+        .map(|v| {
+            (
+                v["topic"].as_str().unwrap_or_default().to_owned(),
+                v["batch_bytes"].as_u64().unwrap_or_default(),
+                v["configured"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
     engine.stop(libc::SIGTERM, "SIGTERM");
     let mut limits = limits;
     limits.sort();
     let mut expected = vec![
         (ticks.clone(), "warn".to_owned(), 2_000_000),
-        (dlq.clone(), "error".to_owned(), 500_000),
+        (dlq.clone(), "warn".to_owned(), 500_000),
+        (ohlc.clone(), "error".to_owned(), 10_000),
     ];
     expected.sort();
     assert_eq!(
         limits, expected,
         "the raw topic, made by the engine, is not named"
     );
-    producer::delete_topics(&brokers, &[&ticks, &dlq, &raw], Duration::from_secs(10))
-        .expect("delete");
+    assert_eq!(
+        lowered,
+        vec![(ohlc.clone(), producer::MIN_BATCH_BYTES as u64, 1_000_000)]
+    );
+    producer::delete_topics(
+        &brokers,
+        &[&ticks, &dlq, &raw, &ohlc],
+        Duration::from_secs(10),
+    )
+    .expect("delete");
 }

@@ -116,6 +116,11 @@ pub const VARIABLES: &[VarDoc] = &[
         "librdkafka queue.buffering.max.kbytes: bytes held before the producer waits (16384..=1048576)",
     ),
     var(
+        "KAFKA_BATCH_BYTES",
+        "1000000",
+        "librdkafka batch.size: most bytes per partition in one request (16384..=8388608); lowered at start-up to fit a smaller topic limit",
+    ),
+    var(
         "REDIS_URL",
         "redis://127.0.0.1:6379",
         "Redis for system:commands and system:layer1:backfill",
@@ -442,6 +447,21 @@ pub struct KafkaConfig {
     pub buffer_max_messages: u32,
     /// `queue.buffering.max.kbytes` (`KAFKA_BUFFER_MAX_KBYTES`).
     pub buffer_max_kbytes: u32,
+    /// `batch.size` (`KAFKA_BATCH_BYTES`), lowered at start-up to fit the smallest
+    /// `max.message.bytes` of the topics (`producer::fit_batches_to_topics`).
+    pub batch_bytes: usize,
+}
+
+impl KafkaConfig {
+    /// Every topic the engine produces to: ticks, dead-letter, raw frames, candles.
+    pub fn topics(&self) -> [&str; 4] {
+        [
+            self.topic_ticks.as_str(),
+            self.topic_dlq.as_str(),
+            self.topic_raw.as_str(),
+            self.topic_ohlc.as_str(),
+        ]
+    }
 }
 
 /// The form of a `market.ticks` payload (`docs/tick-schema.md`).
@@ -855,6 +875,12 @@ impl Config {
                 16_384,
                 1_048_576,
                 "kilobytes 16384..=1048576",
+            )?,
+            batch_bytes: r.num(
+                "KAFKA_BATCH_BYTES",
+                crate::producer::MIN_BATCH_BYTES,
+                crate::producer::MAX_RECORD_BYTES,
+                "bytes 16384..=8388608",
             )?,
         };
         let redis_url = url(

@@ -55,10 +55,19 @@ pub struct FailedRecord {
 /// room to spare, and so does that frame on `market.raw`.
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
 
-/// librdkafka's `batch.size` (its default; the engine does not set it): the most bytes of
-/// records it sends to one partition in one request. A topic whose `max.message.bytes` is under
-/// it refuses whole batches of small records.
-pub const LIBRDKAFKA_BATCH_BYTES: usize = 1_000_000;
+/// The smallest `batch.size` (`KAFKA_BATCH_BYTES`) the engine uses, the Java producer's default:
+/// below it a request carries a handful of ticks and throughput falls with it. A topic whose
+/// `max.message.bytes` is too small even for it refuses whole batches of small records.
+pub const MIN_BATCH_BYTES: usize = 16 << 10;
+
+/// The `batch.size` that fits a topic whose `max.message.bytes` is `limit`. librdkafka counts a
+/// batch's records uncompressed with their framing, and the broker checks the batch as sent,
+/// compressed, with its 61-byte header: a sixteenth of the limit and 1 KiB are left for that
+/// header and for compression's worst case on incompressible bytes (lz4, zstd and gzip add well
+/// under 1 %).
+pub(super) fn batch_bytes_within(limit: usize) -> usize {
+    limit.saturating_sub(limit / 16 + 1024)
+}
 
 /// Whether a record refused with `code` would be refused again however often it is sent: too
 /// large or invalid for its topic. Such a record is settled (counted in
@@ -305,6 +314,9 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
             cfg.message_timeout_ms.min(30_000).to_string(),
         )
         .set("batch.num.messages", "10000")
+        // Fitted at start-up to the smallest `max.message.bytes` of the topics, which refuse a
+        // larger batch as a whole (`fit_batches_to_topics`).
+        .set("batch.size", cfg.batch_bytes.to_string())
         // The producer's standing buffer: enough for what is in flight plus bursts; beyond it
         // the producer waits (back-pressure) and, after a while, journals. Sizing reasoning:
         // docs/operations.md (Sizing).
@@ -547,8 +559,10 @@ mod tests {
             Some(super::MAX_RECORD_BYTES.to_string().as_str())
         );
         assert_eq!(c.get("compression.type"), Some("lz4"));
+        assert_eq!(c.get("batch.size"), Some("1000000"));
         let set = crate::config::Config::from_lookup(&|k| match k {
             "KAFKA_LINGER_MS" => Some("5".to_owned()),
+            "KAFKA_BATCH_BYTES" => Some("65536".to_owned()),
             "KAFKA_COMPRESSION" => Some("zstd".to_owned()),
             "KAFKA_BROKERS" => Some("10.0.0.1:9092,10.0.0.2:9092".to_owned()),
             _ => None,
@@ -556,6 +570,7 @@ mod tests {
         .expect("settings");
         let c = super::producer_config(&set.kafka);
         assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("batch.size"), Some("65536"));
         assert_eq!(c.get("compression.type"), Some("zstd"));
         assert_eq!(
             c.get("bootstrap.servers"),

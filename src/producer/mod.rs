@@ -42,8 +42,7 @@ use std::{
 pub use capture_files::CAPTURE_RETRY;
 pub use client::{
     check_broker, delete_topics, ensure_topics, ensure_topics_sized, producer_config,
-    refused_for_good, topic_limits, DeliveryStats, FailedRecord, LIBRDKAFKA_BATCH_BYTES,
-    MAX_RECORD_BYTES,
+    refused_for_good, topic_limits, DeliveryStats, FailedRecord, MAX_RECORD_BYTES, MIN_BATCH_BYTES,
 };
 use crossbeam_channel::Receiver;
 pub use encode::TICK_SCHEMA_VERSION;
@@ -322,36 +321,57 @@ impl Topics {
     }
 }
 
-/// Logs each of `topics` whose `max.message.bytes` is under what the engine may produce
+/// Reads the `max.message.bytes` of `kafka`'s topics, fits `kafka.batch_bytes` (librdkafka's
+/// `batch.size`) under the smallest, since a topic refuses a larger batch of small records as a
+/// whole and for good, and logs each topic under what the engine may produce
 /// ([`MAX_RECORD_BYTES`]: a large frame on `market.raw` or its reject would be refused, counted
-/// and lost), as an error when it is under librdkafka's `batch.size` (1,000,000 bytes: whole
-/// batches of small records would be refused). Topics the engine created are never flagged.
-pub fn warn_of_small_topics(brokers: &str, topics: &[&str]) {
-    match topic_limits(brokers, topics, Duration::from_secs(10)) {
-        Ok(limits) => {
-            for (topic, bytes) in limits {
-                match topic_limit_shortfall(bytes) {
-                    Some(log::Level::Error) => {
-                        log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, under librdkafka's batch.size ({LIBRDKAFKA_BATCH_BYTES}): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
-                    }
-                    Some(_) => {
-                        log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
-                    }
-                    None => {}
-                }
-            }
-        }
+/// and lost): an error when even [`MIN_BATCH_BYTES`] does not fit it. Topics the engine created
+/// are never flagged. `batch_bytes` stays as configured when the limits cannot be read.
+pub fn fit_batches_to_topics(kafka: &mut KafkaConfig) {
+    let topics = kafka.topics();
+    let limits = match topic_limits(&kafka.brokers, &topics, Duration::from_secs(10)) {
+        Ok(limits) => limits,
         Err(e) => {
             log::warn!(event = "kafka_topic_limits_unknown", code = crate::error::ErrorCode::code(&e); "{e}");
+            return;
+        }
+    };
+    for (topic, bytes) in &limits {
+        let bytes = *bytes;
+        match topic_limit_shortfall(bytes) {
+            Some(log::Level::Error) => {
+                log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, too few for the smallest batch ({MIN_BATCH_BYTES} bytes): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+            }
+            Some(_) => {
+                log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
+            }
+            None => {}
+        }
+    }
+    let configured = kafka.batch_bytes;
+    let fitted = fitted_batch_bytes(configured, limits.iter().map(|(_, b)| *b));
+    if let Some((topic, bytes)) = limits.iter().min_by_key(|(_, b)| *b) {
+        if fitted < configured {
+            kafka.batch_bytes = fitted;
+            log::warn!(event = "kafka_batch_size_lowered", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = *bytes, batch_bytes = fitted, configured = configured; "batches cut to {fitted} bytes from {configured} to fit the smallest max.message.bytes of the topics, {bytes}");
         }
     }
 }
 
-/// How loudly to report a topic limit of `bytes`: an error under librdkafka's `batch.size`
-/// (1,000,000 bytes: whole batches refused), a warning under [`MAX_RECORD_BYTES`] (a large
-/// frame or its reject refused), nothing at or above it.
+/// The `batch.size` to use: `configured`, lowered to fit every topic limit in `limits`
+/// ([`client::batch_bytes_within`]), never under [`MIN_BATCH_BYTES`].
+fn fitted_batch_bytes(configured: usize, limits: impl Iterator<Item = usize>) -> usize {
+    limits
+        .map(client::batch_bytes_within)
+        .fold(configured, usize::min)
+        .max(MIN_BATCH_BYTES)
+}
+
+/// How loudly to report a topic limit of `bytes`: an error when even the smallest batch
+/// ([`MIN_BATCH_BYTES`]) does not fit it (batches of small records refused whole), a warning
+/// under [`MAX_RECORD_BYTES`] (a large frame or its reject refused), nothing at or above it.
 fn topic_limit_shortfall(bytes: usize) -> Option<log::Level> {
-    if bytes < LIBRDKAFKA_BATCH_BYTES {
+    if client::batch_bytes_within(bytes) < MIN_BATCH_BYTES {
         Some(log::Level::Error)
     } else if bytes < MAX_RECORD_BYTES {
         Some(log::Level::Warn)
@@ -1242,27 +1262,56 @@ fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{topic_limit_shortfall, Mode, Refusal, LIBRDKAFKA_BATCH_BYTES, MAX_RECORD_BYTES};
+    use super::{
+        client::batch_bytes_within, fitted_batch_bytes, topic_limit_shortfall, Mode, Refusal,
+        MAX_RECORD_BYTES, MIN_BATCH_BYTES,
+    };
 
-    /// A topic under librdkafka's batch size is an error, one under the engine's largest record
-    /// a warning, and one that takes it (as the engine creates them) nothing.
+    /// A topic too small for the smallest batch is an error, one under the engine's largest
+    /// record a warning, and one that takes it (as the engine creates them) nothing.
     #[test]
-    fn a_topic_limit_is_judged_against_the_batch_size_and_the_largest_record() {
+    fn a_topic_limit_is_judged_against_the_smallest_batch_and_the_largest_record() {
         assert_eq!(topic_limit_shortfall(2_000), Some(log::Level::Error));
-        assert_eq!(
-            topic_limit_shortfall(LIBRDKAFKA_BATCH_BYTES - 1),
-            Some(log::Level::Error)
-        );
-        assert_eq!(
-            topic_limit_shortfall(LIBRDKAFKA_BATCH_BYTES),
-            Some(log::Level::Warn)
-        );
+        // The smallest limit the smallest batch fits: 16 KiB plus a sixteenth and 1 KiB.
+        let least = (1..=40_000)
+            .find(|b| batch_bytes_within(*b) >= MIN_BATCH_BYTES)
+            .expect("a limit fits the smallest batch");
+        assert!((18_500..18_600).contains(&least), "{least}");
+        assert_eq!(topic_limit_shortfall(least - 1), Some(log::Level::Error));
+        assert_eq!(topic_limit_shortfall(least), Some(log::Level::Warn));
+        assert_eq!(topic_limit_shortfall(500_000), Some(log::Level::Warn));
         assert_eq!(topic_limit_shortfall(1_048_588), Some(log::Level::Warn));
         assert_eq!(
             topic_limit_shortfall(MAX_RECORD_BYTES - 1),
             Some(log::Level::Warn)
         );
         assert_eq!(topic_limit_shortfall(MAX_RECORD_BYTES), None);
+    }
+
+    /// The batch fits the smallest limit with room for a batch's framing and compression, is
+    /// never raised above what is configured, and never falls under the smallest batch.
+    #[test]
+    fn the_batch_size_fits_the_smallest_topic_limit() {
+        // None known, or all large: as configured.
+        assert_eq!(fitted_batch_bytes(1_000_000, std::iter::empty()), 1_000_000);
+        assert_eq!(
+            fitted_batch_bytes(1_000_000, [MAX_RECORD_BYTES, MAX_RECORD_BYTES].into_iter()),
+            1_000_000
+        );
+        // The broker's default topic limit: cut a little, below it by a sixteenth and 1 KiB.
+        let fitted = fitted_batch_bytes(1_000_000, [MAX_RECORD_BYTES, 1_048_588].into_iter());
+        assert_eq!(fitted, 1_048_588 - 1_048_588 / 16 - 1024);
+        // The smallest of several decides.
+        let fitted = fitted_batch_bytes(1_000_000, [2_000_000, 60_000, 500_000].into_iter());
+        assert_eq!(fitted, 60_000 - 3_750 - 1_024);
+        assert!(fitted < 60_000 * 15 / 16);
+        // Never under the smallest batch, however small the topic.
+        assert_eq!(
+            fitted_batch_bytes(1_000_000, [2_000].into_iter()),
+            MIN_BATCH_BYTES
+        );
+        assert_eq!(batch_bytes_within(0), 0);
+        assert_eq!(batch_bytes_within(1_000), 0);
     }
 
     /// At the cap an episode lasts until the journal has room, whatever the mode (in Spill it
