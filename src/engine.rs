@@ -57,6 +57,10 @@ impl Default for EngineOptions {
 /// compiled-in list); feed threads ask it through [`market_open_now`].
 static CALENDAR: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
 
+/// How often an engine started while the broker did not answer tries it again, to make its
+/// topics before the journal drains ([`producer::prepare_later`]).
+const TOPICS_RETRY: Duration = Duration::from_secs(1);
+
 /// Whether the normal market is open now for the subscribed segments: the process calendar,
 /// overridden by fresh vendor market-status reports ([`crate::market_status`]); open if the
 /// calendar is not loaded yet, the cautious answer for a stale watchdog.
@@ -123,28 +127,25 @@ impl Engine {
             "thread to core map"
         );
 
-        // The producer's settings: its batch size is fitted to the topics' limits below.
+        // The topics are made, and the batch size fitted to them, before the producer's first
+        // record: now, or once the broker answers (the producer journals until then).
         let mut kafka = config.kafka.clone();
-        let k = &config.kafka;
-        match producer::check_broker(&k.brokers, Duration::from_secs(5)) {
-            Ok(n) => {
-                metrics.kafka_up.set(1);
-                log::info!(event = "kafka_reachable", brokers = k.brokers.as_str(), count = n; "broker answered metadata");
-                if let Err(e) = producer::ensure_topics(
-                    &k.brokers,
-                    &k.topics(),
-                    k.partitions,
-                    Duration::from_secs(10),
-                ) {
-                    log::error!(event = "kafka_topics_failed", code = crate::error::ErrorCode::code(&e); "{e}");
-                }
-                producer::fit_batches_to_topics(&mut kafka);
-            }
+        let mut threads = Vec::new();
+        let topics_ready = match producer::prepare(&mut kafka, Duration::from_secs(5)) {
+            Ok(_) => None,
             Err(e) => {
                 metrics.kafka_up.set(0);
-                log::error!(event = "kafka_unreachable", brokers = k.brokers.as_str(); "{e}");
+                log::error!(event = "kafka_unreachable", brokers = config.kafka.brokers.as_str(); "{e}");
+                let (ready, join) =
+                    producer::prepare_later(kafka.clone(), shutdown.clone(), TOPICS_RETRY)
+                        .map_err(|e| Error::Spawn {
+                            name: "topics",
+                            kind: e.kind(),
+                        })?;
+                threads.push(("topics", join));
+                Some(ready)
             }
-        }
+        };
 
         let calendar = CALENDAR
             .get_or_init(|| Calendar::load(config.backfill.holidays_file.as_deref()))
@@ -181,11 +182,11 @@ impl Engine {
                 batch: 4096,
                 capture_dir: config.capture_dir.clone(),
                 live_coverage: Some(backfill.live_coverage()),
+                topics_ready,
             },
             receivers,
         )?;
 
-        let mut threads = Vec::new();
         // Commands go straight from the control thread to the backfill thread's queue.
         let cmd_tx = backfill.command_sender();
         {

@@ -98,6 +98,7 @@ pub fn run(config: &Config, path: &Path, paced: bool) -> Result<ReplaySummary, R
             batch: 4096,
             capture_dir: None,
             live_coverage: None,
+            topics_ready: None,
         },
         vec![rx],
     )?;

@@ -107,6 +107,7 @@ impl Fixture {
                 batch: 1024,
                 capture_dir: None,
                 live_coverage: None,
+                topics_ready: None,
             },
             vec![live_rx, rx],
         )

@@ -60,6 +60,7 @@ fn kafka_round_trip_through_the_producer_thread() {
             batch: 256,
             capture_dir: None,
             live_coverage: None,
+            topics_ready: None,
         },
         vec![rx],
     )
@@ -101,27 +102,6 @@ fn kafka_round_trip_through_the_producer_thread() {
     assert!(seen.iter().all(|s| *s));
 }
 
-/// Partition count of `topic` as the broker reports it, without creating it (0 when absent).
-fn partitions_of(topic: &str) -> usize {
-    use rdkafka::{
-        consumer::{BaseConsumer, Consumer},
-        ClientConfig,
-    };
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .expect("client");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    md.topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len())
-        .sum()
-}
-
 #[test]
 fn delete_topics_removes_a_runs_topics_and_ignores_unknown_ones() {
     common::services();
@@ -131,16 +111,18 @@ fn delete_topics_removes_a_runs_topics_and_ignores_unknown_ones() {
     // Creation, like deletion, reaches the broker's metadata asynchronously (on a broker just
     // started, the first read can still miss it).
     assert!(
-        common::wait_until(Duration::from_secs(20), || partitions_of(&topic) == 2),
+        common::wait_until(Duration::from_secs(20), || common::partitions_of(&topic)
+            == 2),
         "topic created with 2 partitions: {}",
-        partitions_of(&topic)
+        common::partitions_of(&topic)
     );
     let unknown = common::unique("test.never.created");
     producer::delete_topics(&brokers, &[&topic, &unknown], Duration::from_secs(10))
         .expect("delete, the unknown one ignored");
     // Deletion completes asynchronously on the broker.
     assert!(
-        common::wait_until(Duration::from_secs(20), || partitions_of(&topic) == 0),
+        common::wait_until(Duration::from_secs(20), || common::partitions_of(&topic)
+            == 0),
         "topic gone"
     );
 }

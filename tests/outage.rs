@@ -70,6 +70,7 @@ fn settings(topic: &str, journal: PathBuf) -> ProducerSettings {
         batch: 512,
         capture_dir: None,
         live_coverage: None,
+        topics_ready: None,
     }
 }
 
@@ -115,20 +116,27 @@ fn assert_exactly_once_in_order(topic: &str, expected: u64) {
     assert_eq!(extra.len(), expected as usize, "no extra records");
 }
 
+/// The broker lock, held for the test's length, with the services up: these tests stop, kill or
+/// need the shared broker, so they run one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    common::services();
+    guard
+}
+
 /// A test's own topic (3 partitions) and journal directory, with the broker lock held: these
 /// tests stop, kill or need the shared broker, so they run one at a time.
 fn setup(topic: &str, journal: &str) -> (MutexGuard<'static, ()>, String, PathBuf) {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    common::services();
+    let guard = serial();
     let topic = common::unique(topic);
     producer::ensure_topics(&common::brokers(), &[&topic], 3, Duration::from_secs(10))
         .expect("topic");
     (guard, topic, journal_dir(journal))
 }
 
-/// Joins the producer (its queue's senders dropped) and checks that it refused, dropped and left
-/// in the journal nothing.
-fn stops_with_nothing_refused_dropped_or_left(handle: producer::ProducerHandle) {
+/// Joins the producer (its queue's senders dropped), checks that it refused, dropped and left in
+/// the journal nothing, and returns its report.
+fn stops_with_nothing_refused_dropped_or_left(handle: producer::ProducerHandle) -> FlushReport {
     let report = handle.join().expect("producer stops");
     println!("{report:?}");
     assert_eq!(
@@ -136,6 +144,7 @@ fn stops_with_nothing_refused_dropped_or_left(handle: producer::ProducerHandle) 
         (0, 0, 0),
         "{report:?}"
     );
+    report
 }
 
 fn journal_dir(name: &str) -> PathBuf {
@@ -237,14 +246,174 @@ fn stopped_while_broker_down_then_restarted_drains_the_journal() {
     let _ = std::fs::remove_dir_all(&journal);
 }
 
+/// A producer whose topics are not ready yet (`ProducerSettings::topics_ready`) journals every
+/// record and sends none, the broker up and the topic there; once they are marked ready it
+/// drains them, then produces directly, through a new client whose batches fit the size it was
+/// given: here fitted to a 60,000-byte topic, with a 200 ms linger that would otherwise make
+/// batches the topic refuses whole. Every record arrives once, in order per key.
+#[test]
+fn a_producer_sends_nothing_until_its_topics_are_ready_then_batches_that_fit_them() {
+    let _g = serial();
+    let topic = common::unique("test.outage.pending");
+    let journal = journal_dir("journal-pending");
+    producer::ensure_topics_sized(
+        &common::brokers(),
+        &[&topic],
+        3,
+        60_000,
+        Duration::from_secs(10),
+    )
+    .expect("small topic");
+    let mut s = settings(&topic, journal.clone());
+    s.kafka.linger_ms = 200;
+    let ready = producer::TopicsReady::default();
+    s.topics_ready = Some(ready.clone());
+    let mut fitted = s.kafka.clone();
+    let (tx, rx) = producer::queue(65_536);
+    let handle = producer::spawn(s, vec![rx]).expect("producer");
+    for seq in 0..30_000 {
+        tx.send(record(seq)).expect("queue");
+    }
+    let m = layer1::metrics::global();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || m.journal_bytes.get()
+            > 1_000_000),
+        "records journaled: {} bytes",
+        m.journal_bytes.get()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        common::acked(&topic),
+        0,
+        "nothing sent before the topics are ready"
+    );
+    assert!(common::consume_all(&topic, 1, Duration::from_secs(2)).is_empty());
+    // The topics made, their limits read: the engine's own step (`prepare_later`).
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            producer::topic_limits(&common::brokers(), &[&topic], Duration::from_secs(10))
+                .is_ok_and(|l| l.len() == 1)
+        }),
+        "the limit is readable"
+    );
+    producer::fit_batches_to_topics(&mut fitted);
+    assert!(fitted.batch_bytes < 60_000, "{}", fitted.batch_bytes);
+    ready.mark(fitted.batch_bytes);
+    for seq in 30_000..40_000 {
+        tx.send(record(seq)).expect("queue");
+    }
+    let refused = m.kafka_refused_total.with_label_values(&[topic.as_str()]);
+    common::wait_until(Duration::from_secs(60), || {
+        common::acked(&topic) >= 40_000 || refused.get() > 0
+    });
+    assert_eq!(
+        (common::acked(&topic), refused.get()),
+        (40_000, 0),
+        "every record acknowledged, none refused"
+    );
+    drop(tx);
+    let report = stops_with_nothing_refused_dropped_or_left(handle);
+    assert!(report.journaled >= 30_000, "{report:?}");
+    assert_eq!(report.drained, report.journaled);
+    assert_exactly_once_in_order(&topic, 40_000);
+    let _ = std::fs::remove_dir_all(&journal);
+}
+
+/// The engine started while the broker is down makes its topics once the broker answers, before
+/// it produces anything: with the configured partitions (3) and the engine's 8 MiB limit, not the
+/// broker's defaults for topics it creates on first use (1 partition, 1 MiB). Ticks are journaled
+/// meanwhile, then drained: every tick the simulator sent is in Kafka once. (Before, the engine
+/// made its topics only at start-up, so the first records sent made them with the defaults.)
+#[test]
+fn an_engine_started_with_the_broker_down_makes_its_topics_before_producing() {
+    let _g = serial();
+    script("stop.sh", None);
+    let sim = layer1::sim::Simulator::start(layer1::sim::SimConfig {
+        ticks_per_sec: 5_000,
+        seed: 11,
+        ..Default::default()
+    })
+    .expect("sim");
+    let topics = [
+        common::unique("test.outage.late.ticks"),
+        common::unique("test.outage.late.raw"),
+        common::unique("test.outage.late.dlq"),
+    ];
+    let journal = journal_dir("journal-late");
+    let subscribe: Vec<String> = (1..=50u32)
+        .map(|i| format!("kite:{}@quote", i * 256 + 1))
+        .collect();
+    let mut vars = common::kite_engine_vars(sim.kite_url(), &topics, 3, &journal);
+    vars.extend([
+        ("SUBSCRIBE", subscribe.join(",")),
+        ("LOG_LEVEL", "warn".into()),
+    ]);
+    let engine = layer1::engine::Engine::start(
+        std::sync::Arc::new(common::config(vars)),
+        layer1::shutdown::Shutdown::new(),
+    )
+    .expect("engine starts with the broker down");
+    let m = layer1::metrics::global();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || m.journal_bytes.get() > 100_000),
+        "ticks journaled while the broker is down: {} bytes",
+        m.journal_bytes.get()
+    );
+    script("start.sh", None);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            common::acked(&topics[0]) > 0 && m.journal_bytes.get() == 0
+        }),
+        "the journal drains once the broker is back: {} bytes left",
+        m.journal_bytes.get()
+    );
+    for topic in &topics {
+        assert_eq!(
+            common::partitions_of(topic),
+            3,
+            "{topic}: the engine's partitions"
+        );
+    }
+    let limits = producer::topic_limits(
+        &common::brokers(),
+        &[&topics[0], &topics[1], &topics[2]],
+        Duration::from_secs(10),
+    )
+    .expect("limits");
+    assert!(
+        limits.len() == 3 && limits.iter().all(|(_, b)| *b == producer::MAX_RECORD_BYTES),
+        "the engine's limit: {limits:?}"
+    );
+    sim.set_rate(0).expect("pause");
+    std::thread::sleep(Duration::from_millis(500));
+    let report = engine.stop().producer.expect("producer report");
+    println!("{report:?}");
+    let sent: u64 = sim.stats().expect("stats").ticks_sent.values().sum();
+    sim.shutdown();
+    assert!(report.journaled > 0, "{report:?}");
+    assert_eq!(report.drained, report.journaled, "{report:?}");
+    assert_eq!(
+        (report.refused, report.dropped, report.left_in_journal_bytes),
+        (0, 0, 0)
+    );
+    let got = common::consume_all(&topics[0], sent as usize, Duration::from_secs(30)).len() as u64;
+    assert_eq!(got, sent, "every tick the simulator sent is in Kafka once");
+    producer::delete_topics(
+        &common::brokers(),
+        &[&topics[0], &topics[1], &topics[2]],
+        Duration::from_secs(10),
+    )
+    .expect("delete");
+    let _ = std::fs::remove_dir_all(&journal);
+}
+
 /// `layer1 run` against the simulator is SIGKILLed mid-stream: what reached Kafka plus what is
 /// provably still in flight is everything the simulator sent, and the loss stays within the window
 /// `docs/delivery.md` states (the hand-over queue plus what librdkafka held unacknowledged, a few
 /// milliseconds of traffic at `KAFKA_LINGER_MS`=1).
 #[test]
 fn engine_sigkill_loses_at_most_the_documented_window() {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    common::services();
+    let _g = serial();
     let sim = layer1::sim::Simulator::start(layer1::sim::SimConfig {
         ticks_per_sec: 2_000,
         seed: 5,

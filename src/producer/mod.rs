@@ -31,6 +31,7 @@ mod encode;
 mod error;
 pub mod handover;
 mod native;
+mod topic_setup;
 pub mod wake;
 
 use std::{
@@ -52,6 +53,7 @@ use rdkafka::{
     error::RDKafkaErrorCode,
     producer::{Producer, PurgeConfig},
 };
+pub use topic_setup::{fit_batches_to_topics, prepare, prepare_later, TopicsReady};
 pub use wake::Wake;
 
 use crate::{
@@ -261,6 +263,10 @@ pub struct ProducerSettings {
     pub capture_dir: Option<std::path::PathBuf>,
     /// Where live ticks mark the minutes they cover, so a backfill fetches only the gaps.
     pub live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
+    /// Topics still to be made ready ([`prepare_later`]): every record is journaled until they
+    /// are, and the client is made again if the batch size fitted to them differs. `None` when
+    /// they were ready at start-up (or are the caller's business).
+    pub topics_ready: Option<TopicsReady>,
 }
 
 /// A configured topic: its name (a C string, as librdkafka takes it) and `sent` counter,
@@ -321,65 +327,6 @@ impl Topics {
     }
 }
 
-/// Reads the `max.message.bytes` of `kafka`'s topics, fits `kafka.batch_bytes` (librdkafka's
-/// `batch.size`) under the smallest, since a topic refuses a larger batch of small records as a
-/// whole and for good, and logs each topic under what the engine may produce
-/// ([`MAX_RECORD_BYTES`]: a large frame on `market.raw` or its reject would be refused, counted
-/// and lost): an error when even [`MIN_BATCH_BYTES`] does not fit it. Topics the engine created
-/// are never flagged. `batch_bytes` stays as configured when the limits cannot be read.
-pub fn fit_batches_to_topics(kafka: &mut KafkaConfig) {
-    let topics = kafka.topics();
-    let limits = match topic_limits(&kafka.brokers, &topics, Duration::from_secs(10)) {
-        Ok(limits) => limits,
-        Err(e) => {
-            log::warn!(event = "kafka_topic_limits_unknown", code = crate::error::ErrorCode::code(&e); "{e}");
-            return;
-        }
-    };
-    for (topic, bytes) in &limits {
-        let bytes = *bytes;
-        match topic_limit_shortfall(bytes) {
-            Some(log::Level::Error) => {
-                log::error!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses batches over {bytes} bytes, too few for the smallest batch ({MIN_BATCH_BYTES} bytes): records will be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
-            }
-            Some(_) => {
-                log::warn!(event = "kafka_topic_limit_low", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = bytes; "the topic refuses records over {bytes} bytes: a larger frame or its reject would be refused and lost; raise its max.message.bytes to {MAX_RECORD_BYTES}");
-            }
-            None => {}
-        }
-    }
-    let configured = kafka.batch_bytes;
-    let fitted = fitted_batch_bytes(configured, limits.iter().map(|(_, b)| *b));
-    if let Some((topic, bytes)) = limits.iter().min_by_key(|(_, b)| *b) {
-        if fitted < configured {
-            kafka.batch_bytes = fitted;
-            log::warn!(event = "kafka_batch_size_lowered", code = "PRODUCER_TOPIC_LIMIT", topic = topic.as_str(), max_message_bytes = *bytes, batch_bytes = fitted, configured = configured; "batches cut to {fitted} bytes from {configured} to fit the smallest max.message.bytes of the topics, {bytes}");
-        }
-    }
-}
-
-/// The `batch.size` to use: `configured`, lowered to fit every topic limit in `limits`
-/// ([`client::batch_bytes_within`]), never under [`MIN_BATCH_BYTES`].
-fn fitted_batch_bytes(configured: usize, limits: impl Iterator<Item = usize>) -> usize {
-    limits
-        .map(client::batch_bytes_within)
-        .fold(configured, usize::min)
-        .max(MIN_BATCH_BYTES)
-}
-
-/// How loudly to report a topic limit of `bytes`: an error when even the smallest batch
-/// ([`MIN_BATCH_BYTES`]) does not fit it (batches of small records refused whole), a warning
-/// under [`MAX_RECORD_BYTES`] (a large frame or its reject refused), nothing at or above it.
-fn topic_limit_shortfall(bytes: usize) -> Option<log::Level> {
-    if client::batch_bytes_within(bytes) < MIN_BATCH_BYTES {
-        Some(log::Level::Error)
-    } else if bytes < MAX_RECORD_BYTES {
-        Some(log::Level::Warn)
-    } else {
-        None
-    }
-}
-
 /// A librdkafka client that accounts into `stats` and hands failed records to `failed_tx`.
 fn new_client(
     kafka: &KafkaConfig,
@@ -409,13 +356,16 @@ pub fn spawn(
         settings.journal.fsync,
     )
     .map_err(|e| ProducerError::Journal(e.to_string()))?;
-    let start_mode = if journal.is_empty() {
+    let start_mode = if journal.is_empty() && settings.topics_ready.is_none() {
         Mode::Direct
     } else {
         Mode::Spill
     };
-    if start_mode == Mode::Spill {
+    if !journal.is_empty() {
         log::warn!(event = "journal_found", bytes = journal.bytes(); "journal holds records from an earlier run; they drain first");
+    }
+    if settings.topics_ready.is_some() {
+        log::warn!(event = "kafka_topics_pending"; "the topics are not made yet: records go to the journal until the broker answers");
     }
     let topics = Topics::new(&settings.kafka)?;
     let capture = match &settings.capture_dir {
@@ -459,6 +409,7 @@ pub fn spawn(
                 tick_headers: Default::default(),
                 live_coverage: settings.live_coverage.clone(),
                 final_drain: false,
+                topics_ready: settings.topics_ready.clone(),
             };
             let mut queues = queues;
             w.run(&mut queues, settings.batch.max(1), &thread_wake);
@@ -559,6 +510,8 @@ struct Worker {
     live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
     /// The journal's last segment is draining; intake is held until it is acknowledged.
     final_drain: bool,
+    /// Topics not ready at start-up: no drain starts until they are ([`TopicsReady`]).
+    topics_ready: Option<TopicsReady>,
 }
 
 /// Why the journal refuses records, which decides when a refusal episode ends.
@@ -941,6 +894,9 @@ impl Worker {
         if self.persist_rescue().is_err() {
             return;
         }
+        if !self.topics_made_ready() {
+            return;
+        }
         if check_broker(&self.brokers, Duration::from_millis(300)).is_err() {
             return;
         }
@@ -952,6 +908,32 @@ impl Worker {
             d.failed = false;
             d.next = 0;
         }
+    }
+
+    /// Whether the topics are ready to produce to. Once they are (made by [`prepare_later`]),
+    /// a batch size fitted to them other than the client's makes a new client: in Spill with
+    /// nothing in flight, the old one holds no record.
+    fn topics_made_ready(&mut self) -> bool {
+        let Some(ready) = &self.topics_ready else {
+            return true;
+        };
+        let Some(batch_bytes) = ready.batch_bytes() else {
+            return false;
+        };
+        self.topics_ready = None;
+        if batch_bytes != self.kafka.batch_bytes {
+            self.kafka.batch_bytes = batch_bytes;
+            match new_client(&self.kafka, &self.stats, &self.failed_tx) {
+                Ok(client) => {
+                    self.producer = client;
+                    log::info!(event = "kafka_batch_size_applied", batch_bytes = batch_bytes; "a new client sends batches fitted to the topics");
+                }
+                Err(e) => {
+                    log::error!(event = "kafka_client_replace_failed", code = crate::error::ErrorCode::code(&e); "{e}");
+                }
+            }
+        }
+        true
     }
 
     /// Writes rescued records to the journal in sequence order (held in memory if the disk
@@ -1262,57 +1244,7 @@ fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        client::batch_bytes_within, fitted_batch_bytes, topic_limit_shortfall, Mode, Refusal,
-        MAX_RECORD_BYTES, MIN_BATCH_BYTES,
-    };
-
-    /// A topic too small for the smallest batch is an error, one under the engine's largest
-    /// record a warning, and one that takes it (as the engine creates them) nothing.
-    #[test]
-    fn a_topic_limit_is_judged_against_the_smallest_batch_and_the_largest_record() {
-        assert_eq!(topic_limit_shortfall(2_000), Some(log::Level::Error));
-        // The smallest limit the smallest batch fits: 16 KiB plus a sixteenth and 1 KiB.
-        let least = (1..=40_000)
-            .find(|b| batch_bytes_within(*b) >= MIN_BATCH_BYTES)
-            .expect("a limit fits the smallest batch");
-        assert!((18_500..18_600).contains(&least), "{least}");
-        assert_eq!(topic_limit_shortfall(least - 1), Some(log::Level::Error));
-        assert_eq!(topic_limit_shortfall(least), Some(log::Level::Warn));
-        assert_eq!(topic_limit_shortfall(500_000), Some(log::Level::Warn));
-        assert_eq!(topic_limit_shortfall(1_048_588), Some(log::Level::Warn));
-        assert_eq!(
-            topic_limit_shortfall(MAX_RECORD_BYTES - 1),
-            Some(log::Level::Warn)
-        );
-        assert_eq!(topic_limit_shortfall(MAX_RECORD_BYTES), None);
-    }
-
-    /// The batch fits the smallest limit with room for a batch's framing and compression, is
-    /// never raised above what is configured, and never falls under the smallest batch.
-    #[test]
-    fn the_batch_size_fits_the_smallest_topic_limit() {
-        // None known, or all large: as configured.
-        assert_eq!(fitted_batch_bytes(1_000_000, std::iter::empty()), 1_000_000);
-        assert_eq!(
-            fitted_batch_bytes(1_000_000, [MAX_RECORD_BYTES, MAX_RECORD_BYTES].into_iter()),
-            1_000_000
-        );
-        // The broker's default topic limit: cut a little, below it by a sixteenth and 1 KiB.
-        let fitted = fitted_batch_bytes(1_000_000, [MAX_RECORD_BYTES, 1_048_588].into_iter());
-        assert_eq!(fitted, 1_048_588 - 1_048_588 / 16 - 1024);
-        // The smallest of several decides.
-        let fitted = fitted_batch_bytes(1_000_000, [2_000_000, 60_000, 500_000].into_iter());
-        assert_eq!(fitted, 60_000 - 3_750 - 1_024);
-        assert!(fitted < 60_000 * 15 / 16);
-        // Never under the smallest batch, however small the topic.
-        assert_eq!(
-            fitted_batch_bytes(1_000_000, [2_000].into_iter()),
-            MIN_BATCH_BYTES
-        );
-        assert_eq!(batch_bytes_within(0), 0);
-        assert_eq!(batch_bytes_within(1_000), 0);
-    }
+    use super::{Mode, Refusal};
 
     /// At the cap an episode lasts until the journal has room, whatever the mode (in Spill it
     /// cannot gain any); failing to write, until the producer stops writing to it (Direct), room

@@ -201,3 +201,24 @@ pub fn consume_records(topic: &str, expected: usize, limit: Duration) -> Vec<Con
     }
     out
 }
+
+/// Partition count of `topic` as the broker reports it, without creating it (0 when absent).
+pub fn partitions_of(topic: &str) -> usize {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        ClientConfig,
+    };
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("client");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .sum()
+}
