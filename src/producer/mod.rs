@@ -922,13 +922,19 @@ impl Worker {
         };
         self.topics_ready = None;
         if batch_bytes != self.kafka.batch_bytes {
-            self.kafka.batch_bytes = batch_bytes;
-            match new_client(&self.kafka, &self.stats, &self.failed_tx) {
+            let kafka = KafkaConfig {
+                batch_bytes,
+                ..self.kafka.clone()
+            };
+            match new_client(&kafka, &self.stats, &self.failed_tx) {
                 Ok(client) => {
                     self.producer = client;
+                    self.kafka = kafka;
                     log::info!(event = "kafka_batch_size_applied", batch_bytes = batch_bytes; "a new client sends batches fitted to the topics");
                 }
                 Err(e) => {
+                    // The same settings made the client at start-up, so this is not expected;
+                    // the old client goes on with its batch size, and refusals are counted.
                     log::error!(event = "kafka_client_replace_failed", code = crate::error::ErrorCode::code(&e); "{e}");
                 }
             }
