@@ -505,15 +505,7 @@ fn a_two_megabyte_frame_reaches_market_raw_whole_and_its_reject_the_dlq() {
 #[test]
 fn records_a_topic_refuses_for_good_are_counted_and_hold_up_nothing_else() {
     common::services();
-    let raw = common::unique("test.refuse.raw");
-    layer1::producer::ensure_topics_sized(
-        &common::brokers(),
-        &[&raw],
-        3,
-        2_000,
-        Duration::from_secs(10),
-    )
-    .expect("small raw topic");
+    let raw = common::sized_topic("test.refuse.raw", 3, 2_000);
     let journal = std::env::temp_dir().join(common::unique("journal-refuse"));
     let extra = [("KAFKA_TOPIC_RAW", raw.clone())];
     let (sim, topics, engine) =
@@ -566,32 +558,8 @@ fn records_a_topic_refuses_for_good_are_counted_and_hold_up_nothing_else() {
 #[test]
 fn batches_fit_topics_made_with_limits_under_the_batch_size() {
     common::services();
-    let (ticks, raw) = (
-        common::unique("test.fit.ticks"),
-        common::unique("test.fit.raw"),
-    );
-    for (topic, bytes) in [(&ticks, 60_000), (&raw, 100_000)] {
-        layer1::producer::ensure_topics_sized(
-            &common::brokers(),
-            &[topic],
-            1,
-            bytes,
-            Duration::from_secs(10),
-        )
-        .expect("small topic");
-    }
-    // A topic just created can be listed without its configuration for a moment.
-    assert!(
-        common::wait_until(Duration::from_secs(20), || {
-            layer1::producer::topic_limits(
-                &common::brokers(),
-                &[&ticks, &raw],
-                Duration::from_secs(10),
-            )
-            .is_ok_and(|l| l.len() == 2)
-        }),
-        "the limits are readable"
-    );
+    let ticks = common::sized_topic("test.fit.ticks", 1, 60_000);
+    let raw = common::sized_topic("test.fit.raw", 1, 100_000);
     let journal = std::env::temp_dir().join(common::unique("journal-fit"));
     let extra = [
         ("KAFKA_TOPIC_TICKS", ticks.clone()),
@@ -631,4 +599,152 @@ fn batches_fit_topics_made_with_limits_under_the_batch_size() {
     let _ = std::fs::remove_dir_all(&journal);
     layer1::producer::delete_topics(&common::brokers(), &[&ticks, &raw], Duration::from_secs(10))
         .expect("delete");
+}
+
+/// A topic's `max.message.bytes` lowered under the batch size while the engine runs: the topic
+/// refuses the batches in flight whole. The engine journals those records and what follows,
+/// reads the limits again, and drains through a client whose batches fit: nothing is refused
+/// for good, and every tick the simulator sent is in Kafka once.
+#[test]
+fn a_topic_limit_lowered_while_running_refits_the_batches_and_loses_nothing() {
+    common::services();
+    let (ticks, raw) = (
+        common::unique("test.refit.ticks"),
+        common::unique("test.refit.raw"),
+    );
+    // One partition, so each batch is as large as the linger lets it grow.
+    layer1::producer::ensure_topics(
+        &common::brokers(),
+        &[&ticks, &raw],
+        1,
+        Duration::from_secs(10),
+    )
+    .expect("topics");
+    let journal = std::env::temp_dir().join(common::unique("journal-refit"));
+    let extra = [
+        ("KAFKA_TOPIC_TICKS", ticks.clone()),
+        ("KAFKA_TOPIC_RAW", raw.clone()),
+        ("KAFKA_LINGER_MS", "200".to_owned()),
+    ];
+    let (sim, _, engine) = common::kite_quote_engine(20_000, 29, "test.refit", &journal, &extra);
+    let m = layer1::metrics::global();
+    let refused = |t: &str| m.kafka_refused_total.with_label_values(&[t]).get();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || common::acked(&ticks) > 5_000),
+        "ticks acknowledged before the limit is lowered: {}",
+        common::acked(&ticks)
+    );
+    layer1::producer::set_topic_limit(&common::brokers(), &ticks, 60_000, Duration::from_secs(10))
+        .expect("lower the limit");
+    let lowered_at = common::acked(&ticks);
+    let done = common::wait_until(Duration::from_secs(60), || {
+        common::acked(&ticks) > lowered_at + 40_000 || refused(&ticks) > 0
+    });
+    sim.set_rate(0).expect("pause generation");
+    std::thread::sleep(Duration::from_millis(500));
+    let p = engine.stop().producer.expect("producer report");
+    println!("{p:?}");
+    let sent = sim.stats().expect("stats").ticks_sent;
+    sim.shutdown();
+    assert_eq!(refused(&ticks), 0, "no tick refused for good: {p:?}");
+    assert!(
+        done,
+        "ticks acknowledged after the limit was lowered: {}",
+        common::acked(&ticks) - lowered_at
+    );
+    assert!(
+        p.journaled > 0,
+        "the refused batches went through the journal: {p:?}"
+    );
+    assert_eq!(p.drained, p.journaled, "{p:?}");
+    assert_eq!(
+        (p.refused, p.dropped, p.left_in_journal_bytes),
+        (0, 0, 0),
+        "{p:?}"
+    );
+    let total: u64 = sent.values().sum();
+    let records = common::consume_all(&ticks, total as usize, Duration::from_secs(60));
+    let mut per_instrument: HashMap<(Vendor, String), u64> = HashMap::new();
+    let mut last_volume: HashMap<(Vendor, String), f64> = HashMap::new();
+    let mut out_of_order = 0u64;
+    for (_, payload) in &records {
+        let v: serde_json::Value = serde_json::from_slice(payload).expect("tick json");
+        let inst = instrument_of(&v);
+        *per_instrument.entry(inst.clone()).or_default() += 1;
+        if let Some(vol) = v["volume"].as_f64() {
+            if vol < last_volume.insert(inst, vol).unwrap_or(0.0) {
+                out_of_order += 1;
+            }
+        }
+    }
+    println!(
+        "{} ticks consumed of {total} sent; {out_of_order} after a later tick of their instrument",
+        records.len()
+    );
+    assert_eq!(
+        per_instrument, sent,
+        "every tick the simulator sent is in Kafka once"
+    );
+    // Every batch sent after the refused one was as large, and was refused too: what the
+    // broker took is in order, and the rest came back through the journal in order behind it.
+    assert_eq!(out_of_order, 0, "order per instrument kept");
+    let _ = std::fs::remove_dir_all(&journal);
+    layer1::producer::delete_topics(&common::brokers(), &[&ticks, &raw], Duration::from_secs(10))
+        .expect("delete");
+}
+
+/// A topic's limit lowered while the engine runs under even the smallest batch (16 KiB, the
+/// start-up error's case): the one reading of the limits cuts the batch size to that, and what
+/// the topic refuses then is counted as refused for good, not sent round the journal again and
+/// again; the journal empties.
+#[test]
+fn a_limit_lowered_under_the_smallest_batch_is_read_once_then_refuses_for_good() {
+    common::services();
+    let ticks = common::sized_topic(
+        "test.refit-floor.ticks",
+        1,
+        layer1::producer::MAX_RECORD_BYTES,
+    );
+    let journal = std::env::temp_dir().join(common::unique("journal-refit-floor"));
+    let extra = [
+        ("KAFKA_TOPIC_TICKS", ticks.clone()),
+        ("KAFKA_LINGER_MS", "200".to_owned()),
+    ];
+    let (sim, topics, engine) =
+        common::kite_quote_engine(20_000, 31, "test.refit-floor", &journal, &extra);
+    let m = layer1::metrics::global();
+    let refused = || m.kafka_refused_total.with_label_values(&[&ticks]).get();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || common::acked(&ticks) > 5_000),
+        "ticks acknowledged before the limit is lowered"
+    );
+    layer1::producer::set_topic_limit(&common::brokers(), &ticks, 2_000, Duration::from_secs(10))
+        .expect("lower the limit");
+    // Refusals counted for a while, and the journal empty again (no cycle through it).
+    let settled = common::wait_until(Duration::from_secs(30), || {
+        refused() > 10_000 && m.journal_bytes.get() == 0
+    });
+    sim.set_rate(0).expect("pause generation");
+    std::thread::sleep(Duration::from_millis(500));
+    let p = engine.stop().producer.expect("producer report");
+    println!("{p:?}");
+    sim.shutdown();
+    assert!(
+        settled,
+        "refused for good and the journal empty: {} refused, journal {} bytes, {p:?}",
+        refused(),
+        m.journal_bytes.get()
+    );
+    assert!(
+        p.journaled > 0,
+        "the first refused batches waited for the reading: {p:?}"
+    );
+    assert_eq!((p.dropped, p.left_in_journal_bytes), (0, 0), "{p:?}");
+    let _ = std::fs::remove_dir_all(&journal);
+    layer1::producer::delete_topics(
+        &common::brokers(),
+        &[&ticks, &topics[1], &topics[2]],
+        Duration::from_secs(10),
+    )
+    .expect("delete");
 }

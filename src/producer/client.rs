@@ -16,8 +16,8 @@ use std::{
 use crossbeam_channel::Sender;
 use rdkafka::{
     admin::{
-        AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
-        TopicReplication,
+        AdminClient, AdminOptions, AlterConfig, NewTopic, OwnedResourceSpecifier,
+        ResourceSpecifier, TopicReplication,
     },
     client::{ClientContext, DefaultClientContext},
     config::ClientConfig,
@@ -83,6 +83,23 @@ pub fn refused_for_good(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::InvalidRecord
             | RDKafkaErrorCode::InvalidTimestamp
     )
+}
+
+/// Whether `f`, refused as too large, may have been refused for its batch rather than for
+/// itself: it is no larger than `batch_bytes` (librdkafka's `batch.size`), so it went in a batch
+/// with others, which a topic whose `max.message.bytes` was lowered under the batch size
+/// refuses whole. A record larger than a batch is sent alone: refused, it is refused for good.
+pub fn refused_for_its_batch(f: &FailedRecord, batch_bytes: usize) -> bool {
+    let bytes = f.payload.len()
+        + f.key.as_ref().map_or(0, Vec::len)
+        + f.headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum::<usize>();
+    matches!(
+        f.code,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+    ) && bytes <= batch_bytes
 }
 
 /// Size of the ring of receive times indexed by sequence number (a power of two above
@@ -435,6 +452,31 @@ fn admin(
     Ok((admin, opts))
 }
 
+/// Sets the `max.message.bytes` of an existing `topic` to `bytes`, as an operator would while
+/// the engine runs (for drills and tests: the engine reads the new limit when the topic refuses
+/// a batch under it).
+///
+/// # Errors
+/// [`ProducerError::Admin`] when the broker refuses or does not answer.
+pub fn set_topic_limit(
+    brokers: &str,
+    topic: &str,
+    bytes: usize,
+    timeout: Duration,
+) -> Result<(), ProducerError> {
+    let (admin, opts) = admin(brokers, timeout)?;
+    let value = bytes.to_string();
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+    let results = block_on(admin.alter_configs(&[change], &opts))
+        .map_err(|e| ProducerError::Admin(e.to_string()))?;
+    for r in results {
+        if let Err((_, code)) = r {
+            return Err(ProducerError::Admin(format!("alter {topic}: {code}")));
+        }
+    }
+    Ok(())
+}
+
 /// Deletes `topics` (what a bench made for one run: a run writes gigabytes that the broker
 /// would otherwise keep for its retention time). Topics that do not exist are not an error.
 ///
@@ -541,6 +583,40 @@ mod tests {
             E::Fail,
         ] {
             assert!(!super::refused_for_good(code), "{code:?}");
+        }
+    }
+
+    /// A record refused as too large is taken as refused for its batch only if it fits a batch
+    /// itself, key and headers included; any other refusal is not about its batch.
+    #[test]
+    fn a_record_under_the_batch_size_may_have_been_refused_for_its_batch() {
+        let record = |code, payload: usize| super::FailedRecord {
+            seq: 1,
+            topic: "market.ticks".into(),
+            key: Some(b"kite:256265".to_vec()),
+            payload: vec![b'x'; payload],
+            headers: vec![("vendor".into(), b"kite".to_vec())],
+            error: String::new(),
+            code,
+        };
+        // 11 key bytes and 10 header bytes: 979 bytes of payload make a 1,000-byte record.
+        assert!(super::refused_for_its_batch(
+            &record(E::MessageSizeTooLarge, 979),
+            1_000
+        ));
+        assert!(super::refused_for_its_batch(
+            &record(E::MessageBatchTooLarge, 10),
+            1_000
+        ));
+        assert!(!super::refused_for_its_batch(
+            &record(E::MessageSizeTooLarge, 980),
+            1_000
+        ));
+        for code in [E::InvalidRecord, E::InvalidMessageSize, E::MessageTimedOut] {
+            assert!(
+                !super::refused_for_its_batch(&record(code, 10), 1_000),
+                "{code:?}"
+            );
         }
     }
 

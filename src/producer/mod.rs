@@ -43,7 +43,8 @@ use std::{
 pub use capture_files::CAPTURE_RETRY;
 pub use client::{
     check_broker, delete_topics, ensure_topics, ensure_topics_sized, producer_config,
-    refused_for_good, topic_limits, DeliveryStats, FailedRecord, MAX_RECORD_BYTES, MIN_BATCH_BYTES,
+    refused_for_good, refused_for_its_batch, set_topic_limit, topic_limits, DeliveryStats,
+    FailedRecord, MAX_RECORD_BYTES, MIN_BATCH_BYTES,
 };
 use crossbeam_channel::Receiver;
 pub use encode::TICK_SCHEMA_VERSION;
@@ -61,6 +62,7 @@ use crate::{
     journal::{Journal, JournalError, LoadedSegment, OwnedRecord, RecordRef},
     parsers::FrameKind,
     rawpool::RawBuf,
+    shutdown::Shutdown,
     tick::Tick,
     vendor::Vendor,
 };
@@ -410,6 +412,8 @@ pub fn spawn(
                 live_coverage: settings.live_coverage.clone(),
                 final_drain: false,
                 topics_ready: settings.topics_ready.clone(),
+                refit: None,
+                refit_unchanged_at: None,
             };
             let mut queues = queues;
             w.run(&mut queues, settings.batch.max(1), &thread_wake);
@@ -467,6 +471,16 @@ impl DrainState {
 /// At most this many journal records are in flight at once while draining.
 const DRAIN_WINDOW: usize = 20_000;
 
+/// Pace of the thread that reads the topics' limits again after a refused batch, while the
+/// broker does not answer.
+const REFIT_PACE: Duration = Duration::from_millis(500);
+
+/// After a reading of the topics' limits that left the batch size as it was, how long refused
+/// batches are taken as refused for good before the limits are read again: a refusal that
+/// reading cannot mend (a topic too small for even the smallest batch) costs one reading a
+/// minute, not one per refused record.
+const REFIT_AGAIN: Duration = Duration::from_secs(60);
+
 /// Delivery-report events served per producer turn at most (each covers one produce request).
 const MAX_REPORT_EVENTS: usize = 256;
 
@@ -510,8 +524,14 @@ struct Worker {
     live_coverage: Option<Arc<crate::backfill::LiveCoverage>>,
     /// The journal's last segment is draining; intake is held until it is acknowledged.
     final_drain: bool,
-    /// Topics not ready at start-up: no drain starts until they are ([`TopicsReady`]).
+    /// Topics not ready (at start-up, or their limits being read again after a refused batch):
+    /// no drain starts until they are ([`TopicsReady`]).
     topics_ready: Option<TopicsReady>,
+    /// The thread reading the topics' limits again after a refused batch, and its stop.
+    refit: Option<(Shutdown, JoinHandle<()>)>,
+    /// When the last reading found the batch size already fitted: refused batches are then
+    /// settled as refused for good until [`REFIT_AGAIN`] has passed.
+    refit_unchanged_at: Option<Instant>,
 }
 
 /// Why the journal refuses records, which decides when a refusal episode ends.
@@ -832,7 +852,7 @@ impl Worker {
                 .drain
                 .as_ref()
                 .is_some_and(|d| f.seq >= d.base && f.seq < d.base + d.buf.acked.len() as u64);
-            if refused_for_good(f.code) {
+            if refused_for_good(f.code) && !self.refit_may_mend(&f) {
                 // Sent again it would fail again: settled where it is (a journal record as if
                 // acknowledged, so its segment can commit), counted and logged, and no outage.
                 if let Some(d) = self.drain.as_mut().filter(|_| in_drain) {
@@ -841,6 +861,11 @@ impl Worker {
                 }
                 note_refused(&mut self.report, &f.topic, f.payload.len(), f.code);
                 continue;
+            }
+            if refused_for_good(f.code) {
+                // A batch too large for a topic whose limit was lowered: handled as an outage
+                // (the record is sent again, from the journal) once the batch size fits again.
+                self.refit_batches(&f);
             }
             if in_drain {
                 // Still in its segment on disk; it is sent again when draining resumes.
@@ -855,6 +880,47 @@ impl Worker {
             }
         }
         self.apply_drain_acks();
+    }
+
+    /// Whether reading the topics' limits again may mend the refusal of `f`: it may have been
+    /// refused for its batch ([`refused_for_its_batch`]) and a reading is wanted
+    /// ([`refit_wanted`]).
+    fn refit_may_mend(&self, f: &FailedRecord) -> bool {
+        refused_for_its_batch(f, self.kafka.batch_bytes)
+            && refit_wanted(
+                self.topics_ready.is_some(),
+                self.kafka.batch_bytes,
+                self.refit_unchanged_at,
+            )
+    }
+
+    /// A topic refused a batch of records that each fit the batch size: its limit must have
+    /// been lowered since it was read. The producer spills (the caller rescues the record), a
+    /// `topics` thread reads the limits again ([`prepare_later`]), and no drain starts until it
+    /// has: the journal then drains through a client whose batches fit ([`Self::topics_made_ready`]).
+    fn refit_batches(&mut self, f: &FailedRecord) {
+        if self.topics_ready.is_some() {
+            return;
+        }
+        // Records librdkafka holds unsent come back (as failed reports, rescued into the journal
+        // in order ahead of the spill) rather than going out in batches that may now fit: sent
+        // ahead of this refused one, they would put later ticks of an instrument before it.
+        // Records already sent stay, to be acknowledged or refused: purging them could write
+        // twice what the broker took.
+        self.producer.base().purge(PurgeConfig::default().queue());
+        log::error!(event = "kafka_batch_refused", code = "PRODUCER_TOPIC_LIMIT", topic = f.topic.as_str(), kafka_error = format!("{:?}", f.code), batch_bytes = self.kafka.batch_bytes; "the topic refused a batch of records each under the batch size: its max.message.bytes must have been lowered; records go to the journal while its limit is read again and the batches fitted to it");
+        let stop = Shutdown::new();
+        match prepare_later(self.kafka.clone(), stop.clone(), REFIT_PACE) {
+            Ok((ready, join)) => {
+                self.topics_ready = Some(ready);
+                self.refit = Some((stop, join));
+            }
+            Err(e) => {
+                // Sent again as they are: if refused again, settled for good (counted, logged).
+                log::error!(event = "kafka_refit_failed", code = "PRODUCER_TOPIC_LIMIT"; "cannot start the thread that reads the topics' limits: {e}");
+                self.refit_unchanged_at = Some(Instant::now());
+            }
+        }
     }
 
     fn apply_drain_acks(&mut self) {
@@ -921,6 +987,11 @@ impl Worker {
             return false;
         };
         self.topics_ready = None;
+        if let Some((_, join)) = self.refit.take() {
+            // Its mark was its last act.
+            let _ = join.join();
+            self.refit_unchanged_at = (batch_bytes == self.kafka.batch_bytes).then(Instant::now);
+        }
         if batch_bytes != self.kafka.batch_bytes {
             let kafka = KafkaConfig {
                 batch_bytes,
@@ -1124,9 +1195,18 @@ impl Worker {
                 .flush(Duration::from_millis(50), MAX_REPORT_EVENTS);
             self.turn();
             let settled = self.stats.in_flight() == 0 && self.rescue.is_empty();
-            if settled && (self.mode == Mode::Direct || self.mode == Mode::Spill) {
+            // A reading of the topics' limits after a refused batch is waited for: the broker
+            // answered moments ago, and the journal can drain once it is done.
+            let refitting = self.refit.is_some();
+            if settled && (self.mode == Mode::Direct || (self.mode == Mode::Spill && !refitting)) {
                 break;
             }
+        }
+        if let Some((stop, join)) = self.refit.take() {
+            // Still reading the topics' limits: the journal waits for the next start, which
+            // reads them itself.
+            stop.trigger();
+            let _ = join.join();
         }
         // Whatever librdkafka still holds comes back as failed reports and is journaled.
         if self.stats.in_flight() > 0 {
@@ -1182,6 +1262,17 @@ impl Worker {
         );
         Ok(r)
     }
+}
+
+/// Whether a record refused for its batch is sent again after reading the topics' limits: yes
+/// while a reading is `pending` (its records wait in the journal for it); otherwise only if a
+/// reading can lower `batch_bytes` (not at [`MIN_BATCH_BYTES`] already: a topic too small even
+/// for that, the start-up error, refuses for good) and the last reading, if it changed nothing
+/// (`unchanged_at`), is [`REFIT_AGAIN`] old.
+fn refit_wanted(pending: bool, batch_bytes: usize, unchanged_at: Option<Instant>) -> bool {
+    pending
+        || (batch_bytes > MIN_BATCH_BYTES
+            && unchanged_at.is_none_or(|t| t.elapsed() >= REFIT_AGAIN))
 }
 
 /// Accounts for a record Kafka refused for good: `kafka_records_refused_total{topic}`, the
@@ -1253,7 +1344,25 @@ fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{Mode, Refusal};
+    use std::time::{Duration, Instant};
+
+    use super::{refit_wanted, Mode, Refusal, MIN_BATCH_BYTES, REFIT_AGAIN};
+
+    /// The limits are read again for a batch refusal unless no reading can lower the batch size
+    /// (at the smallest batch) or the last one, under a minute ago, changed nothing; records
+    /// refused while a reading is pending always wait for it.
+    #[test]
+    fn the_limits_are_read_again_only_when_a_reading_may_lower_the_batch_size() {
+        let now = Instant::now();
+        let long_ago = now.checked_sub(REFIT_AGAIN + Duration::from_secs(1));
+        assert!(refit_wanted(false, 1_000_000, None));
+        assert!(!refit_wanted(false, 1_000_000, Some(now)));
+        assert!(refit_wanted(false, 1_000_000, long_ago));
+        assert!(!refit_wanted(false, MIN_BATCH_BYTES, None));
+        assert!(!refit_wanted(false, MIN_BATCH_BYTES, long_ago));
+        assert!(refit_wanted(true, MIN_BATCH_BYTES, Some(now)));
+        assert!(refit_wanted(true, 1_000_000, Some(now)));
+    }
 
     /// At the cap an episode lasts until the journal has room, whatever the mode (in Spill it
     /// cannot gain any); failing to write, until the producer stops writing to it (Direct), room

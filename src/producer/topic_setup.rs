@@ -63,9 +63,10 @@ pub fn prepare(kafka: &mut KafkaConfig, timeout: Duration) -> Result<usize, Prod
     Ok(n)
 }
 
-/// For an engine started while the broker did not answer: a thread ("topics") that tries
-/// [`prepare`] every `every` until the broker answers or `shutdown`, then marks the returned
-/// [`TopicsReady`] with the fitted batch size. The producer, given it, journals until then.
+/// For an engine started while the broker did not answer, or a producer whose batches a topic
+/// refused: a thread ("topics") that tries [`prepare`] at once and then every `every` until the
+/// broker answers or `shutdown`, then marks the returned [`TopicsReady`] with the batch size
+/// fitted to the topics. The producer, given it, journals until then.
 ///
 /// # Errors
 /// The thread could not be started.
@@ -79,10 +80,13 @@ pub fn prepare_later(
     let join = std::thread::Builder::new()
         .name("topics".into())
         .spawn(move || {
-            while !shutdown.wait_for(every, Duration::from_millis(50)) {
+            loop {
                 if prepare(&mut kafka, Duration::from_secs(2)).is_ok() {
                     log::info!(event = "kafka_topics_ready", batch_bytes = kafka.batch_bytes; "the broker answered: topics made, the journal drains");
                     marker.mark(kafka.batch_bytes);
+                    return;
+                }
+                if shutdown.wait_for(every, Duration::from_millis(50)) {
                     return;
                 }
             }

@@ -99,6 +99,29 @@ pub fn kite_quote_engine(
     (sim, topics, engine)
 }
 
+/// A topic unique to this run (named from `prefix`) made with `partitions` and a
+/// `max.message.bytes` of `bytes`, returned once its limit can be read back (a topic just created
+/// can be listed without its configuration for a moment).
+pub fn sized_topic(prefix: &str, partitions: i32, bytes: usize) -> String {
+    let topic = unique(prefix);
+    layer1::producer::ensure_topics_sized(
+        &brokers(),
+        &[&topic],
+        partitions,
+        bytes,
+        Duration::from_secs(10),
+    )
+    .expect("sized topic");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            layer1::producer::topic_limits(&brokers(), &[&topic], Duration::from_secs(10))
+                .is_ok_and(|l| l.len() == 1)
+        }),
+        "the limit of {topic} is readable"
+    );
+    topic
+}
+
 /// Records of `topic` Kafka has acknowledged to this process's engine so far.
 pub fn acked(topic: &str) -> u64 {
     layer1::metrics::global()
