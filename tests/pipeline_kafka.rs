@@ -530,7 +530,8 @@ fn records_a_topic_refuses_for_good_are_counted_and_hold_up_nothing_else() {
         "raw frames refused and counted: {}",
         refused.get()
     );
-    assert_eq!(m.journal_bytes.get(), 0, "nothing journaled");
+    // Nothing journaled: asserted on this engine's own report below (the `journal_bytes` gauge
+    // is the whole process's, and other tests of this binary journal).
     sim.set_rate(0).expect("pause generation");
     std::thread::sleep(Duration::from_millis(500));
     let p = engine.stop().producer.expect("producer report");
@@ -720,21 +721,14 @@ fn a_limit_lowered_under_the_smallest_batch_is_read_once_then_refuses_for_good()
     );
     layer1::producer::set_topic_limit(&common::brokers(), &ticks, 2_000, Duration::from_secs(10))
         .expect("lower the limit");
-    // Refusals counted for a while, and the journal empty again (no cycle through it).
-    let settled = common::wait_until(Duration::from_secs(30), || {
-        refused() > 10_000 && m.journal_bytes.get() == 0
-    });
+    // Refusals counted for a while (going round the journal instead, none would be).
+    let settled = common::wait_until(Duration::from_secs(30), || refused() > 10_000);
     sim.set_rate(0).expect("pause generation");
     std::thread::sleep(Duration::from_millis(500));
     let p = engine.stop().producer.expect("producer report");
     println!("{p:?}");
     sim.shutdown();
-    assert!(
-        settled,
-        "refused for good and the journal empty: {} refused, journal {} bytes, {p:?}",
-        refused(),
-        m.journal_bytes.get()
-    );
+    assert!(settled, "refused for good: {} refused, {p:?}", refused());
     assert!(
         p.journaled > 0,
         "the first refused batches waited for the reading: {p:?}"

@@ -991,6 +991,9 @@ impl Worker {
             // Its mark was its last act.
             let _ = join.join();
             self.refit_unchanged_at = (batch_bytes == self.kafka.batch_bytes).then(Instant::now);
+            if self.refit_unchanged_at.is_some() {
+                log::warn!(event = "kafka_batch_size_unchanged", code = "PRODUCER_TOPIC_LIMIT", batch_bytes = batch_bytes; "the topics' limits, read again, leave the batch size as it was: records refused as too large are refused for good for the next {} s", REFIT_AGAIN.as_secs());
+            }
         }
         if batch_bytes != self.kafka.batch_bytes {
             let kafka = KafkaConfig {
