@@ -454,7 +454,8 @@ fn admin(
 
 /// Sets the `max.message.bytes` of an existing `topic` to `bytes`, as an operator would while
 /// the engine runs (for drills and tests: the engine reads the new limit when the topic refuses
-/// a batch under it).
+/// a batch under it). Kafka's AlterConfigs replaces the topic's whole set of dynamic settings:
+/// any other setting made on the topic returns to the broker's default.
 ///
 /// # Errors
 /// [`ProducerError::Admin`] when the broker refuses or does not answer.
