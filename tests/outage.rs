@@ -147,8 +147,6 @@ fn stops_with_nothing_refused_dropped_or_left(handle: producer::ProducerHandle) 
     report
 }
 
-/// A topic of the test's own with `partitions` and a 60,000-byte `max.message.bytes`, its limit
-/// readable (a topic just created can be listed without its configuration for a moment).
 fn journal_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(common::unique(name))
 }
@@ -298,6 +296,47 @@ fn a_producer_sends_nothing_until_its_topics_are_ready_then_batches_that_fit_the
     assert!(report.journaled >= 30_000, "{report:?}");
     assert_eq!(report.drained, report.journaled);
     assert_exactly_once_in_order(&topic, 40_000);
+    let _ = std::fs::remove_dir_all(&journal);
+}
+
+/// A stop that comes while the topics' limits are being read again (a topic refused a batch under
+/// a limit lowered while the producer ran) waits for the reading, within the flush's bound, and
+/// drains the journal through batches that fit: nothing is left for the next start, nothing is
+/// refused for good, and every record arrives once, in order per key.
+#[test]
+fn a_stop_during_a_reading_of_the_topic_limits_waits_for_it_and_drains() {
+    let _g = serial();
+    let topic = common::sized_topic("test.outage.refit-stop", 1, producer::MAX_RECORD_BYTES);
+    let journal = journal_dir("journal-refit-stop");
+    let mut s = settings(&topic, journal.clone());
+    s.kafka.linger_ms = 200;
+    s.flush_timeout = Duration::from_secs(60);
+    let (tx, rx) = producer::queue(65_536);
+    let handle = producer::spawn(s, vec![rx]).expect("producer");
+    producer::set_topic_limit(&common::brokers(), &topic, 60_000, Duration::from_secs(10))
+        .expect("lower the limit");
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            producer::topic_limits(&common::brokers(), &[&topic], Duration::from_secs(10))
+                .is_ok_and(|l| l == [(topic.clone(), 60_000)])
+        }),
+        "the lowered limit is in force"
+    );
+    const RECORDS: u64 = 60_000;
+    for seq in 0..RECORDS {
+        tx.send(record(seq)).expect("queue");
+    }
+    // Stopped at once: the first full batch is refused while the producer stops.
+    drop(tx);
+    let report = stops_with_nothing_refused_dropped_or_left(handle);
+    assert!(
+        report.journaled > 0,
+        "refused batches journaled: {report:?}"
+    );
+    assert_eq!(report.drained, report.journaled, "{report:?}");
+    assert_exactly_once_in_order(&topic, RECORDS);
+    producer::delete_topics(&common::brokers(), &[&topic], Duration::from_secs(10))
+        .expect("delete");
     let _ = std::fs::remove_dir_all(&journal);
 }
 
