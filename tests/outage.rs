@@ -335,9 +335,7 @@ fn a_stop_during_a_reading_of_the_topic_limits_waits_for_it_and_drains() {
     );
     assert_eq!(report.drained, report.journaled, "{report:?}");
     assert_exactly_once_in_order(&topic, RECORDS);
-    producer::delete_topics(&common::brokers(), &[&topic], Duration::from_secs(10))
-        .expect("delete");
-    let _ = std::fs::remove_dir_all(&journal);
+    common::remove_run(&[&topic], &journal);
 }
 
 /// Batches fitted to a topic hold for records no compressor can shrink, whatever the codec:
@@ -397,9 +395,7 @@ fn incompressible_records_fit_their_topic(codec: &'static str) {
     );
     drop(tx);
     stops_with_nothing_refused_dropped_or_left(handle);
-    producer::delete_topics(&common::brokers(), &[&topic], Duration::from_secs(10))
-        .expect("delete");
-    let _ = std::fs::remove_dir_all(&journal);
+    common::remove_run(&[&topic], &journal);
 }
 
 /// The engine started while the broker is down makes its topics once the broker answers, before
@@ -417,11 +413,7 @@ fn an_engine_started_with_the_broker_down_makes_its_topics_before_producing() {
         ..Default::default()
     })
     .expect("sim");
-    let topics = [
-        common::unique("test.outage.late.ticks"),
-        common::unique("test.outage.late.raw"),
-        common::unique("test.outage.late.dlq"),
-    ];
+    let topics = common::run_topics("test.outage.late");
     let journal = journal_dir("journal-late");
     let subscribe: Vec<String> = (1..=50u32)
         .map(|i| format!("kite:{}@quote", i * 256 + 1))
@@ -481,13 +473,7 @@ fn an_engine_started_with_the_broker_down_makes_its_topics_before_producing() {
     );
     let got = common::consume_all(&topics[0], sent as usize, Duration::from_secs(30)).len() as u64;
     assert_eq!(got, sent, "every tick the simulator sent is in Kafka once");
-    producer::delete_topics(
-        &common::brokers(),
-        &[&topics[0], &topics[1], &topics[2]],
-        Duration::from_secs(10),
-    )
-    .expect("delete");
-    let _ = std::fs::remove_dir_all(&journal);
+    common::remove_run(&[&topics[0], &topics[1], &topics[2]], &journal);
 }
 
 /// `layer1 run` against the simulator is SIGKILLed mid-stream: what reached Kafka plus what is

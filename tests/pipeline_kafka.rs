@@ -64,11 +64,7 @@ fn start(rate: u64) -> Run {
         ..SimConfig::default()
     })
     .expect("sim");
-    let topics = [
-        common::unique("test.e2e.ticks"),
-        common::unique("test.e2e.raw"),
-        common::unique("test.e2e.dlq"),
-    ];
+    let topics = common::run_topics("test.e2e");
     let journal = std::env::temp_dir().join(common::unique("journal-e2e"));
     Run {
         sim,
@@ -279,11 +275,7 @@ fn paced_replay_keeps_the_recorded_spacing_and_yields_the_fast_replays_ticks() {
         w.flush().expect("flush");
     }
     let replay = |paced: bool| {
-        let topics = [
-            common::unique("test.replay.ticks"),
-            common::unique("test.replay.raw"),
-            common::unique("test.replay.dlq"),
-        ];
+        let topics = common::run_topics("test.replay");
         let mut vars = common::kite_engine_vars("ws://127.0.0.1:1".into(), &topics, 1, &dir);
         vars.push(("SUBSCRIBE", "kite:408065@full".into()));
         let cfg = common::config(vars);
@@ -597,9 +589,7 @@ fn batches_fit_topics_made_with_limits_under_the_batch_size() {
             "every record sent to {topic} is acknowledged"
         );
     }
-    let _ = std::fs::remove_dir_all(&journal);
-    layer1::producer::delete_topics(&common::brokers(), &[&ticks, &raw], Duration::from_secs(10))
-        .expect("delete");
+    common::remove_run(&[&ticks, &raw], &journal);
 }
 
 /// A topic's `max.message.bytes` lowered under the batch size while the engine runs: the topic
@@ -609,25 +599,17 @@ fn batches_fit_topics_made_with_limits_under_the_batch_size() {
 #[test]
 fn a_topic_limit_lowered_while_running_refits_the_batches_and_loses_nothing() {
     common::services();
-    let (ticks, raw) = (
-        common::unique("test.refit.ticks"),
-        common::unique("test.refit.raw"),
-    );
     // One partition, so each batch is as large as the linger lets it grow.
-    layer1::producer::ensure_topics(
-        &common::brokers(),
-        &[&ticks, &raw],
-        1,
-        Duration::from_secs(10),
-    )
-    .expect("topics");
+    let ticks = common::sized_topic("test.refit.ticks", 1, layer1::producer::MAX_RECORD_BYTES);
+    let raw = common::sized_topic("test.refit.raw", 1, layer1::producer::MAX_RECORD_BYTES);
     let journal = std::env::temp_dir().join(common::unique("journal-refit"));
     let extra = [
         ("KAFKA_TOPIC_TICKS", ticks.clone()),
         ("KAFKA_TOPIC_RAW", raw.clone()),
         ("KAFKA_LINGER_MS", "200".to_owned()),
     ];
-    let (sim, _, engine) = common::kite_quote_engine(20_000, 29, "test.refit", &journal, &extra);
+    let (sim, topics, engine) =
+        common::kite_quote_engine(20_000, 29, "test.refit", &journal, &extra);
     let m = layer1::metrics::global();
     let refused = |t: &str| m.kafka_refused_total.with_label_values(&[t]).get();
     assert!(
@@ -689,9 +671,7 @@ fn a_topic_limit_lowered_while_running_refits_the_batches_and_loses_nothing() {
     // Every batch sent after the refused one was as large, and was refused too: what the
     // broker took is in order, and the rest came back through the journal in order behind it.
     assert_eq!(out_of_order, 0, "order per instrument kept");
-    let _ = std::fs::remove_dir_all(&journal);
-    layer1::producer::delete_topics(&common::brokers(), &[&ticks, &raw], Duration::from_secs(10))
-        .expect("delete");
+    common::remove_run(&[&ticks, &raw, &topics[2]], &journal);
 }
 
 /// A topic's limit lowered while the engine runs under even the smallest batch (16 KiB, the
@@ -734,11 +714,5 @@ fn a_limit_lowered_under_the_smallest_batch_is_read_once_then_refuses_for_good()
         "the first refused batches waited for the reading: {p:?}"
     );
     assert_eq!((p.dropped, p.left_in_journal_bytes), (0, 0), "{p:?}");
-    let _ = std::fs::remove_dir_all(&journal);
-    layer1::producer::delete_topics(
-        &common::brokers(),
-        &[&ticks, &topics[1], &topics[2]],
-        Duration::from_secs(10),
-    )
-    .expect("delete");
+    common::remove_run(&[&ticks, &topics[1], &topics[2]], &journal);
 }

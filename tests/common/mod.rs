@@ -80,11 +80,7 @@ pub fn kite_quote_engine(
         ..SimConfig::default()
     })
     .expect("simulator starts");
-    let topics = [
-        unique(&format!("{prefix}.ticks")),
-        unique(&format!("{prefix}.raw")),
-        unique(&format!("{prefix}.dlq")),
-    ];
+    let topics = run_topics(prefix);
     let subscribe: Vec<String> = (1..=200u32)
         .map(|i| format!("kite:{}@quote", i * 256 + 1))
         .collect();
@@ -97,6 +93,23 @@ pub fn kite_quote_engine(
     ]);
     let engine = Engine::start(Arc::new(config(vars)), Shutdown::new()).expect("engine starts");
     (sim, topics, engine)
+}
+
+/// A run's three topics, ticks, raw and DLQ, named from `prefix` and unique to this test run.
+pub fn run_topics(prefix: &str) -> [String; 3] {
+    [
+        unique(&format!("{prefix}.ticks")),
+        unique(&format!("{prefix}.raw")),
+        unique(&format!("{prefix}.dlq")),
+    ]
+}
+
+/// Deletes what a test made for its run: its `topics` (a run's topics hold what it wrote until
+/// the broker's retention time) and its `journal` directory.
+pub fn remove_run(topics: &[&str], journal: &Path) {
+    let _ = std::fs::remove_dir_all(journal);
+    layer1::producer::delete_topics(&brokers(), topics, Duration::from_secs(10))
+        .expect("delete the run's topics");
 }
 
 /// A topic unique to this run (named from `prefix`) made with `partitions` and a
